@@ -1,0 +1,65 @@
+# weft — run `make help` for the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+TOOLS := $(CURDIR)/.tools
+export PATH := $(TOOLS):$(PATH)
+
+PROTOC_GEN_GO_VERSION := v1.36.6
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+STATICCHECK_VERSION := 2025.1.1
+PROTOS := $(shell find api -name '*.proto')
+
+.PHONY: help
+help: ## show this help
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/weft and bin/weft-proxy
+	$(GO) build -o $(BIN)/ ./cmd/weft ./cmd/weft-proxy
+
+.PHONY: demo
+demo: build ## build everything and run `weft up --demo`
+	$(BIN)/weft up --demo
+
+.PHONY: deps
+deps: ## install the Debian packages the tests need (run as root)
+	./scripts/install-deps.sh
+
+.PHONY: test
+test: deps build ## the full suite: unit tests, then end-to-end tests on the real binaries
+	$(GO) vet ./...
+	$(GO) test -count=1 -race ./...
+	WEFT_BIN=$(BIN) $(GO) test -count=1 -tags e2e -timeout 15m ./test/e2e/...
+
+.PHONY: test-unit
+test-unit: ## unit tests only
+	$(GO) test -count=1 -race ./...
+
+.PHONY: test-e2e
+test-e2e: build ## end-to-end tests only
+	WEFT_BIN=$(BIN) $(GO) test -count=1 -tags e2e -timeout 15m -v ./test/e2e/...
+
+.PHONY: lint
+lint: $(TOOLS)/staticcheck ## gofmt, go vet and staticcheck
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e/...
+	$(TOOLS)/staticcheck ./...
+
+.PHONY: gen
+gen: $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## regenerate the protobuf Go code
+	@command -v protoc >/dev/null || { echo "protoc missing: make deps"; exit 1; }
+	protoc --go_out=. --go_opt=paths=source_relative \
+	       --go-grpc_out=. --go-grpc_opt=paths=source_relative $(PROTOS)
+
+.PHONY: check-gen
+check-gen: gen ## prove the generated code is current
+	git diff --exit-code -- api/
+
+$(TOOLS)/protoc-gen-go:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(TOOLS)/protoc-gen-go-grpc:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+$(TOOLS)/staticcheck:
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

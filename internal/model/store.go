@@ -1,0 +1,283 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Changes is one batch of edits from one source.
+type Changes struct {
+	PutServices     []*Service
+	DeleteServices  []Ref
+	PutWorkloads    []*Workload
+	DeleteWorkloads []Ref
+}
+
+// Store holds the mesh's objects, each owned by the source that put it,
+// and publishes a new Snapshot for each batch of changes. Endpoints are
+// rebuilt incrementally: a workload change touches only the services of
+// its namespace, and only those whose selector matches it.
+type Store struct {
+	mu        sync.Mutex
+	snap      atomic.Pointer[Snapshot]
+	services  map[Ref]owned[*Service]
+	workloads map[Ref]owned[*Workload]
+	// endpoints of each service, by endpoint ID.
+	endpoints   map[Ref]map[string]*Endpoint
+	nsServices  map[string]map[Ref]bool
+	nsWorkloads map[string]map[Ref]bool
+}
+
+type owned[T any] struct {
+	source string
+	obj    T
+}
+
+// NewStore returns an empty store.
+func NewStore() *Store {
+	s := &Store{
+		services:    map[Ref]owned[*Service]{},
+		workloads:   map[Ref]owned[*Workload]{},
+		endpoints:   map[Ref]map[string]*Endpoint{},
+		nsServices:  map[string]map[Ref]bool{},
+		nsWorkloads: map[string]map[Ref]bool{},
+	}
+	s.snap.Store(emptySnapshot())
+	return s
+}
+
+// Snapshot returns the current snapshot.
+func (s *Store) Snapshot() *Snapshot { return s.snap.Load() }
+
+// ErrOwnedElsewhere is returned for an object another source already put.
+var ErrOwnedElsewhere = errors.New("already declared by another source")
+
+// WorkloadOwner returns which source put the workload, if any.
+func (s *Store) WorkloadOwner(r Ref) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.workloads[r]
+	return o.source, ok
+}
+
+// Apply makes the changes of one source and publishes a snapshot if
+// anything changed. Objects must be valid. An object another source owns is
+// left as it is and reported in the returned error; the rest still apply.
+func (s *Store) Apply(source string, c Changes) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.snap.Load()
+	next := &Snapshot{
+		Version:    old.Version + 1,
+		services:   old.services,
+		workloads:  old.workloads,
+		superseded: make(chan struct{}),
+	}
+	b := &batch{Store: s, next: next, dirty: map[Ref]bool{}}
+	var errs []error
+	for _, r := range c.DeleteServices {
+		errs = append(errs, b.deleteService(source, r))
+	}
+	for _, r := range c.DeleteWorkloads {
+		errs = append(errs, b.deleteWorkload(source, r))
+	}
+	for _, svc := range c.PutServices {
+		errs = append(errs, b.putService(source, svc))
+	}
+	for _, w := range c.PutWorkloads {
+		errs = append(errs, b.putWorkload(source, w))
+	}
+	if b.changed {
+		b.publish()
+		s.snap.Store(next)
+		close(old.superseded)
+	}
+	return errors.Join(errs...)
+}
+
+// batch is one Apply in progress. It copies the snapshot's maps on first
+// write, so the published snapshot is never modified.
+type batch struct {
+	*Store
+	next            *Snapshot
+	copiedServices  bool
+	copiedWorkloads bool
+	changed         bool
+	dirty           map[Ref]bool // services whose endpoints or definition changed
+}
+
+func (b *batch) conflict(kind string, r Ref, owner string) error {
+	return &ObjectError{Kind: kind, Ref: r, Err: fmt.Errorf("%w (%s)", ErrOwnedElsewhere, owner)}
+}
+
+func (b *batch) deleteService(source string, r Ref) error {
+	o, ok := b.services[r]
+	if !ok {
+		return nil
+	}
+	if o.source != source {
+		return b.conflict("Service", r, o.source)
+	}
+	delete(b.services, r)
+	delete(b.endpoints, r)
+	delete(b.nsServices[r.Namespace], r)
+	b.writeServices()
+	delete(b.next.services, r)
+	delete(b.dirty, r)
+	b.changed = true
+	return nil
+}
+
+func (b *batch) putService(source string, svc *Service) error {
+	r := svc.Ref
+	o, ok := b.services[r]
+	if ok && o.source != source {
+		return b.conflict("Service", r, o.source)
+	}
+	if ok && o.obj.Equal(svc) {
+		return nil
+	}
+	b.services[r] = owned[*Service]{source, svc}
+	addIndex(b.nsServices, r)
+	eps := map[string]*Endpoint{}
+	for wr := range b.nsWorkloads[r.Namespace] {
+		if ep := endpointFor(svc, b.workloads[wr].obj); ep != nil {
+			eps[ep.ID] = ep
+		}
+	}
+	b.endpoints[r] = eps
+	b.dirty[r] = true
+	b.changed = true
+	return nil
+}
+
+func (b *batch) deleteWorkload(source string, r Ref) error {
+	o, ok := b.workloads[r]
+	if !ok {
+		return nil
+	}
+	if o.source != source {
+		return b.conflict("Workload", r, o.source)
+	}
+	delete(b.workloads, r)
+	delete(b.nsWorkloads[r.Namespace], r)
+	b.writeWorkloads()
+	delete(b.next.workloads, r)
+	b.reindexWorkload(r, nil)
+	b.changed = true
+	return nil
+}
+
+func (b *batch) putWorkload(source string, w *Workload) error {
+	r := w.Ref
+	o, ok := b.workloads[r]
+	if ok && o.source != source {
+		return b.conflict("Workload", r, o.source)
+	}
+	if ok && o.obj.Equal(w) {
+		return nil
+	}
+	b.workloads[r] = owned[*Workload]{source, w}
+	addIndex(b.nsWorkloads, r)
+	b.writeWorkloads()
+	b.next.workloads[r] = w
+	b.reindexWorkload(r, w)
+	b.changed = true
+	return nil
+}
+
+// reindexWorkload updates the workload's endpoint in each service of its
+// namespace; w is nil when the workload is gone.
+func (b *batch) reindexWorkload(r Ref, w *Workload) {
+	id := r.String()
+	for sr := range b.nsServices[r.Namespace] {
+		eps := b.endpoints[sr]
+		old, had := eps[id]
+		var ep *Endpoint
+		if w != nil {
+			ep = endpointFor(b.services[sr].obj, w)
+		}
+		switch {
+		case ep != nil && (!had || !old.Equal(ep)):
+			eps[id] = ep
+			b.dirty[sr] = true
+		case ep == nil && had:
+			delete(eps, id)
+			b.dirty[sr] = true
+		}
+	}
+}
+
+// publish makes a new ServiceState for each service that changed.
+func (b *batch) publish() {
+	if len(b.dirty) == 0 {
+		return
+	}
+	b.writeServices()
+	for r := range b.dirty {
+		eps := slices.Collect(maps.Values(b.endpoints[r]))
+		slices.SortFunc(eps, func(a, c *Endpoint) int { return compareStrings(a.ID, c.ID) })
+		b.next.services[r] = &ServiceState{Service: b.services[r].obj, Endpoints: eps, Version: b.next.Version}
+	}
+}
+
+func (b *batch) writeServices() {
+	if !b.copiedServices {
+		b.next.services = maps.Clone(b.next.services)
+		b.copiedServices = true
+	}
+}
+
+func (b *batch) writeWorkloads() {
+	if !b.copiedWorkloads {
+		b.next.workloads = maps.Clone(b.next.workloads)
+		b.copiedWorkloads = true
+	}
+}
+
+func addIndex(idx map[string]map[Ref]bool, r Ref) {
+	if idx[r.Namespace] == nil {
+		idx[r.Namespace] = map[Ref]bool{}
+	}
+	idx[r.Namespace][r] = true
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// endpointFor returns the endpoint a workload gives a service, or nil when
+// the service does not select it or the workload serves none of its ports.
+func endpointFor(svc *Service, w *Workload) *Endpoint {
+	if w.Ref.Namespace != svc.Ref.Namespace || !svc.Selects(w.Labels) {
+		return nil
+	}
+	targets := make(map[uint32]uint32, len(svc.Ports))
+	for _, sp := range svc.Ports {
+		if tp, ok := w.targetPort(sp); ok {
+			targets[sp.Port] = tp
+		}
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	return &Endpoint{
+		ID:             w.Ref.String(),
+		Workload:       w.Ref,
+		Address:        w.Address,
+		ProxyPort:      w.InboundPort,
+		ServiceAccount: w.Identity(),
+		Labels:         w.Labels,
+		TargetPorts:    targets,
+	}
+}

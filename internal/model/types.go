@@ -1,0 +1,232 @@
+package model
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Ref names a namespaced object.
+type Ref struct {
+	Namespace string
+	Name      string
+}
+
+func (r Ref) String() string { return r.Namespace + "/" + r.Name }
+
+// ParseRef reads "namespace/name", or "name" in defaultNamespace.
+func ParseRef(s, defaultNamespace string) (Ref, error) {
+	ns, name, found := strings.Cut(s, "/")
+	if !found {
+		ns, name = defaultNamespace, s
+	}
+	r := Ref{Namespace: ns, Name: name}
+	if err := ValidateRef(r); err != nil {
+		return Ref{}, fmt.Errorf("%q: %w", s, err)
+	}
+	return r, nil
+}
+
+// ValidateRef checks that both parts are DNS labels.
+func ValidateRef(r Ref) error {
+	if err := ValidateDNSLabel(r.Namespace); err != nil {
+		return fmt.Errorf("namespace: %w", err)
+	}
+	if err := ValidateDNSLabel(r.Name); err != nil {
+		return fmt.Errorf("name: %w", err)
+	}
+	return nil
+}
+
+// Protocol is how a port's traffic is carried. The empty Protocol means
+// "detect from the first bytes".
+type Protocol string
+
+const (
+	ProtocolDetect Protocol = ""
+	ProtocolHTTP1  Protocol = "http"
+	ProtocolHTTP2  Protocol = "http2"
+	ProtocolGRPC   Protocol = "grpc"
+	ProtocolTCP    Protocol = "tcp"
+)
+
+// ParseProtocol accepts the names Kubernetes' appProtocol uses for the
+// protocols weft knows.
+func ParseProtocol(s string) (Protocol, error) {
+	switch strings.ToLower(s) {
+	case "":
+		return ProtocolDetect, nil
+	case "http", "http1", "http/1.1":
+		return ProtocolHTTP1, nil
+	case "http2", "h2c", "kubernetes.io/h2c", "h2":
+		return ProtocolHTTP2, nil
+	case "grpc":
+		return ProtocolGRPC, nil
+	case "tcp", "opaque":
+		return ProtocolTCP, nil
+	}
+	return "", fmt.Errorf("unknown protocol %q (want http, http2, grpc or tcp)", s)
+}
+
+// IsHTTP reports whether the proxy handles the protocol request by request.
+func (p Protocol) IsHTTP() bool {
+	return p == ProtocolHTTP1 || p == ProtocolHTTP2 || p == ProtocolGRPC
+}
+
+// ServicePort is one port of a Service.
+type ServicePort struct {
+	Name string
+	Port uint32
+	// TargetPort is the workload port number; when zero, TargetPortName
+	// names a workload port, and when both are empty the target is Port.
+	TargetPort     uint32
+	TargetPortName string
+	Protocol       Protocol
+}
+
+// Service is a named set of workloads picked by a label selector.
+type Service struct {
+	Ref      Ref
+	Labels   map[string]string
+	Selector map[string]string
+	Ports    []ServicePort
+}
+
+// Port returns the service port with the given number.
+func (s *Service) Port(port uint32) (ServicePort, bool) {
+	for _, p := range s.Ports {
+		if p.Port == port {
+			return p, true
+		}
+	}
+	return ServicePort{}, false
+}
+
+// Selects reports whether the service picks a workload with these labels.
+// A service with no selector picks nothing.
+func (s *Service) Selects(labels map[string]string) bool {
+	if len(s.Selector) == 0 {
+		return false
+	}
+	for k, v := range s.Selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// WorkloadPort is a port the application listens on, beside its proxy.
+type WorkloadPort struct {
+	Name     string
+	Port     uint32
+	Protocol Protocol
+}
+
+// Outbound is one service the workload calls, reached at a local port.
+type Outbound struct {
+	Service   Ref
+	Port      uint32
+	LocalPort uint32
+}
+
+// Workload plays the part of a Pod: one instance of an application with a
+// proxy beside it.
+type Workload struct {
+	Ref            Ref
+	Labels         map[string]string
+	ServiceAccount string
+	// Address is where other proxies reach this workload's proxy.
+	Address     string
+	Ports       []WorkloadPort
+	InboundPort uint32
+	Outbound    []Outbound
+	// AdminPort is where the proxy serves its admin API, on loopback; 0 if
+	// unknown.
+	AdminPort uint32
+}
+
+// Identity is the service account a workload runs as.
+func (w *Workload) Identity() Ref {
+	sa := w.ServiceAccount
+	if sa == "" {
+		sa = "default"
+	}
+	return Ref{Namespace: w.Ref.Namespace, Name: sa}
+}
+
+// Port returns the workload port with the given number.
+func (w *Workload) Port(port uint32) (WorkloadPort, bool) {
+	for _, p := range w.Ports {
+		if p.Port == port {
+			return p, true
+		}
+	}
+	return WorkloadPort{}, false
+}
+
+// targetPort resolves the workload port that serves a service port; false
+// when the workload has no port for it.
+func (w *Workload) targetPort(sp ServicePort) (uint32, bool) {
+	switch {
+	case sp.TargetPortName != "":
+		for _, p := range w.Ports {
+			if p.Name == sp.TargetPortName {
+				return p.Port, true
+			}
+		}
+		return 0, false
+	case sp.TargetPort != 0:
+		return sp.TargetPort, true
+	default:
+		return sp.Port, true
+	}
+}
+
+// Endpoint is one workload serving a service.
+type Endpoint struct {
+	// ID is the workload's "namespace/name".
+	ID             string
+	Workload       Ref
+	Address        string
+	ProxyPort      uint32
+	ServiceAccount Ref
+	Labels         map[string]string
+	// TargetPorts maps each service port to the workload port serving it.
+	TargetPorts map[uint32]uint32
+}
+
+// HostPort is the address of the endpoint's proxy.
+func (e *Endpoint) HostPort() string {
+	return joinHostPort(e.Address, e.ProxyPort)
+}
+
+// Equal reports whether two endpoints are the same in every field.
+func (e *Endpoint) Equal(o *Endpoint) bool {
+	return e.ID == o.ID && e.Workload == o.Workload && e.Address == o.Address &&
+		e.ProxyPort == o.ProxyPort && e.ServiceAccount == o.ServiceAccount &&
+		maps.Equal(e.Labels, o.Labels) && maps.Equal(e.TargetPorts, o.TargetPorts)
+}
+
+// Equal reports whether two services are the same in every field.
+func (s *Service) Equal(o *Service) bool {
+	return s.Ref == o.Ref && maps.Equal(s.Labels, o.Labels) &&
+		maps.Equal(s.Selector, o.Selector) && slices.Equal(s.Ports, o.Ports)
+}
+
+// Equal reports whether two workloads are the same in every field.
+func (w *Workload) Equal(o *Workload) bool {
+	return w.Ref == o.Ref && maps.Equal(w.Labels, o.Labels) &&
+		w.ServiceAccount == o.ServiceAccount && w.Address == o.Address &&
+		slices.Equal(w.Ports, o.Ports) && w.InboundPort == o.InboundPort && w.AdminPort == o.AdminPort &&
+		slices.Equal(w.Outbound, o.Outbound)
+}
+
+func joinHostPort(host string, port uint32) string {
+	if strings.Contains(host, ":") {
+		return "[" + host + "]:" + strconv.FormatUint(uint64(port), 10)
+	}
+	return host + ":" + strconv.FormatUint(uint64(port), 10)
+}
