@@ -1,0 +1,119 @@
+package manifest
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	weftv1alpha1 "github.com/weftmesh/weft/api/weft/v1alpha1"
+	"github.com/weftmesh/weft/internal/model"
+)
+
+func namespaceOf(ns string) string {
+	if ns == "" {
+		return DefaultNamespace
+	}
+	return ns
+}
+
+// ServiceFromV1 converts and validates a Kubernetes Service.
+func ServiceFromV1(s *corev1.Service) (*model.Service, error) {
+	var fe model.FieldErrors
+	svc := &model.Service{
+		Ref:      model.Ref{Namespace: namespaceOf(s.Namespace), Name: s.Name},
+		Labels:   s.Labels,
+		Selector: s.Spec.Selector,
+	}
+	for i, p := range s.Spec.Ports {
+		f := fmt.Sprintf("spec.ports[%d]", i)
+		sp := model.ServicePort{Name: p.Name, Port: portNumber(&fe, f+".port", p.Port)}
+		switch {
+		case p.TargetPort.Type == intstr.String && p.TargetPort.StrVal != "":
+			sp.TargetPortName = p.TargetPort.StrVal
+		case p.TargetPort.Type == intstr.Int && p.TargetPort.IntVal != 0:
+			sp.TargetPort = portNumber(&fe, f+".targetPort", p.TargetPort.IntVal)
+		}
+		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+			fe.Add(f+".protocol", "weft carries TCP only, got %s", p.Protocol)
+		}
+		proto, err := servicePortProtocol(p)
+		if err != nil {
+			fe.Add(f+".appProtocol", "%v", err)
+		}
+		sp.Protocol = proto
+		svc.Ports = append(svc.Ports, sp)
+	}
+	if err := fe.Err(); err != nil {
+		return nil, err
+	}
+	if err := svc.Validate(); err != nil {
+		return nil, err
+	}
+	return svc, nil
+}
+
+// servicePortProtocol reads appProtocol, or else the prefix of the port's
+// name ("http-web", "grpc"), the convention Istio and Linkerd users know.
+func servicePortProtocol(p corev1.ServicePort) (model.Protocol, error) {
+	if p.AppProtocol != nil {
+		return model.ParseProtocol(*p.AppProtocol)
+	}
+	prefix, _, _ := strings.Cut(p.Name, "-")
+	if proto, err := model.ParseProtocol(prefix); err == nil {
+		return proto, nil
+	}
+	return model.ProtocolDetect, nil
+}
+
+func portNumber(fe *model.FieldErrors, field string, p int32) uint32 {
+	if p < 1 || p > 65535 {
+		fe.Add(field, "must be between 1 and 65535, got %d", p)
+		return 0
+	}
+	return uint32(p)
+}
+
+// WorkloadFromV1alpha1 converts and validates a Workload.
+func WorkloadFromV1alpha1(w *weftv1alpha1.Workload) (*model.Workload, error) {
+	var fe model.FieldErrors
+	ns := namespaceOf(w.Namespace)
+	out := &model.Workload{
+		Ref:            model.Ref{Namespace: ns, Name: w.Name},
+		Labels:         w.Labels,
+		ServiceAccount: w.Spec.ServiceAccount,
+		Address:        w.Spec.Address,
+		InboundPort:    portNumber(&fe, "spec.proxy.inboundPort", w.Spec.Proxy.InboundPort),
+	}
+	if w.Spec.Proxy.AdminPort != 0 {
+		out.AdminPort = portNumber(&fe, "spec.proxy.adminPort", w.Spec.Proxy.AdminPort)
+	}
+	for i, p := range w.Spec.Ports {
+		f := fmt.Sprintf("spec.ports[%d]", i)
+		proto, err := model.ParseProtocol(p.Protocol)
+		if err != nil {
+			fe.Add(f+".protocol", "%v", err)
+		}
+		out.Ports = append(out.Ports, model.WorkloadPort{Name: p.Name, Port: portNumber(&fe, f+".port", p.Port), Protocol: proto})
+	}
+	for i, o := range w.Spec.Outbound {
+		f := fmt.Sprintf("spec.outbound[%d]", i)
+		ref, err := model.ParseRef(o.Service, ns)
+		if err != nil {
+			fe.Add(f+".service", "%v", err)
+		}
+		out.Outbound = append(out.Outbound, model.Outbound{
+			Service:   ref,
+			Port:      portNumber(&fe, f+".port", o.Port),
+			LocalPort: portNumber(&fe, f+".localPort", o.LocalPort),
+		})
+	}
+	if err := fe.Err(); err != nil {
+		return nil, err
+	}
+	if err := out.Validate(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
