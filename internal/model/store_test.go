@@ -1,0 +1,153 @@
+package model
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func svc(name string, selector map[string]string, ports ...ServicePort) *Service {
+	return &Service{Ref: Ref{"demo", name}, Selector: selector, Ports: ports}
+}
+
+func wl(name string, labels map[string]string, inbound uint32, ports ...WorkloadPort) *Workload {
+	return &Workload{Ref: Ref{"demo", name}, Labels: labels, Address: "127.0.0.1", InboundPort: inbound, Ports: ports}
+}
+
+func ids(st *ServiceState) []string {
+	var out []string
+	for _, e := range st.Endpoints {
+		out = append(out, e.ID)
+	}
+	return out
+}
+
+func TestStoreEndpoints(t *testing.T) {
+	s := NewStore()
+	catalog := Ref{"demo", "catalog"}
+	stock := Ref{"demo", "stock"}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.Apply("files", Changes{
+		PutServices: []*Service{
+			svc("catalog", map[string]string{"app": "catalog"}, ServicePort{Name: "http", Port: 80, TargetPortName: "http"}),
+			svc("stock", map[string]string{"app": "stock"}, ServicePort{Port: 9090}),
+		},
+		PutWorkloads: []*Workload{
+			wl("c1", map[string]string{"app": "catalog", "version": "v1"}, 4001, WorkloadPort{Name: "http", Port: 8081}),
+			wl("c2", map[string]string{"app": "catalog", "version": "v2"}, 4002, WorkloadPort{Name: "http", Port: 8082}),
+			// Selected but without the named port: not an endpoint.
+			wl("c3", map[string]string{"app": "catalog"}, 4003),
+			wl("s1", map[string]string{"app": "stock"}, 4004),
+		},
+	}))
+	snap1 := s.Snapshot()
+	cat1, _ := snap1.Service(catalog)
+	if got := ids(cat1); len(got) != 2 || got[0] != "demo/c1" || got[1] != "demo/c2" {
+		t.Fatalf("catalog endpoints = %v", got)
+	}
+	if ep, _ := cat1.Endpoint("demo/c2"); ep.TargetPorts[80] != 8082 || ep.HostPort() != "127.0.0.1:4002" {
+		t.Errorf("c2 endpoint = %+v", ep)
+	}
+	stock1, _ := snap1.Service(stock)
+	if ep, _ := stock1.Endpoint("demo/s1"); ep.TargetPorts[9090] != 9090 {
+		t.Errorf("stock target port = %v, want the service port", ep.TargetPorts)
+	}
+
+	// Relabel c2 out of catalog: only catalog changes, and the old
+	// snapshot is untouched.
+	must(s.Apply("files", Changes{PutWorkloads: []*Workload{
+		wl("c2", map[string]string{"app": "other"}, 4002, WorkloadPort{Name: "http", Port: 8082}),
+	}}))
+	snap2 := s.Snapshot()
+	select {
+	case <-snap1.Superseded():
+	default:
+		t.Error("old snapshot not marked superseded")
+	}
+	cat2, _ := snap2.Service(catalog)
+	stock2, _ := snap2.Service(stock)
+	if got := ids(cat2); len(got) != 1 || got[0] != "demo/c1" {
+		t.Errorf("catalog endpoints = %v", got)
+	}
+	if stock2 != stock1 {
+		t.Error("stock's state was rebuilt though nothing of it changed")
+	}
+	if got := ids(cat1); len(got) != 2 {
+		t.Errorf("old snapshot changed: %v", got)
+	}
+
+	// An identical put publishes nothing.
+	v := s.Snapshot().Version
+	must(s.Apply("files", Changes{PutWorkloads: []*Workload{wl("s1", map[string]string{"app": "stock"}, 4004)}}))
+	if s.Snapshot().Version != v {
+		t.Error("an unchanged object published a new snapshot")
+	}
+
+	// Deleting the workload and the service.
+	must(s.Apply("files", Changes{DeleteWorkloads: []Ref{{"demo", "c1"}}, DeleteServices: []Ref{stock}}))
+	cat3, _ := s.Snapshot().Service(catalog)
+	if len(cat3.Endpoints) != 0 {
+		t.Errorf("catalog endpoints = %v, want none", ids(cat3))
+	}
+	if _, ok := s.Snapshot().Service(stock); ok {
+		t.Error("stock still in the model")
+	}
+
+	// A service put after its workloads picks them up.
+	must(s.Apply("files", Changes{PutServices: []*Service{svc("stock", map[string]string{"app": "stock"}, ServicePort{Port: 9090})}}))
+	stock4, _ := s.Snapshot().Service(stock)
+	if got := ids(stock4); len(got) != 1 {
+		t.Errorf("stock endpoints = %v", got)
+	}
+}
+
+func TestStoreOwnership(t *testing.T) {
+	s := NewStore()
+	w := wl("w", nil, 4001)
+	if err := s.Apply("registration", Changes{PutWorkloads: []*Workload{w}}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Apply("files", Changes{PutWorkloads: []*Workload{wl("w", nil, 5000)}, DeleteWorkloads: []Ref{w.Ref}})
+	if !errors.Is(err, ErrOwnedElsewhere) {
+		t.Fatalf("err = %v, want ErrOwnedElsewhere", err)
+	}
+	if got, _ := s.Snapshot().Workload(w.Ref); got.InboundPort != 4001 {
+		t.Error("another source changed the workload")
+	}
+	if owner, _ := s.WorkloadOwner(w.Ref); owner != "registration" {
+		t.Errorf("owner = %q", owner)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		desc string
+		obj  interface{ Validate() error }
+		want string
+	}{
+		{"ok service", svc("a", nil, ServicePort{Port: 80}), ""},
+		{"no ports", svc("a", nil), "spec.ports: must have at least one port"},
+		{"unnamed ports", svc("a", nil, ServicePort{Port: 80}, ServicePort{Port: 81}), "spec.ports[0].name: must be set"},
+		{"dup ports", svc("a", nil, ServicePort{Name: "a", Port: 80}, ServicePort{Name: "b", Port: 80}), "spec.ports[1].port: duplicate port 80"},
+		{"bad label", svc("a", map[string]string{"a": "b c"}, ServicePort{Port: 80}), "spec.selector.a"},
+		{"ok workload", wl("w", nil, 1), ""},
+		{"outbound clash", &Workload{Ref: Ref{"d", "w"}, Address: "::1", InboundPort: 5,
+			Outbound: []Outbound{{Service: Ref{"d", "s"}, Port: 1, LocalPort: 5}}}, "spec.outbound[0].localPort: is the proxy's inbound port 5"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			err := tc.obj.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
