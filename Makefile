@@ -7,7 +7,7 @@ export PATH := $(TOOLS):$(PATH)
 
 PROTOC_GEN_GO_VERSION := v1.36.6
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
-STATICCHECK_VERSION := 2025.1.1
+STATICCHECK_VERSION := v0.8.2
 PROTOS := $(shell find api -name '*.proto')
 
 .PHONY: help
@@ -27,8 +27,7 @@ deps: ## install the Debian packages the tests need (run as root)
 	./scripts/install-deps.sh
 
 .PHONY: test
-test: deps build ## the full suite: unit tests, then end-to-end tests on the real binaries
-	$(GO) vet ./...
+test: deps build lint check-gen ## the full suite: lint, generated code, unit tests, end-to-end tests on the real binaries
 	$(GO) test -count=1 -race ./...
 	WEFT_BIN=$(BIN) $(GO) test -count=1 -tags e2e -timeout 15m ./test/e2e/...
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages weft's build and tests use, when missing.
+# Idempotent; needs root (CI runs as root) only when something is missing.
+set -euo pipefail
+
+packages=(
+  protobuf-compiler # protoc, for `make gen` / `make check-gen`
+  curl              # a real HTTP/1.1 and HTTP/2 client in the e2e tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${missing[*]} (run: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
