@@ -1,0 +1,423 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	meshv1 "github.com/weftmesh/weft/api/mesh/v1"
+	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/wire"
+)
+
+// MaxSubscriptions bounds the services one stream may subscribe to. A
+// gateway subscribing to the whole mesh stays well under it.
+const MaxSubscriptions = 1 << 16
+
+// ServerOptions are the gRPC server options to serve the API with. Proxies
+// ping every 30 seconds to notice a dead control plane (see
+// control.Dial); a server with gRPC's default policy (at most one ping
+// every 5 minutes) would close their connections as abusive. The server
+// pings too, so that Connected() forgets proxies that vanished.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}
+}
+
+// Server is the Discovery gRPC service.
+//
+// One goroutine watches the store. For each new snapshot it compares, for
+// each service some stream subscribes to, the old and new *ServiceState
+// pointers, and marks the changed ones on the streams that subscribe to
+// them. Each stream then diffs only those, against the newest snapshot,
+// whenever it is free to send: a slow stream skips the snapshots it missed
+// instead of queueing them.
+type Server struct {
+	meshv1.UnimplementedDiscoveryServer
+
+	store  *model.Store
+	logger *slog.Logger
+	now    func() time.Time
+
+	mu         sync.Mutex
+	streams    map[*stream]struct{}
+	byService  map[model.Ref]map[*stream]struct{}
+	byWorkload map[model.Ref]map[*stream]struct{}
+	// stopWatch stops the watching goroutine, which runs only while some
+	// stream is open.
+	stopWatch chan struct{}
+	// current is the newest snapshot the watcher has looked at. Streams
+	// read this one, not the store's: a stream's view is then never ahead
+	// of the watcher's, so each later change shows as a difference between
+	// two snapshots the watcher compares. (Reading the store could miss a
+	// service made and deleted again between two of them.)
+	current atomic.Pointer[model.Snapshot]
+	closed  bool
+	done    chan struct{}
+}
+
+var _ meshv1.DiscoveryServer = (*Server)(nil)
+
+// NewServer returns a server streaming the store's snapshots.
+func NewServer(store *model.Store, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Server{
+		store:      store,
+		logger:     logger,
+		now:        time.Now,
+		streams:    map[*stream]struct{}{},
+		byService:  map[model.Ref]map[*stream]struct{}{},
+		byWorkload: map[model.Ref]map[*stream]struct{}{},
+		done:       make(chan struct{}),
+	}
+}
+
+// Close ends every stream with UNAVAILABLE, so proxies reconnect to
+// another control plane or to this one restarted, and refuses new ones.
+// gRPC's GracefulStop waits for streams to end, which these never do on
+// their own: call Close first.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+}
+
+// ProxyInfo describes one connected proxy.
+type ProxyInfo struct {
+	Workload      model.Ref
+	Peer          string
+	Subscriptions []model.Ref
+	// Version is the snapshot version of the last response sent.
+	Version uint64
+	Since   time.Time
+}
+
+// Connected lists the open streams, by workload.
+func (s *Server) Connected() []ProxyInfo {
+	s.mu.Lock()
+	out := make([]ProxyInfo, 0, len(s.streams))
+	for st := range s.streams {
+		out = append(out, st.info())
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b ProxyInfo) int {
+		if c := compareRefs(a.Workload, b.Workload); c != 0 {
+			return c
+		}
+		return a.Since.Compare(b.Since)
+	})
+	return out
+}
+
+// stream is the server's side of one proxy's stream.
+type stream struct {
+	workload model.Ref
+	peer     string
+	since    time.Time
+	version  atomic.Uint64
+	// notify wakes the sender; it holds at most one wake-up, which is how
+	// snapshots coalesce.
+	notify chan struct{}
+
+	mu   sync.Mutex
+	subs map[model.Ref]struct{}
+	// dirty holds services to look at on the next send: new subscriptions
+	// and changed services.
+	dirty map[model.Ref]struct{}
+	// dropped holds services unsubscribed since the last send, whose sent
+	// state is to be forgotten (before dirty is looked at: a service
+	// dropped and added again starts over with a full state).
+	dropped map[model.Ref]struct{}
+	removed bool // guarded by Server.mu
+}
+
+func (st *stream) touch(r model.Ref) {
+	st.mu.Lock()
+	st.dirty[r] = struct{}{}
+	st.mu.Unlock()
+	st.wake()
+}
+
+func (st *stream) wake() {
+	select {
+	case st.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (st *stream) info() ProxyInfo {
+	st.mu.Lock()
+	subs := make([]model.Ref, 0, len(st.subs))
+	for r := range st.subs {
+		subs = append(subs, r)
+	}
+	st.mu.Unlock()
+	slices.SortFunc(subs, compareRefs)
+	return ProxyInfo{Workload: st.workload, Peer: st.peer, Subscriptions: subs, Version: st.version.Load(), Since: st.since}
+}
+
+// Stream serves one proxy.
+func (s *Server) Stream(srv meshv1.Discovery_StreamServer) error {
+	first, err := srv.Recv()
+	if err != nil {
+		return err
+	}
+	if first.GetWorkload() == nil {
+		return status.Error(codes.InvalidArgument, "workload: the first request must name the proxy's workload")
+	}
+	ref, err := wire.ValidRefFromProto(first.GetWorkload())
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "workload: %v", err)
+	}
+	st := &stream{
+		workload: ref,
+		since:    s.now(),
+		notify:   make(chan struct{}, 1),
+		subs:     map[model.Ref]struct{}{},
+		dirty:    map[model.Ref]struct{}{},
+		dropped:  map[model.Ref]struct{}{},
+	}
+	if p, ok := peer.FromContext(srv.Context()); ok {
+		st.peer = p.Addr.String()
+	}
+	if err := s.add(st); err != nil {
+		return err
+	}
+	defer s.remove(st)
+	if err := s.update(st, first); err != nil {
+		return err
+	}
+	log := s.logger.With("workload", ref.String(), "peer", st.peer)
+	log.Info("proxy connected", "subscriptions", len(first.GetSubscribe()))
+
+	ctx, cancel := context.WithCancelCause(srv.Context())
+	defer cancel(nil)
+	go func() { cancel(s.receive(srv, st)) }()
+	err = s.send(ctx, srv, st)
+	if errors.Is(err, io.EOF) {
+		err = nil // the proxy closed its side: a clean goodbye
+	}
+	log.Info("proxy disconnected", "after", s.now().Sub(st.since).Round(time.Millisecond), "version", st.version.Load(), "err", err)
+	return err
+}
+
+// receive applies the proxy's later requests until the stream ends.
+func (s *Server) receive(srv meshv1.Discovery_StreamServer, st *stream) error {
+	for {
+		req, err := srv.Recv()
+		if err != nil {
+			return err
+		}
+		if req.GetWorkload() != nil && wire.RefFromProto(req.GetWorkload()) != st.workload {
+			return status.Errorf(codes.InvalidArgument, "workload: a stream serves one workload (%s), got %s", st.workload, wire.RefFromProto(req.GetWorkload()))
+		}
+		if err := s.update(st, req); err != nil {
+			return err
+		}
+	}
+}
+
+// send pushes responses until the stream ends.
+func (s *Server) send(ctx context.Context, srv meshv1.Discovery_StreamServer, st *stream) error {
+	sent := NewSent()
+	var check []model.Ref
+	for {
+		check = check[:0]
+		st.mu.Lock()
+		for r := range st.dropped {
+			sent.Forget(r)
+		}
+		clear(st.dropped)
+		for r := range st.dirty {
+			if _, ok := st.subs[r]; ok {
+				check = append(check, r)
+			}
+		}
+		clear(st.dirty)
+		st.mu.Unlock()
+
+		resp, patch := Diff(sent, s.current.Load(), st.workload, check)
+		if resp != nil {
+			if err := srv.Send(resp); err != nil {
+				return err
+			}
+			st.version.Store(resp.GetVersion())
+		}
+		sent.Apply(patch)
+
+		select {
+		case <-st.notify:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-s.done:
+			return status.Error(codes.Unavailable, "control plane shutting down")
+		}
+	}
+}
+
+// update applies one request's subscription changes. Unsubscribes go
+// first, so a request that drops and adds the same service asks for a
+// fresh full state.
+func (s *Server) update(st *stream, req *meshv1.StreamRequest) error {
+	unsub, err := validRefs("unsubscribe", req.GetUnsubscribe())
+	if err != nil {
+		return err
+	}
+	sub, err := validRefs("subscribe", req.GetSubscribe())
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st.removed {
+		return nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, r := range unsub {
+		if _, ok := st.subs[r]; !ok {
+			continue
+		}
+		delete(st.subs, r)
+		st.dropped[r] = struct{}{}
+		unindex(s.byService, r, st)
+	}
+	for _, r := range sub {
+		if _, ok := st.subs[r]; ok {
+			continue
+		}
+		if len(st.subs) >= MaxSubscriptions {
+			return status.Errorf(codes.ResourceExhausted, "subscribe: at most %d services per stream", MaxSubscriptions)
+		}
+		st.subs[r] = struct{}{}
+		st.dirty[r] = struct{}{}
+		index(s.byService, r, st)
+	}
+	st.wake()
+	return nil
+}
+
+func validRefs(field string, refs []*meshv1.Ref) ([]model.Ref, error) {
+	out := make([]model.Ref, 0, len(refs))
+	for i, pr := range refs {
+		r, err := wire.ValidRefFromProto(pr)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "%s[%d]: %v", field, i, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (s *Server) add(st *stream) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return status.Error(codes.Unavailable, "control plane shutting down")
+	}
+	if len(s.streams) == 0 {
+		snap := s.store.Snapshot()
+		s.current.Store(snap)
+		s.stopWatch = make(chan struct{})
+		go s.watch(snap, s.stopWatch)
+	}
+	s.streams[st] = struct{}{}
+	index(s.byWorkload, st.workload, st)
+	return nil
+}
+
+func (s *Server) remove(st *stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st.removed = true
+	delete(s.streams, st)
+	unindex(s.byWorkload, st.workload, st)
+	st.mu.Lock()
+	for r := range st.subs {
+		unindex(s.byService, r, st)
+	}
+	st.mu.Unlock()
+	if len(s.streams) == 0 {
+		close(s.stopWatch)
+	}
+}
+
+func index(idx map[model.Ref]map[*stream]struct{}, r model.Ref, st *stream) {
+	set := idx[r]
+	if set == nil {
+		set = map[*stream]struct{}{}
+		idx[r] = set
+	}
+	set[st] = struct{}{}
+}
+
+func unindex(idx map[model.Ref]map[*stream]struct{}, r model.Ref, st *stream) {
+	delete(idx[r], st)
+	if len(idx[r]) == 0 {
+		delete(idx, r)
+	}
+}
+
+// watch marks, for each new snapshot, the streams it concerns. Its work per
+// snapshot is one pointer comparison per subscribed service and per
+// connected workload, plus one wake-up per concerned stream; streams that
+// subscribe to nothing that changed are not woken.
+func (s *Server) watch(snap *model.Snapshot, stop <-chan struct{}) {
+	for {
+		select {
+		case <-snap.Superseded():
+		case <-stop:
+			return
+		}
+		next := s.store.Snapshot()
+		s.mu.Lock()
+		select {
+		case <-stop:
+			// A watcher for new streams may have started; leave current to it.
+			s.mu.Unlock()
+			return
+		default:
+		}
+		// Publish before marking: a stream that takes a mark must find the
+		// snapshot that caused it.
+		s.current.Store(next)
+		for r, set := range s.byService {
+			a, _ := snap.Service(r)
+			b, _ := next.Service(r)
+			if a != b {
+				for st := range set {
+					st.touch(r)
+				}
+			}
+		}
+		for r, set := range s.byWorkload {
+			a, _ := snap.Workload(r)
+			b, _ := next.Workload(r)
+			if a != b {
+				for st := range set {
+					st.wake()
+				}
+			}
+		}
+		s.mu.Unlock()
+		snap = next
+	}
+}
