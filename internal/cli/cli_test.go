@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/controlplane"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// startControlPlane serves testdata/mesh.yaml plus the given extra files.
+func startControlPlane(t *testing.T, extra map[string]string) *controlplane.ControlPlane {
+	t.Helper()
+	dir := t.TempDir()
+	mesh, err := os.ReadFile("testdata/mesh.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{"mesh.yaml": string(mesh)}
+	for k, v := range extra {
+		files[k] = v
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp, err := controlplane.New(controlplane.Options{ManifestDir: dir, GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cp.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	})
+	select {
+	case <-cp.Loaded():
+	case <-time.After(10 * time.Second):
+		t.Fatal("control plane did not load its manifests")
+	}
+	return cp
+}
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := NewRootCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (go test -update rewrites it):\n--- got\n%s--- want\n%s", path, got, want)
+	}
+}
+
+func TestGet(t *testing.T) {
+	cp := startControlPlane(t, nil)
+	for _, tc := range []struct{ name, resource string }{
+		{"get-services", "services"},
+		{"get-workloads", "workloads"},
+		{"get-problems", "problems"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := run(t, "get", tc.resource, "--admin", cp.AdminAddr())
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			golden(t, tc.name, out)
+		})
+	}
+}
+
+func TestStatusReportsProblems(t *testing.T) {
+	cp := startControlPlane(t, map[string]string{
+		"bad.yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: shop}\nspec:\n  ports: [{port: 0}]\n",
+	})
+	out, err := run(t, "status", "--admin", cp.AdminAddr())
+	if err == nil {
+		t.Fatalf("status succeeded with a bad manifest:\n%s", out)
+	}
+	for _, want := range []string{"2 services, 1 workloads", "1 problem(s)", "bad.yaml: service shop/bad: spec.ports[0].port: must be between 1 and 65535, got 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		desc string
+		args []string
+		want string
+	}{
+		{"bad output", []string{"get", "services", "-o", "yaml"}, `--output: want table or json, got "yaml"`},
+		{"unknown resource", []string{"get", "pods", "--admin", "127.0.0.1:1"}, `unknown resource "pods"`},
+		{"nothing listening", []string{"status", "--admin", "127.0.0.1:1"}, "is `weft up` or `weft control` running?"},
+		{"up needs one source", []string{"up"}, "give exactly one of --demo and -f DIR"},
+		{"bad log level", []string{"control", "--log-level", "loud"}, "--log-level"},
+		{"bad port base", []string{"up", "--demo", "--port-base", "80", "--state-dir", "STATE", "--proxy", "/bin/true"}, "--port-base: want 1024..65000"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			for i, a := range tc.args {
+				if a == "STATE" {
+					tc.args[i] = t.TempDir()
+				}
+			}
+			out, err := run(t, tc.args...)
+			if err == nil || !strings.Contains(err.Error()+out, tc.want) {
+				t.Errorf("err = %v, output %q; want %q", err, out, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weftmesh/weft/internal/demo"
+	"github.com/weftmesh/weft/internal/up"
+)
+
+func newUpCommand(logs *logFlags) *cobra.Command {
+	var (
+		withDemo  bool
+		portBase  int
+		proxyPath string
+		opts      up.Options
+	)
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run a whole mesh on this machine",
+		Long: `Run a whole mesh on this machine: the control plane, a weft-proxy for
+every workload the manifests declare, and with --demo the demo application
+and its load generator. Ctrl-C stops every process it started.`,
+		Example: `  weft up --demo
+  weft up -f ./mesh`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if withDemo == (opts.ManifestDir != "") {
+				return errors.New("give exactly one of --demo and -f DIR")
+			}
+			if opts.StateDir == "" {
+				dir, err := defaultStateDir(withDemo)
+				if err != nil {
+					return err
+				}
+				opts.StateDir = dir
+			}
+			logFile, err := openLogFile(opts.StateDir)
+			if err != nil {
+				return err
+			}
+			defer logFile.Close()
+			if opts.Logger, err = logs.logger(logFile); err != nil {
+				return err
+			}
+			if opts.ProxyPath, err = findProxy(proxyPath); err != nil {
+				return err
+			}
+			if withDemo {
+				if err := setUpDemo(&opts, portBase); err != nil {
+					return err
+				}
+			}
+			opts.Out = cmd.OutOrStdout()
+			fmt.Fprintf(opts.Out, "starting weft (control plane log: %s)\n", logFile.Name())
+			return up.Run(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&withDemo, "demo", false, "run the demo application")
+	f.IntVar(&portBase, "port-base", 20000, "with --demo: the first of the loopback ports the demo uses")
+	f.StringVarP(&opts.ManifestDir, "manifests", "f", "", "directory of manifests to run")
+	f.StringVar(&opts.StateDir, "state-dir", "", "directory for state and logs (default: under $XDG_STATE_HOME or ~/.local/state/weft)")
+	f.StringVar(&opts.GRPCAddr, "grpc-addr", DefaultGRPCAddr, "control plane address for proxies")
+	f.StringVar(&opts.AdminAddr, "admin-addr", DefaultAdminAddr, "control plane admin API address")
+	f.StringVar(&proxyPath, "proxy", "", "weft-proxy binary (default: beside weft, then $PATH)")
+	return cmd
+}
+
+// setUpDemo writes the demo's manifests into the state directory and adds
+// its applications, run by this same binary.
+func setUpDemo(opts *up.Options, portBase int) error {
+	if portBase < 1024 || portBase > 65000 {
+		return fmt.Errorf("--port-base: want 1024..65000, got %d", portBase)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the weft binary: %w", err)
+	}
+	layout := demo.NewLayout(portBase)
+	dir := filepath.Join(opts.StateDir, "manifests")
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, data := range layout.Manifests {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return fmt.Errorf("writing demo manifest: %w", err)
+		}
+	}
+	opts.ManifestDir = dir
+	for _, p := range layout.Apps {
+		opts.Apps = append(opts.Apps, up.Process{Name: p.Name, Path: self, Args: p.Args})
+	}
+	return nil
+}
+
+func defaultStateDir(demo bool) (string, error) {
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("no --state-dir and no home directory: %w", err)
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	name := "up"
+	if demo {
+		name = "demo"
+	}
+	return filepath.Join(base, "weft", name), nil
+}
+
+func openLogFile(stateDir string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Join(stateDir, "logs"), 0o755); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	return os.OpenFile(filepath.Join(stateDir, "logs", "control-plane.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+}
+
+// findProxy looks for weft-proxy beside this binary, then on $PATH.
+func findProxy(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		beside := filepath.Join(filepath.Dir(self), "weft-proxy")
+		if _, err := os.Stat(beside); err == nil {
+			return beside, nil
+		}
+	}
+	p, err := exec.LookPath("weft-proxy")
+	if err != nil {
+		return "", errors.New("weft-proxy not found beside weft nor on $PATH (build it with `make build`, or pass --proxy)")
+	}
+	return strings.TrimSpace(p), nil
+}

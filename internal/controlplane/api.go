@@ -1,0 +1,67 @@
+package controlplane
+
+import (
+	"time"
+
+	"github.com/weftmesh/weft/internal/source/files"
+)
+
+// The admin API's JSON documents, shared by the server and the CLI.
+
+// Status is GET /api/v1/status.
+type Status struct {
+	Version   uint64        `json:"version"`
+	Services  int           `json:"services"`
+	Workloads int           `json:"workloads"`
+	Manifests *files.Status `json:"manifests,omitempty"`
+	Proxies   []Proxy       `json:"proxies"`
+}
+
+// Proxy is a proxy connected to the discovery server.
+type Proxy struct {
+	Workload      string    `json:"workload"`
+	Subscriptions []string  `json:"subscriptions"`
+	Version       uint64    `json:"version"`
+	Since         time.Time `json:"since"`
+}
+
+// Service is one entry of GET /api/v1/services.
+type Service struct {
+	Name      string     `json:"name"`
+	Ports     []Port     `json:"ports"`
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Port is a service port.
+type Port struct {
+	Name     string `json:"name,omitempty"`
+	Port     uint32 `json:"port"`
+	Protocol string `json:"protocol,omitempty"`
+}
+
+// Endpoint is a workload serving a service.
+type Endpoint struct {
+	Workload string `json:"workload"`
+	Address  string `json:"address"`
+	Identity string `json:"identity"`
+}
+
+// Workload is one entry of GET /api/v1/workloads.
+type Workload struct {
+	Name           string            `json:"name"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	ServiceAccount string            `json:"serviceAccount"`
+	Address        string            `json:"address"`
+	InboundPort    uint32            `json:"inboundPort"`
+	AdminPort      uint32            `json:"adminPort,omitempty"`
+	Ports          []Port            `json:"ports,omitempty"`
+	Outbound       []Outbound        `json:"outbound,omitempty"`
+	Source         string            `json:"source"`
+}
+
+// Outbound is a service a workload calls at a local port.
+type Outbound struct {
+	Service   string `json:"service"`
+	Port      uint32 `json:"port"`
+	LocalPort uint32 `json:"localPort"`
+}

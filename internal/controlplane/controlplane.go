@@ -1,0 +1,151 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	meshv1 "github.com/weftmesh/weft/api/mesh/v1"
+	"github.com/weftmesh/weft/internal/discovery"
+	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/registry"
+	"github.com/weftmesh/weft/internal/source/files"
+)
+
+// Options configure a control plane.
+type Options struct {
+	// ManifestDir is universal mode's watched manifest directory; "" runs
+	// with registrations only.
+	ManifestDir string
+	// StateDir keeps what must survive a restart (registrations). "" keeps
+	// nothing.
+	StateDir string
+	// GRPCAddr serves discovery and registration; AdminAddr the admin API.
+	GRPCAddr  string
+	AdminAddr string
+	Logger    *slog.Logger
+	// Resync overrides the manifest directory's full re-read interval.
+	Resync time.Duration
+}
+
+// ControlPlane is a running control plane's parts.
+type ControlPlane struct {
+	opts      Options
+	store     *model.Store
+	files     *files.Source
+	registry  *registry.Registry
+	discovery *discovery.Server
+	grpcLis   net.Listener
+	adminLis  net.Listener
+	loaded    chan struct{}
+}
+
+// New builds the parts and binds the listeners, so Addrs is known before
+// Run; nothing is served until Run.
+func New(opts Options) (*ControlPlane, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	cp := &ControlPlane{opts: opts, store: model.NewStore(), loaded: make(chan struct{})}
+	var err error
+	if opts.ManifestDir != "" {
+		cp.files, err = files.New(files.Options{Dir: opts.ManifestDir, Store: cp.store, Logger: opts.Logger.With("source", "files"), Resync: opts.Resync})
+		if err != nil {
+			return nil, err
+		}
+	}
+	regOpts := registry.Options{Logger: opts.Logger.With("component", "registry")}
+	if opts.StateDir != "" {
+		if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("state directory: %w", err)
+		}
+		regOpts.StatePath = filepath.Join(opts.StateDir, "registrations.json")
+	}
+	if cp.registry, err = registry.New(cp.store, regOpts); err != nil {
+		return nil, err
+	}
+	cp.discovery = discovery.NewServer(cp.store, opts.Logger.With("component", "discovery"))
+	if cp.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("control plane gRPC listener: %w", err)
+	}
+	if cp.adminLis, err = net.Listen("tcp", opts.AdminAddr); err != nil {
+		cp.grpcLis.Close()
+		return nil, fmt.Errorf("control plane admin listener: %w", err)
+	}
+	return cp, nil
+}
+
+// GRPCAddr is where proxies connect.
+func (cp *ControlPlane) GRPCAddr() string { return cp.grpcLis.Addr().String() }
+
+// AdminAddr is where the admin API is served.
+func (cp *ControlPlane) AdminAddr() string { return cp.adminLis.Addr().String() }
+
+// Store is the model the control plane serves.
+func (cp *ControlPlane) Store() *model.Store { return cp.store }
+
+// Loaded is closed once Run has read every source in full.
+func (cp *ControlPlane) Loaded() <-chan struct{} { return cp.loaded }
+
+// Run loads the sources, then serves until ctx ends. Discovery is served
+// only after the first full read of every source, so a restarting control
+// plane never tells proxies that services are gone when it simply has not
+// read them yet.
+func (cp *ControlPlane) Run(ctx context.Context) error {
+	log := cp.opts.Logger
+	if cp.files != nil {
+		cp.files.Sync()
+		st := cp.files.Status()
+		log.Info("manifests loaded", "dir", st.Dir, "files", st.Files, "objects", st.Objects, "problems", len(st.Problems))
+	}
+	close(cp.loaded)
+	gs := grpc.NewServer(discovery.ServerOptions()...)
+	meshv1.RegisterDiscoveryServer(gs, cp.discovery)
+	meshv1.RegisterRegistrationServer(gs, cp.registry)
+	admin := &http.Server{Handler: cp.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+
+	g, ctx := errgroup.WithContext(ctx)
+	if cp.files != nil {
+		g.Go(func() error { return cp.files.Run(ctx) })
+	}
+	g.Go(func() error { return cp.registry.Run(ctx) })
+	g.Go(func() error {
+		if err := gs.Serve(cp.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("gRPC server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := admin.Serve(cp.adminLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin server: %w", err)
+		}
+		return nil
+	})
+	log.Info("control plane serving", "grpc", cp.GRPCAddr(), "admin", cp.AdminAddr())
+	g.Go(func() error {
+		<-ctx.Done()
+		// Discovery streams never end by themselves: end them (proxies
+		// reconnect elsewhere or later), then let unary calls finish.
+		cp.discovery.Close()
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Second):
+			gs.Stop()
+		}
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return admin.Shutdown(shutdownCtx)
+	})
+	return g.Wait()
+}
