@@ -31,22 +31,22 @@ and its load generator. Ctrl-C stops every process it started.`,
   weft up -f ./mesh`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if withDemo == (opts.ManifestDir != "") {
+			if withDemo == (opts.ControlPlane.ManifestDir != "") {
 				return errors.New("give exactly one of --demo and -f DIR")
 			}
-			if opts.StateDir == "" {
+			if opts.ControlPlane.StateDir == "" {
 				dir, err := defaultStateDir(withDemo)
 				if err != nil {
 					return err
 				}
-				opts.StateDir = dir
+				opts.ControlPlane.StateDir = dir
 			}
-			logFile, err := openLogFile(opts.StateDir)
+			logFile, err := openLogFile(opts.ControlPlane.StateDir)
 			if err != nil {
 				return err
 			}
 			defer logFile.Close()
-			if opts.Logger, err = logs.logger(logFile); err != nil {
+			if opts.ControlPlane.Logger, err = logs.logger(logFile); err != nil {
 				return err
 			}
 			if opts.ProxyPath, err = findProxy(proxyPath); err != nil {
@@ -65,10 +65,10 @@ and its load generator. Ctrl-C stops every process it started.`,
 	f := cmd.Flags()
 	f.BoolVar(&withDemo, "demo", false, "run the demo application")
 	f.IntVar(&portBase, "port-base", 20000, "with --demo: the first of the loopback ports the demo uses")
-	f.StringVarP(&opts.ManifestDir, "manifests", "f", "", "directory of manifests to run")
-	f.StringVar(&opts.StateDir, "state-dir", "", "directory for state and logs (default: under $XDG_STATE_HOME or ~/.local/state/weft)")
-	f.StringVar(&opts.GRPCAddr, "grpc-addr", DefaultGRPCAddr, "control plane address for proxies")
-	f.StringVar(&opts.AdminAddr, "admin-addr", DefaultAdminAddr, "control plane admin API address")
+	f.StringVarP(&opts.ControlPlane.ManifestDir, "manifests", "f", "", "directory of manifests to run")
+	f.StringVar(&opts.ControlPlane.StateDir, "state-dir", "", "directory for state and logs (default: under $XDG_STATE_HOME or ~/.local/state/weft)")
+	f.StringVar(&opts.ControlPlane.GRPCAddr, "grpc-addr", DefaultGRPCAddr, "control plane address for proxies")
+	f.StringVar(&opts.ControlPlane.AdminAddr, "admin-addr", DefaultAdminAddr, "control plane admin API address")
 	f.StringVar(&proxyPath, "proxy", "", "weft-proxy binary (default: beside weft, then $PATH)")
 	return cmd
 }
@@ -84,7 +84,7 @@ func setUpDemo(opts *up.Options, portBase int) error {
 		return fmt.Errorf("finding the weft binary: %w", err)
 	}
 	layout := demo.NewLayout(portBase)
-	dir := filepath.Join(opts.StateDir, "manifests")
+	dir := filepath.Join(opts.ControlPlane.StateDir, "manifests")
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ func setUpDemo(opts *up.Options, portBase int) error {
 			return fmt.Errorf("writing demo manifest: %w", err)
 		}
 	}
-	opts.ManifestDir = dir
+	opts.ControlPlane.ManifestDir = dir
 	for _, p := range layout.Apps {
 		opts.Apps = append(opts.Apps, up.Process{Name: p.Name, Path: self, Args: p.Args})
 	}

@@ -22,16 +22,13 @@ import (
 
 // Options configure a mesh on one machine.
 type Options struct {
-	ManifestDir string
-	StateDir    string
-	GRPCAddr    string
-	AdminAddr   string
+	// ControlPlane configures the control plane run in this process; its
+	// StateDir also holds the logs of every process weft up starts.
+	ControlPlane controlplane.Options
 	// ProxyPath is the weft-proxy binary.
 	ProxyPath string
 	// Apps are started once the control plane is up and stopped with it.
 	Apps []Process
-	// Logger gets the control plane's and weft up's own logs.
-	Logger *slog.Logger
 	// Out gets the summary for the user.
 	Out io.Writer
 	// StopGrace is how long each process has to drain when stopping.
@@ -46,14 +43,11 @@ func Run(ctx context.Context, opts Options) error {
 	if _, err := os.Stat(opts.ProxyPath); err != nil {
 		return fmt.Errorf("weft-proxy binary: %w", err)
 	}
-	logDir := filepath.Join(opts.StateDir, "logs")
-	cp, err := controlplane.New(controlplane.Options{
-		ManifestDir: opts.ManifestDir,
-		StateDir:    opts.StateDir,
-		GRPCAddr:    opts.GRPCAddr,
-		AdminAddr:   opts.AdminAddr,
-		Logger:      opts.Logger,
-	})
+	if opts.ControlPlane.Logger == nil {
+		opts.ControlPlane.Logger = slog.Default()
+	}
+	logDir := filepath.Join(opts.ControlPlane.StateDir, "logs")
+	cp, err := controlplane.New(opts.ControlPlane)
 	if err != nil {
 		return err
 	}
@@ -118,10 +112,10 @@ type mesh struct {
 func (m *mesh) start(ctx context.Context, logName string, p Process) *supervised {
 	out, err := openLog(m.logDir, logName)
 	if err != nil {
-		m.opts.Logger.Error("cannot open process log; discarding its output", "process", p.Name, "err", err)
+		m.opts.ControlPlane.Logger.Error("cannot open process log; discarding its output", "process", p.Name, "err", err)
 		out = nil
 	}
-	s := &supervised{proc: p, log: m.opts.Logger, stopped: make(chan struct{}), stopGrace: m.opts.StopGrace}
+	s := &supervised{proc: p, log: m.opts.ControlPlane.Logger, stopped: make(chan struct{}), stopGrace: m.opts.StopGrace}
 	if out != nil {
 		s.out = out
 		go func() { <-s.stopped; out.Close() }()
@@ -154,7 +148,7 @@ func (m *mesh) reconcile(ctx context.Context) {
 	}
 	for ref, r := range m.proxies {
 		if w, ok := want[ref]; !ok || w.AdminPort != r.workload.AdminPort {
-			m.opts.Logger.Info("stopping proxy", "workload", ref)
+			m.opts.ControlPlane.Logger.Info("stopping proxy", "workload", ref)
 			r.cancel()
 			delete(m.proxies, ref)
 		}
@@ -166,7 +160,7 @@ func (m *mesh) reconcile(ctx context.Context) {
 		pctx, cancel := context.WithCancel(ctx)
 		args := []string{"--control-plane", m.cp.GRPCAddr(), "--workload", ref.String(), "--admin", adminAddr(w)}
 		name := "proxy-" + ref.Namespace + "-" + ref.Name
-		m.opts.Logger.Info("starting proxy", "workload", ref)
+		m.opts.ControlPlane.Logger.Info("starting proxy", "workload", ref)
 		sup := m.start(pctx, name, Process{Name: name, Path: m.opts.ProxyPath, Args: args})
 		m.proxies[ref] = &running{workload: w, cancel: cancel, sup: sup}
 	}
@@ -206,8 +200,8 @@ func (m *mesh) printSummary() {
 	out := m.opts.Out
 	fmt.Fprintf(out, "\nweft is up.\n\n")
 	fmt.Fprintf(out, "  control plane   grpc %s   admin http://%s\n", m.cp.GRPCAddr(), m.cp.AdminAddr())
-	if m.opts.ManifestDir != "" {
-		fmt.Fprintf(out, "  manifests       %s (watched: edits apply live)\n", m.opts.ManifestDir)
+	if m.opts.ControlPlane.ManifestDir != "" {
+		fmt.Fprintf(out, "  manifests       %s (watched: edits apply live)\n", m.opts.ControlPlane.ManifestDir)
 	}
 	fmt.Fprintf(out, "  logs            %s\n\n", m.logDir)
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
