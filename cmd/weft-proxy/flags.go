@@ -1,0 +1,237 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/internal/model"
+)
+
+// config is what the command line asks for.
+type config struct {
+	controlPlane  string
+	workload      model.Ref
+	admin         string
+	appAddress    string
+	drainTimeout  time.Duration
+	detectTimeout time.Duration
+	logLevel      string
+	logFormat     string
+	// register: the proxy declares its own workload (built from the
+	// flags) and holds it with a lease.
+	register   bool
+	registered *model.Workload
+	leaseTTL   time.Duration
+}
+
+// parseFlags reads the command line. Errors name the flag at fault.
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("weft-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &config{}
+	var (
+		workload, name, namespace, labels, sa, address string
+		inboundPort                                    uint
+		ports, outbound                                []string
+	)
+	fs.StringVar(&c.controlPlane, "control-plane", "", "control plane address, host:port (required)")
+	fs.StringVar(&workload, "workload", "", "this proxy's workload, namespace/name (required unless --register)")
+	fs.StringVar(&c.admin, "admin", "127.0.0.1:15100", "admin API address: /live, /ready, /config")
+	fs.StringVar(&c.appAddress, "app-address", "127.0.0.1", "address the app listens on")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for requests and tunnels in flight")
+	fs.DurationVar(&c.detectTimeout, "detect-timeout", 100*time.Millisecond, "how long a silent outbound connection waits before it is treated as opaque TCP")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "json", "json or text")
+	fs.BoolVar(&c.register, "register", false, "register this workload with the control plane, built from the flags below")
+	fs.StringVar(&name, "name", "", "with --register: workload name")
+	fs.StringVar(&namespace, "namespace", "default", "with --register: workload namespace")
+	fs.StringVar(&labels, "labels", "", "with --register: labels, k=v,k=v")
+	fs.StringVar(&sa, "service-account", "", "with --register: service account (default \"default\")")
+	fs.StringVar(&address, "address", "127.0.0.1", "with --register: IP other proxies reach this one at")
+	fs.UintVar(&inboundPort, "inbound-port", 0, "with --register: port for mesh traffic from other proxies")
+	fs.Func("port", "with --register: an app port, [name=]port[/protocol]; repeat or separate with commas", func(s string) error {
+		ports = append(ports, splitList(s)...)
+		return nil
+	})
+	fs.Func("outbound", "with --register: a service to call, [namespace/]service:port=localport; repeat or separate with commas", func(s string) error {
+		outbound = append(outbound, splitList(s)...)
+		return nil
+	})
+	fs.DurationVar(&c.leaseTTL, "lease-ttl", 15*time.Second, "with --register: registration lease length")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.controlPlane == "" {
+		return nil, errors.New("--control-plane is required")
+	}
+	if _, _, err := net.SplitHostPort(c.admin); err != nil {
+		return nil, fmt.Errorf("--admin %q: %w", c.admin, err)
+	}
+	if c.logFormat != "json" && c.logFormat != "text" {
+		return nil, fmt.Errorf("--log-format %q: want json or text", c.logFormat)
+	}
+	if !c.register {
+		ref, err := model.ParseRef(workload, "")
+		if err != nil {
+			return nil, fmt.Errorf("--workload: %w (want namespace/name)", err)
+		}
+		c.workload = ref
+		return c, nil
+	}
+
+	w := &model.Workload{
+		Ref:            model.Ref{Namespace: namespace, Name: name},
+		ServiceAccount: sa,
+		Address:        address,
+		InboundPort:    uint32(min(inboundPort, 1<<32-1)),
+	}
+	if _, port, err := net.SplitHostPort(c.admin); err == nil {
+		if n, err := strconv.ParseUint(port, 10, 32); err == nil {
+			w.AdminPort = uint32(n)
+		}
+	}
+	var err error
+	if w.Labels, err = parseLabels(labels); err != nil {
+		return nil, fmt.Errorf("--labels: %w", err)
+	}
+	for _, s := range ports {
+		p, err := parsePort(s)
+		if err != nil {
+			return nil, fmt.Errorf("--port %q: %w", s, err)
+		}
+		w.Ports = append(w.Ports, p)
+	}
+	for _, s := range outbound {
+		o, err := parseOutbound(s, namespace)
+		if err != nil {
+			return nil, fmt.Errorf("--outbound %q: %w", s, err)
+		}
+		w.Outbound = append(w.Outbound, o)
+	}
+	if err := w.Validate(); err != nil {
+		return nil, flagErrors(err)
+	}
+	if workload != "" && workload != w.Ref.String() {
+		return nil, fmt.Errorf("--workload %q disagrees with --namespace/--name %s; give one or the other", workload, w.Ref)
+	}
+	c.workload, c.registered = w.Ref, w
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	labels := map[string]string{}
+	for _, kv := range splitList(s) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q: want key=value", kv)
+		}
+		labels[k] = v
+	}
+	return labels, nil
+}
+
+// parsePort reads "[name=]port[/protocol]", e.g. "http=8080/http".
+func parsePort(s string) (model.WorkloadPort, error) {
+	var p model.WorkloadPort
+	rest := s
+	if name, after, ok := strings.Cut(rest, "="); ok {
+		p.Name, rest = name, after
+	}
+	num, proto, _ := strings.Cut(rest, "/")
+	n, err := strconv.ParseUint(num, 10, 16)
+	if err != nil || n == 0 {
+		return p, fmt.Errorf("port %q: want a number in 1..65535", num)
+	}
+	p.Port = uint32(n)
+	if p.Protocol, err = model.ParseProtocol(proto); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// parseOutbound reads "[namespace/]service:port=localport".
+func parseOutbound(s, defaultNamespace string) (model.Outbound, error) {
+	var o model.Outbound
+	target, local, ok := strings.Cut(s, "=")
+	if !ok {
+		return o, errors.New("want [namespace/]service:port=localport")
+	}
+	svc, port, ok := strings.Cut(target, ":")
+	if !ok {
+		return o, errors.New("want [namespace/]service:port=localport")
+	}
+	ref, err := model.ParseRef(svc, defaultNamespace)
+	if err != nil {
+		return o, fmt.Errorf("service %w", err)
+	}
+	o.Service = ref
+	for _, f := range []struct {
+		s   string
+		dst *uint32
+		of  string
+	}{{port, &o.Port, "service port"}, {local, &o.LocalPort, "local port"}} {
+		n, err := strconv.ParseUint(f.s, 10, 16)
+		if err != nil || n == 0 {
+			return o, fmt.Errorf("%s %q: want a number in 1..65535", f.of, f.s)
+		}
+		*f.dst = uint32(n)
+	}
+	return o, nil
+}
+
+// flagErrors renames a workload's manifest fields to the flags that set
+// them, so the user sees which flag to fix.
+func flagErrors(err error) error {
+	names := []struct{ field, flag string }{
+		{"metadata.labels", "--labels"},
+		{"metadata", "--namespace/--name"},
+		{"spec.serviceAccount", "--service-account"},
+		{"spec.address", "--address"},
+		{"spec.proxy.inboundPort", "--inbound-port"},
+		{"spec.ports", "--port"},
+		{"spec.outbound", "--outbound"},
+	}
+	var errs []error
+	for _, e := range unjoin(err) {
+		var fe *model.FieldError
+		if !errors.As(e, &fe) {
+			errs = append(errs, e)
+			continue
+		}
+		field := fe.Field
+		for _, n := range names {
+			if strings.HasPrefix(field, n.field) {
+				field = n.flag + " (" + fe.Field + ")"
+				break
+			}
+		}
+		errs = append(errs, fmt.Errorf("%s: %s", field, fe.Msg))
+	}
+	return errors.Join(errs...)
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"io"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/model"
+)
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		desc    string
+		args    []string
+		wantErr string // substring; "" means success
+		check   func(t *testing.T, c *config)
+	}{
+		{
+			desc: "managed workload",
+			args: []string{"--control-plane", "127.0.0.1:15010", "--workload", "demo/web-0", "--admin", "127.0.0.1:15100", "--drain-timeout", "3s"},
+			check: func(t *testing.T, c *config) {
+				if c.workload != (model.Ref{Namespace: "demo", Name: "web-0"}) || c.registered != nil || c.drainTimeout != 3*time.Second {
+					t.Fatalf("config %+v", c)
+				}
+			},
+		},
+		{
+			desc: "registered workload",
+			args: []string{"--control-plane", "127.0.0.1:15010", "--register", "--name", "web-1", "--namespace", "demo",
+				"--labels", "app=web,version=v1", "--service-account", "web", "--address", "127.0.0.1",
+				"--port", "http=8080/http", "--port", "9090", "--inbound-port", "14001",
+				"--outbound", "catalog:80=16001,other/db:5432=16002", "--lease-ttl", "15s", "--admin", "127.0.0.1:15101"},
+			check: func(t *testing.T, c *config) {
+				w := c.registered
+				want := &model.Workload{
+					Ref:            model.Ref{Namespace: "demo", Name: "web-1"},
+					Labels:         map[string]string{"app": "web", "version": "v1"},
+					ServiceAccount: "web",
+					Address:        "127.0.0.1",
+					Ports:          []model.WorkloadPort{{Name: "http", Port: 8080, Protocol: model.ProtocolHTTP1}, {Port: 9090}},
+					InboundPort:    14001,
+					Outbound: []model.Outbound{
+						{Service: model.Ref{Namespace: "demo", Name: "catalog"}, Port: 80, LocalPort: 16001},
+						{Service: model.Ref{Namespace: "other", Name: "db"}, Port: 5432, LocalPort: 16002},
+					},
+					AdminPort: 15101,
+				}
+				if w == nil || !w.Equal(want) || c.workload != want.Ref || c.leaseTTL != 15*time.Second {
+					t.Fatalf("workload\n got %+v\nwant %+v", w, want)
+				}
+			},
+		},
+		{desc: "no control plane", args: []string{"--workload", "demo/web-0"}, wantErr: "--control-plane is required"},
+		{desc: "no workload", args: []string{"--control-plane", "x:1"}, wantErr: "--workload"},
+		{desc: "bad log format", args: []string{"--control-plane", "x:1", "--workload", "a/b", "--log-format", "xml"}, wantErr: "--log-format"},
+		{desc: "bad port", args: []string{"--control-plane", "x:1", "--register", "--name", "w", "--inbound-port", "1", "--port", "http=80/quic"}, wantErr: `--port "http=80/quic"`},
+		{desc: "bad outbound", args: []string{"--control-plane", "x:1", "--register", "--name", "w", "--inbound-port", "1", "--outbound", "catalog=1"}, wantErr: "--outbound"},
+		{desc: "missing inbound port", args: []string{"--control-plane", "x:1", "--register", "--name", "w"}, wantErr: "--inbound-port"},
+		{desc: "bad address", args: []string{"--control-plane", "x:1", "--register", "--name", "w", "--inbound-port", "1", "--address", "localhost"}, wantErr: "--address"},
+		{desc: "bad name", args: []string{"--control-plane", "x:1", "--register", "--name", "Web_1", "--inbound-port", "1"}, wantErr: "--namespace/--name"},
+		{desc: "bad labels", args: []string{"--control-plane", "x:1", "--register", "--name", "w", "--inbound-port", "1", "--labels", "app"}, wantErr: "--labels"},
+		{desc: "outbound on inbound port", args: []string{"--control-plane", "x:1", "--register", "--name", "w", "--inbound-port", "16001", "--outbound", "c:80=16001"}, wantErr: "--outbound"},
+		{desc: "workload disagrees", args: []string{"--control-plane", "x:1", "--register", "--name", "w", "--inbound-port", "1", "--workload", "demo/x"}, wantErr: "disagrees"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			c, err := parseFlags(tc.args, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("parseFlags error = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseFlags: %v", err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestOutboundServices(t *testing.T) {
+	a, b := model.Ref{Namespace: "d", Name: "a"}, model.Ref{Namespace: "d", Name: "b"}
+	got := outboundServices(&model.Workload{Outbound: []model.Outbound{{Service: a, Port: 80}, {Service: b}, {Service: a, Port: 81}}})
+	if !slices.Equal(got, []model.Ref{a, b}) {
+		t.Fatalf("outboundServices = %v", got)
+	}
+}
+
+// TestImports guards the proxy's footprint: no Kubernetes, no control-plane
+// halves, nothing of the CLI.
+func TestImports(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	out, err := exec.Command(goBin, "list", "-deps", ".", "../../internal/proxy/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	forbidden := []string{
+		"github.com/weftmesh/weft/internal/discovery",
+		"github.com/weftmesh/weft/internal/registry",
+		"github.com/weftmesh/weft/internal/source",
+		"github.com/weftmesh/weft/internal/manifest",
+		"github.com/weftmesh/weft/internal/controlplane",
+		"github.com/weftmesh/weft/internal/demo",
+		"github.com/spf13/cobra",
+		"k8s.io/",
+		"sigs.k8s.io/",
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, f := range forbidden {
+			if strings.HasPrefix(dep, f) {
+				t.Errorf("weft-proxy depends on %s", dep)
+			}
+		}
+	}
+}

@@ -1,0 +1,96 @@
+package proxy
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// gRPC clients read errors from grpc-status, not from HTTP statuses, so
+// the proxy answers a gRPC request it cannot carry with a gRPC
+// "trailers-only" response (PROTOCOL-HTTP2.md in the gRPC repository).
+
+// gRPC status codes the proxy produces.
+const (
+	grpcUnknown          = 2
+	grpcDeadlineExceeded = 4
+	grpcPermissionDenied = 7
+	grpcUnimplemented    = 12
+	grpcInternal         = 13
+	grpcUnavailable      = 14
+	grpcUnauthenticated  = 16
+)
+
+func isGRPC(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return ct == "application/grpc" || strings.HasPrefix(ct, "application/grpc+") || strings.HasPrefix(ct, "application/grpc;")
+}
+
+// grpcCodeOf maps an HTTP status as gRPC's "HTTP to gRPC status code
+// mapping" does.
+func grpcCodeOf(httpCode int) int {
+	switch httpCode {
+	case http.StatusBadRequest:
+		return grpcInternal
+	case http.StatusUnauthorized:
+		return grpcUnauthenticated
+	case http.StatusForbidden:
+		return grpcPermissionDenied
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		return grpcUnimplemented
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return grpcUnavailable
+	}
+	return grpcUnknown
+}
+
+func writeGRPCError(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", strconv.Itoa(code))
+	h.Set("Grpc-Message", encodeGRPCMessage(msg))
+	w.WriteHeader(http.StatusOK)
+}
+
+// encodeGRPCMessage percent-encodes what grpc-message may not carry raw.
+func encodeGRPCMessage(msg string) string {
+	var b strings.Builder
+	for i := 0; i < len(msg); i++ {
+		c := msg[i]
+		if c >= ' ' && c <= '~' && c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteString("%")
+		b.WriteString(strings.ToUpper(strconv.FormatUint(uint64(c)|0x100, 16)[1:]))
+	}
+	return b.String()
+}
+
+// grpcDeadlinePassed reports whether a gRPC request's grpc-timeout has
+// run out since it arrived at start. A gRPC server resets the stream when
+// its deadline fires, a moment before the client's own timer: the proxy
+// must then say DEADLINE_EXCEEDED rather than report a broken upstream.
+func grpcDeadlinePassed(r *http.Request, start time.Time) bool {
+	d, ok := parseGRPCTimeout(r.Header.Get("Grpc-Timeout"))
+	return ok && time.Since(start) >= d
+}
+
+// parseGRPCTimeout reads "1-8 digits, then a unit of H, M, S, m, u or n".
+func parseGRPCTimeout(s string) (time.Duration, bool) {
+	if len(s) < 2 || len(s) > 9 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s[:len(s)-1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	units := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second,
+		'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}
+	unit, ok := units[s[len(s)-1]]
+	if !ok {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}

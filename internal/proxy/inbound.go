@@ -1,0 +1,184 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"time"
+
+	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/proxy/meshheader"
+	"github.com/weftmesh/weft/internal/proxy/tunnel"
+)
+
+// inboundListener serves mesh traffic from peer proxies: HTTP/2 only.
+type inboundListener struct {
+	addr string
+	srv  *http.Server
+	log  *slog.Logger
+}
+
+func (p *Proxy) startInbound(addr string, ln net.Listener) *inboundListener {
+	if p.opts.WrapInbound != nil {
+		ln = p.opts.WrapInbound(ln)
+	}
+	// HTTP2 for the day the listener yields *tls.Conn; UnencryptedHTTP2
+	// for h2c with prior knowledge, which is what peers speak today.
+	var protos http.Protocols
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:   http.HandlerFunc(p.serveInbound),
+		Protocols: &protos,
+		// Peers multiplex every request for this workload onto few
+		// connections; the net/http default of 250 streams is too low.
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 1000},
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       10 * time.Minute,
+		ErrorLog:          p.httpLog,
+	}
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("inbound listener failed", "addr", addr, "error", err)
+		}
+	}()
+	p.log.Info("inbound listening", "addr", addr)
+	return &inboundListener{addr: addr, srv: srv, log: p.log}
+}
+
+// drain retires the listener after a config moved it.
+func (l *inboundListener) drain(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := l.srv.Shutdown(ctx); err != nil {
+		l.log.Warn("inbound listener drain cut short", "addr", l.addr, "error", err)
+		l.srv.Close()
+	}
+}
+
+type appKey struct{}
+
+// appTarget is where one inbound request goes.
+type appTarget struct {
+	addr  string
+	start time.Time
+}
+
+// serveInbound checks a request from a peer proxy and hands it to the app.
+func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
+	wl := p.cur.Load().cfg.Workload
+	port, err := meshheader.ParseTargetPort(r.Header)
+	if err != nil {
+		p.refuse(w, r, http.StatusBadRequest, "inbound", err.Error())
+		return
+	}
+	// Only declared ports: otherwise the inbound would relay peers to any
+	// socket on the host.
+	wp, ok := wl.Port(port)
+	if !ok {
+		p.refuse(w, r, http.StatusForbidden, "inbound",
+			fmt.Sprintf("port %d is not a declared port of workload %s", port, wl.Ref))
+		return
+	}
+	appAddr := hostPort(p.opts.AppAddress, port)
+	if r.Method == http.MethodConnect {
+		p.serveInboundTunnel(w, r, appAddr)
+		return
+	}
+	proto, err := appProto(wp, r.Header)
+	if err != nil {
+		p.refuse(w, r, http.StatusBadRequest, "inbound", err.Error())
+		return
+	}
+	ctx := context.WithValue(r.Context(), appKey{}, &appTarget{addr: appAddr, start: time.Now()})
+	p.toApp[proto].ServeHTTP(w, r.WithContext(ctx))
+}
+
+// appProto is the protocol to speak to the app: the port's, else the one
+// the original client spoke. A port declared tcp that receives HTTP
+// requests (its service port said http) gets them as the client sent them.
+func appProto(wp model.WorkloadPort, h http.Header) (string, error) {
+	switch wp.Protocol {
+	case model.ProtocolHTTP1:
+		return meshheader.ProtoHTTP1, nil
+	case model.ProtocolHTTP2, model.ProtocolGRPC:
+		return meshheader.ProtoHTTP2, nil
+	}
+	proto, err := meshheader.ParseProto(h)
+	if errors.Is(err, meshheader.ErrMissing) {
+		return meshheader.ProtoHTTP1, nil
+	}
+	return proto, err
+}
+
+func (p *Proxy) serveInboundTunnel(w http.ResponseWriter, r *http.Request, appAddr string) {
+	d := net.Dialer{Timeout: appDialTimeout}
+	c, err := d.DialContext(r.Context(), "tcp", appAddr)
+	if err != nil {
+		p.refuse(w, r, http.StatusBadGateway, "inbound", fmt.Sprintf("connect to app at %s: %v", appAddr, err))
+		return
+	}
+	if err := tunnel.Serve(w, r, asHalfCloser(c)); err != nil {
+		p.log.Debug("inbound tunnel ended", "app", appAddr, "remote", r.RemoteAddr, "error", err)
+	}
+}
+
+// newAppProxy forwards to the app on the address serveInbound put in the
+// request context.
+func (p *Proxy) newAppProxy(rt http.RoundTripper) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			rewriteCommon(pr, pr.In.Context().Value(appKey{}).(*appTarget).addr)
+		},
+		Transport:     rt,
+		FlushInterval: -1,
+		ErrorLog:      p.httpLog,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				p.log.Debug("inbound request canceled", "path", r.URL.Path, "error", err)
+				return
+			}
+			app := r.Context().Value(appKey{}).(*appTarget)
+			p.upstreamFailed(w, r, app.start, "inbound", fmt.Sprintf("app at %s: %v", app.addr, err))
+		},
+	}
+}
+
+// rewriteCommon makes the outgoing request of either side: same Host,
+// query and forwarding headers as the client sent (a sidecar is not a
+// hop the app should see), no mesh headers.
+func rewriteCommon(pr *httputil.ProxyRequest, addr string) {
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = addr
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	pr.Out.Host = pr.In.Host
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+		if v, ok := pr.In.Header[h]; ok {
+			pr.Out.Header[h] = v
+		}
+	}
+	meshheader.Strip(pr.Out.Header)
+}
+
+func newAppTransport(h2c bool) *http.Transport {
+	d := &net.Dialer{Timeout: appDialTimeout, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		DialContext: d.DialContext,
+		// Everything goes to one app: keep many connections to it, and
+		// never consult proxy environment variables.
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	if h2c {
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true)
+		t.Protocols = &protos
+	}
+	return t
+}

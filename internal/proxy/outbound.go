@@ -1,0 +1,333 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/proxy/detect"
+	"github.com/weftmesh/weft/internal/proxy/meshheader"
+	"github.com/weftmesh/weft/internal/proxy/pool"
+	"github.com/weftmesh/weft/internal/proxy/tunnel"
+)
+
+// outboundListener is one local port the app calls a service on.
+type outboundListener struct {
+	port uint32
+	ln   net.Listener
+	// queue feeds srv the connections found to be HTTP.
+	queue     *connQueue
+	srv       *http.Server
+	accepting chan struct{} // closed when the accept loop has ended
+	log       *slog.Logger
+}
+
+func (p *Proxy) startOutbound(port uint32, ln net.Listener) *outboundListener {
+	o := &outboundListener{
+		port:      port,
+		ln:        ln,
+		queue:     newConnQueue(ln.Addr()),
+		accepting: make(chan struct{}),
+		log:       p.log,
+	}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	o.srv = &http.Server{
+		Handler:           p.outboundHandler(port),
+		Protocols:         &protos,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 1000},
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          p.httpLog,
+	}
+	go func() {
+		if err := o.srv.Serve(o.queue); !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("outbound server failed", "port", port, "error", err)
+		}
+	}()
+	go p.acceptOutbound(o)
+	p.log.Info("outbound listening", "addr", ln.Addr().String())
+	return o
+}
+
+// drain retires the listener after a config dropped it.
+func (o *outboundListener) drain(timeout time.Duration) {
+	o.ln.Close()
+	<-o.accepting
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := o.srv.Shutdown(ctx); err != nil {
+		o.log.Warn("outbound listener drain cut short", "port", o.port, "error", err)
+		o.srv.Close()
+	}
+}
+
+func (p *Proxy) acceptOutbound(o *outboundListener) {
+	defer close(o.accepting)
+	for {
+		c, err := o.ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			// Out of file descriptors and the like: back off, don't spin.
+			p.log.Warn("outbound accept failed", "port", o.port, "error", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if !p.tunnels.add(c) {
+			c.Close()
+			continue
+		}
+		go p.handleOutboundConn(o, c)
+	}
+}
+
+// handleOutboundConn settles the protocol of one connection, then serves
+// it as HTTP or tunnels it.
+func (p *Proxy) handleOutboundConn(o *outboundListener, c net.Conn) {
+	defer p.tunnels.done(c)
+	rt := p.cur.Load().routes[o.port]
+	var conn net.Conn = c
+	isHTTP := false
+	switch proto := rt.protocol(); {
+	case proto.IsHTTP():
+		isHTTP = true
+	case proto == model.ProtocolTCP:
+	default:
+		res, dc, err := detect.Detect(c, p.opts.DetectTimeout)
+		if err != nil {
+			p.log.Debug("outbound detection failed", "port", o.port, "error", err)
+			c.Close()
+			return
+		}
+		conn, isHTTP = dc, res == detect.HTTP1 || res == detect.HTTP2
+	}
+	if isHTTP {
+		// From here the http.Server owns the connection and its draining.
+		if !o.queue.deliver(conn) {
+			conn.Close()
+		}
+		return
+	}
+	p.tunnelTCP(o, p.cur.Load().routes[o.port], conn)
+}
+
+// tunnelTCP carries one opaque connection to an endpoint as a CONNECT
+// stream. Opaque bytes have no way to carry an error, so failures close
+// the connection and are logged.
+func (p *Proxy) tunnelTCP(o *outboundListener, rt *route, c net.Conn) {
+	if rt == nil {
+		c.Close()
+		return
+	}
+	ep, port, done, err := rt.pick()
+	if err != nil {
+		p.log.Warn("opaque connection refused", "port", o.port, "reason", err.Error(), "remote", c.RemoteAddr().String())
+		c.Close()
+		return
+	}
+	s, err := tunnel.Dial(p.ctx, p.pool, ep.HostPort(), meshHeader(port, ""))
+	if err != nil {
+		done(err)
+		p.log.Warn("opaque connection failed", "port", o.port, "endpoint", ep.ID, "error", err)
+		c.Close()
+		return
+	}
+	err = tunnel.Pipe(asHalfCloser(c), s, clientLinger)
+	done(err)
+	if err != nil {
+		p.log.Debug("opaque connection ended", "port", o.port, "endpoint", ep.ID, "error", err)
+	}
+}
+
+type upstreamKey struct{}
+
+// upstream is where one outbound request goes, and how it went.
+type upstream struct {
+	addr     string
+	endpoint string
+	port     uint32
+	proto    string
+	start    time.Time
+	err      error
+}
+
+func (p *Proxy) outboundHandler(port uint32) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt := p.cur.Load().routes[port]
+		if rt == nil {
+			p.refuse(w, r, http.StatusServiceUnavailable, "outbound",
+				fmt.Sprintf("local port %d no longer leads to a service", port))
+			return
+		}
+		if isUpgrade(r) {
+			p.serveUpgrade(w, r, rt)
+			return
+		}
+		if r.Method == http.MethodConnect {
+			p.refuse(w, r, http.StatusMethodNotAllowed, "outbound", "CONNECT is not supported on an outbound port")
+			return
+		}
+		ep, target, done, err := rt.pick()
+		if err != nil {
+			p.refuse(w, r, http.StatusServiceUnavailable, "outbound", err.Error())
+			return
+		}
+		if r.ProtoMajor == 1 {
+			// Let streaming HTTP/1 clients keep sending while the answer
+			// flows back; an error only means the server can't.
+			_ = http.NewResponseController(w).EnableFullDuplex()
+		}
+		u := &upstream{addr: ep.HostPort(), endpoint: ep.ID, port: target, proto: meshheader.ProtoOf(r), start: time.Now()}
+		// Deferred: ReverseProxy aborts a response broken mid-body with a
+		// panic (http.ErrAbortHandler), and the balancer must still hear.
+		defer func() { done(u.err) }()
+		p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), upstreamKey{}, u)))
+	})
+}
+
+// newForwarder carries outbound requests to the chosen peer proxy.
+func (p *Proxy) newForwarder() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			u := pr.In.Context().Value(upstreamKey{}).(*upstream)
+			rewriteCommon(pr, u.addr)
+			pr.Out.Header.Set(meshheader.TargetPort, strconv.FormatUint(uint64(u.port), 10))
+			pr.Out.Header.Set(meshheader.Proto, u.proto)
+		},
+		Transport:     p.pool,
+		FlushInterval: -1,
+		ErrorLog:      p.httpLog,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			u := r.Context().Value(upstreamKey{}).(*upstream)
+			u.err = err
+			if r.Context().Err() != nil {
+				p.log.Debug("outbound request canceled", "endpoint", u.endpoint, "path", r.URL.Path, "error", err)
+				return
+			}
+			p.upstreamFailed(w, r, u.start, "outbound", upstreamMsg(u.endpoint, u.addr, err))
+		},
+	}
+}
+
+func upstreamMsg(endpoint, addr string, err error) string {
+	if de := (*pool.DialError)(nil); errors.As(err, &de) {
+		return fmt.Sprintf("cannot reach endpoint %s: %v", endpoint, de)
+	}
+	return fmt.Sprintf("endpoint %s (peer proxy %s): %v", endpoint, addr, err)
+}
+
+func meshHeader(port uint32, proto string) http.Header {
+	h := http.Header{meshheader.TargetPort: {strconv.FormatUint(uint64(port), 10)}}
+	if proto != "" {
+		h.Set(meshheader.Proto, proto)
+	}
+	return h
+}
+
+// isUpgrade reports an HTTP/1 protocol upgrade (WebSocket and the like).
+func isUpgrade(r *http.Request) bool {
+	return r.ProtoMajor == 1 && r.Header.Get("Upgrade") != "" &&
+		httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade")
+}
+
+// serveUpgrade tunnels an upgrade request as raw bytes: the peer writes
+// it to the app as is, and the app's answer (101 or not) and everything
+// after flow back unparsed.
+func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route) {
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		p.refuse(w, r, http.StatusBadRequest, "outbound", "upgrade requests with a body are not supported")
+		return
+	}
+	ep, target, done, err := rt.pick()
+	if err != nil {
+		p.refuse(w, r, http.StatusServiceUnavailable, "outbound", err.Error())
+		return
+	}
+	s, err := tunnel.Dial(p.ctx, p.pool, ep.HostPort(), meshHeader(target, meshheader.ProtoHTTP1))
+	if err != nil {
+		done(err)
+		if se := (*tunnel.StatusError)(nil); errors.As(err, &se) {
+			p.refuse(w, r, se.Code, "outbound", se.Error())
+			return
+		}
+		p.refuse(w, r, http.StatusBadGateway, "outbound", upstreamMsg(ep.ID, ep.HostPort(), err))
+		return
+	}
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		s.Close()
+		done(err)
+		p.refuse(w, r, http.StatusInternalServerError, "outbound", "cannot take over the connection: "+err.Error())
+		return
+	}
+	if !p.tunnels.add(c) {
+		c.Close()
+		s.Close()
+		done(ErrShutdown)
+		return
+	}
+	defer p.tunnels.done(c)
+	if err := writeRequestHead(s, r); err != nil {
+		c.Close()
+		s.Close()
+		done(err)
+		p.log.Warn("upgrade tunnel failed", "endpoint", ep.ID, "error", err)
+		return
+	}
+	down := net.Conn(c)
+	if n := brw.Reader.Buffered(); n > 0 {
+		// Bytes the client sent after the request head, already read.
+		b, _ := brw.Reader.Peek(n)
+		down = detect.Replay(c, bytes.Clone(b))
+	}
+	err = tunnel.Pipe(asHalfCloser(down), s, clientLinger)
+	done(err)
+	if err != nil {
+		p.log.Debug("upgrade tunnel ended", "endpoint", ep.ID, "error", err)
+	}
+}
+
+// writeRequestHead writes r's request line and headers as HTTP/1.1,
+// without mesh headers.
+func writeRequestHead(w io.Writer, r *http.Request) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "%s %s HTTP/1.1\r\nHost: %s\r\n", r.Method, r.RequestURI, r.Host)
+	h := r.Header.Clone()
+	meshheader.Strip(h)
+	if err := h.Write(bw); err != nil {
+		return fmt.Errorf("write upgrade request: %w", err)
+	}
+	bw.WriteString("\r\n")
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write upgrade request: %w", err)
+	}
+	return nil
+}
+
+// asHalfCloser adapts a connection for tunnel.Pipe. Connections that
+// cannot half-close (none on loopback TCP) just ignore the request.
+func asHalfCloser(c net.Conn) tunnel.HalfCloser {
+	if hc, ok := c.(tunnel.HalfCloser); ok {
+		return hc
+	}
+	return noHalfClose{c}
+}
+
+type noHalfClose struct{ net.Conn }
+
+func (noHalfClose) CloseWrite() error { return nil }

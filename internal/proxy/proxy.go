@@ -1,0 +1,290 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/proxy/balance"
+	"github.com/weftmesh/weft/internal/proxy/meshheader"
+	"github.com/weftmesh/weft/internal/proxy/pool"
+)
+
+// Options configure a Proxy. The zero value of each field is a sensible
+// default.
+type Options struct {
+	Logger *slog.Logger
+	// AppAddress is where the app listens; default "127.0.0.1".
+	AppAddress string
+	// DrainTimeout bounds Shutdown and the retirement of listeners a new
+	// config drops; default 10s.
+	DrainTimeout time.Duration
+	// DetectTimeout is how long an outbound connection on a port with no
+	// declared protocol may stay silent before it is called opaque TCP;
+	// default 100ms.
+	DetectTimeout time.Duration
+	// Dialer connects to peer proxies; nil is plain TCP.
+	Dialer pool.Dialer
+	// Balancer names a balancer in package balance's registry; "" is
+	// balance.Default.
+	Balancer string
+	// WrapInbound, when set, wraps the inbound listener. It is the seam for
+	// mTLS: connections it returns may be *tls.Conn, negotiating "h2".
+	WrapInbound func(net.Listener) net.Listener
+}
+
+const (
+	defaultDrainTimeout  = 10 * time.Second
+	defaultDetectTimeout = 100 * time.Millisecond
+	appDialTimeout       = 5 * time.Second
+	// clientLinger is how long a client keeps sending into a tunnel whose
+	// far end has finished; see tunnel.Pipe.
+	clientLinger = 5 * time.Second
+)
+
+// ErrShutdown is returned by Apply after Shutdown.
+var ErrShutdown = errors.New("proxy: shut down")
+
+// Proxy is the data plane of one workload.
+type Proxy struct {
+	opts    Options
+	log     *slog.Logger
+	httpLog *log.Logger
+	pool    *pool.Pool
+	// forward carries outbound requests to peer proxies; toApp carries
+	// inbound requests to the app, by protocol.
+	forward *httputil.ReverseProxy
+	toApp   map[string]*httputil.ReverseProxy
+	appRTs  []*http.Transport
+	tunnels tracker
+	// ctx lives until Shutdown has finished; tunnels outlive requests.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	cur   atomic.Pointer[state]
+	ready atomic.Bool
+
+	mu        sync.Mutex // serializes Apply and Shutdown; guards below
+	inbound   *inboundListener
+	outbound  map[uint32]*outboundListener // by local port
+	balancers map[target]balance.Balancer
+	balErr    error
+	shutdown  bool
+}
+
+// New makes a Proxy with no config: it listens nowhere until Apply.
+func New(opts Options) *Proxy {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.AppAddress == "" {
+		opts.AppAddress = "127.0.0.1"
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = defaultDrainTimeout
+	}
+	if opts.DetectTimeout <= 0 {
+		opts.DetectTimeout = defaultDetectTimeout
+	}
+	p := &Proxy{
+		opts:      opts,
+		log:       opts.Logger,
+		httpLog:   slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+		pool:      pool.New(pool.Options{Dialer: opts.Dialer, Logger: opts.Logger}),
+		outbound:  map[uint32]*outboundListener{},
+		balancers: map[target]balance.Balancer{},
+		tunnels:   tracker{conns: map[net.Conn]struct{}{}},
+	}
+	if _, err := balance.New(opts.Balancer); err != nil {
+		p.balErr = fmt.Errorf("proxy: options: %w", err)
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.forward = p.newForwarder()
+	h1, h2 := newAppTransport(false), newAppTransport(true)
+	p.appRTs = []*http.Transport{h1, h2}
+	p.toApp = map[string]*httputil.ReverseProxy{
+		meshheader.ProtoHTTP1: p.newAppProxy(h1),
+		meshheader.ProtoHTTP2: p.newAppProxy(h2),
+	}
+	return p
+}
+
+func (p *Proxy) newBalancer() balance.Balancer {
+	b, err := balance.New(p.opts.Balancer)
+	if err != nil {
+		// Apply refuses configs while the name is bad; never reached.
+		b, _ = balance.New("")
+	}
+	return b
+}
+
+// Apply makes cfg the config in force. It binds any new listeners first,
+// so on error (a port in use, an invalid workload) the old config keeps
+// serving untouched. Unchanged listeners keep their connections; dropped
+// ones drain in the background.
+func (p *Proxy) Apply(cfg *model.ProxyConfig) error {
+	if cfg == nil || cfg.Workload == nil {
+		return errors.New("proxy: apply: config has no workload")
+	}
+	w := cfg.Workload
+	if err := w.Validate(); err != nil {
+		return fmt.Errorf("proxy: apply version %d: workload %s: %w", cfg.Version, w.Ref, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.balErr != nil {
+		return p.balErr
+	}
+	if p.shutdown {
+		return ErrShutdown
+	}
+
+	inAddr := hostPort(w.Address, w.InboundPort)
+	var newIn net.Listener
+	newOut := map[uint32]net.Listener{}
+	abort := func(err error) error {
+		if newIn != nil {
+			newIn.Close()
+		}
+		for _, ln := range newOut {
+			ln.Close()
+		}
+		return fmt.Errorf("proxy: apply version %d: %w", cfg.Version, err)
+	}
+	if p.inbound == nil || p.inbound.addr != inAddr {
+		ln, err := net.Listen("tcp", inAddr)
+		if err != nil {
+			return abort(fmt.Errorf("inbound listener: %w", err))
+		}
+		newIn = ln
+	}
+	for _, o := range w.Outbound {
+		if _, ok := p.outbound[o.LocalPort]; ok {
+			continue
+		}
+		ln, err := net.Listen("tcp", hostPort("127.0.0.1", o.LocalPort))
+		if err != nil {
+			return abort(fmt.Errorf("outbound listener for %s:%d: %w", o.Service, o.Port, err))
+		}
+		newOut[o.LocalPort] = ln
+	}
+
+	st := p.buildState(cfg)
+	p.cur.Store(st)
+
+	if newIn != nil {
+		old := p.inbound
+		p.inbound = p.startInbound(inAddr, newIn)
+		if old != nil {
+			go old.drain(p.opts.DrainTimeout)
+		}
+	}
+	for port, ln := range newOut {
+		p.outbound[port] = p.startOutbound(port, ln)
+	}
+	for port, o := range p.outbound {
+		if _, ok := st.routes[port]; !ok {
+			delete(p.outbound, port)
+			o.ln.Close() // refuse new connections now; drain the rest behind
+			go o.drain(p.opts.DrainTimeout)
+		}
+	}
+	// After the swap no request picks a removed endpoint, so its
+	// connections only carry what is already in flight.
+	p.pool.Retain(st.peers)
+	p.ready.Store(true)
+	p.log.Info("applied proxy config", "version", cfg.Version, "workload", w.Ref.String(),
+		"inbound", inAddr, "outbound", len(p.outbound), "services", len(cfg.Services))
+	return nil
+}
+
+// Ready reports whether a config with a workload is applied and its
+// listeners are up. It turns false when Shutdown starts.
+func (p *Proxy) Ready() bool { return p.ready.Load() }
+
+// Shutdown stops accepting on every listener at once, lets requests and
+// tunnels in flight finish until ctx ends or DrainTimeout passes, then
+// closes whatever is left. It returns an error when it had to cut
+// something off.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	if p.shutdown {
+		p.mu.Unlock()
+		return nil
+	}
+	p.shutdown = true
+	p.ready.Store(false)
+	in, outs := p.inbound, p.outbound
+	p.inbound, p.outbound = nil, map[uint32]*outboundListener{}
+	p.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, p.opts.DrainTimeout)
+	defer cancel()
+	p.log.Info("proxy shutting down", "drain_timeout", p.opts.DrainTimeout.String())
+	for _, o := range outs {
+		o.ln.Close()
+	}
+	var wg sync.WaitGroup
+	if in != nil {
+		// Shutdown closes the listener before it waits.
+		wg.Go(func() { _ = in.srv.Shutdown(ctx) })
+	}
+	for _, o := range outs {
+		wg.Go(func() {
+			<-o.accepting
+			_ = o.srv.Shutdown(ctx)
+		})
+	}
+	wg.Go(func() { _ = p.tunnels.wait(ctx) })
+	wg.Wait()
+	drainErr := ctx.Err()
+
+	if in != nil {
+		in.srv.Close()
+	}
+	for _, o := range outs {
+		o.srv.Close()
+	}
+	cut := p.tunnels.closeAll()
+	p.pool.Close()
+	for _, t := range p.appRTs {
+		t.CloseIdleConnections()
+	}
+	p.cancel()
+	if drainErr != nil {
+		return fmt.Errorf("proxy: shutdown: drain unfinished, closed %d tunnels: %w", cut, drainErr)
+	}
+	p.log.Info("proxy shut down")
+	return nil
+}
+
+// refuse answers a request the proxy will not carry, and logs why.
+func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, code int, side, msg string) {
+	p.log.Warn("request refused", "side", side, "status", code, "reason", msg,
+		"method", r.Method, "host", r.Host, "path", r.URL.Path, "remote", r.RemoteAddr)
+	if isGRPC(r) {
+		writeGRPCError(w, grpcCodeOf(code), "weft "+side+": "+msg)
+		return
+	}
+	http.Error(w, "weft "+side+": "+msg, code)
+}
+
+// upstreamFailed answers a request whose upstream failed before it
+// answered. The caller has checked the client is still there.
+func (p *Proxy) upstreamFailed(w http.ResponseWriter, r *http.Request, start time.Time, side, msg string) {
+	if isGRPC(r) && grpcDeadlinePassed(r, start) {
+		p.log.Debug("grpc deadline exceeded", "side", side, "path", r.URL.Path, "reason", msg)
+		writeGRPCError(w, grpcDeadlineExceeded, "weft "+side+": deadline exceeded: "+msg)
+		return
+	}
+	p.refuse(w, r, http.StatusBadGateway, side, msg)
+}

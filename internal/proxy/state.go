@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/proxy/balance"
+)
+
+// state is one applied config and what the request path derives from it.
+// It is immutable once stored; Apply swaps in a new one.
+type state struct {
+	cfg *model.ProxyConfig
+	// routes by outbound local port, so a listener finds its target and
+	// endpoints in one atomic load even when Apply retargets the port.
+	routes map[uint32]*route
+	// peers are the proxy addresses of every endpoint the config knows.
+	peers map[string]bool
+}
+
+// target is what an outbound port leads to; balancers are kept per target
+// so their per-endpoint state survives config changes.
+type target struct {
+	service model.Ref
+	port    uint32
+}
+
+// route is an outbound port's view of its service.
+type route struct {
+	out     model.Outbound
+	svc     *model.ServiceState // nil when the mesh has no such service
+	port    model.ServicePort
+	hasPort bool
+	// endpoints serving the service port; the balancer holds the same set.
+	endpoints []*model.Endpoint
+	bal       balance.Balancer
+}
+
+// buildState derives the request-path state of cfg, reusing and updating
+// balancers by target. It must be called with p.mu held.
+func (p *Proxy) buildState(cfg *model.ProxyConfig) *state {
+	st := &state{cfg: cfg, routes: map[uint32]*route{}, peers: map[string]bool{}}
+	updated := map[target]bool{}
+	for _, o := range cfg.Workload.Outbound {
+		rt := &route{out: o, svc: cfg.Services[o.Service]}
+		if rt.svc != nil && rt.svc.Service != nil {
+			rt.port, rt.hasPort = rt.svc.Service.Port(o.Port)
+		}
+		if rt.hasPort {
+			for _, ep := range rt.svc.Endpoints {
+				if _, ok := ep.TargetPorts[o.Port]; ok {
+					rt.endpoints = append(rt.endpoints, ep)
+				}
+			}
+		}
+		key := target{service: o.Service, port: o.Port}
+		b := p.balancers[key]
+		if b == nil {
+			b = p.newBalancer()
+			p.balancers[key] = b
+		}
+		if !updated[key] {
+			b.Update(rt.endpoints)
+			updated[key] = true
+		}
+		rt.bal = b
+		st.routes[o.LocalPort] = rt
+	}
+	for key := range p.balancers {
+		if !updated[key] {
+			delete(p.balancers, key)
+		}
+	}
+	for _, ss := range cfg.Services {
+		for _, ep := range ss.Endpoints {
+			st.peers[ep.HostPort()] = true
+		}
+	}
+	return st
+}
+
+// protocol is how the outbound port's connections are carried.
+func (rt *route) protocol() model.Protocol {
+	if rt == nil || !rt.hasPort {
+		return model.ProtocolDetect
+	}
+	return rt.port.Protocol
+}
+
+// pick chooses an endpoint and the workload port it serves the service
+// port on. The error says, for the client, why there is none.
+func (rt *route) pick() (*model.Endpoint, uint32, balance.Done, error) {
+	if rt.svc == nil || !rt.hasPort {
+		return nil, 0, nil, rt.problem()
+	}
+	ep, done, err := rt.bal.Pick()
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("service %s port %d: %w", rt.out.Service, rt.out.Port, err)
+	}
+	return ep, ep.TargetPorts[rt.out.Port], done, nil
+}
+
+// problem says why the route carries nothing, or is nil.
+func (rt *route) problem() error {
+	switch {
+	case rt.svc == nil:
+		return fmt.Errorf("service %s is not known to the mesh", rt.out.Service)
+	case !rt.hasPort:
+		return fmt.Errorf("service %s has no port %d", rt.out.Service, rt.out.Port)
+	case len(rt.endpoints) == 0:
+		return fmt.Errorf("service %s port %d: %w", rt.out.Service, rt.out.Port, balance.ErrNoEndpoints)
+	}
+	return nil
+}
+
+func hostPort(host string, port uint32) string {
+	return net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10))
+}
