@@ -42,7 +42,9 @@ func TestStoreEndpoints(t *testing.T) {
 			wl("c2", map[string]string{"app": "catalog", "version": "v2"}, 4002, WorkloadPort{Name: "http", Port: 8082}),
 			// Selected but without the named port: not an endpoint.
 			wl("c3", map[string]string{"app": "catalog"}, 4003),
-			wl("s1", map[string]string{"app": "stock"}, 4004),
+			wl("s1", map[string]string{"app": "stock"}, 4004, WorkloadPort{Port: 9090}),
+			// Selected, but serves stock's port on no declared port.
+			wl("s2", map[string]string{"app": "stock"}, 4005, WorkloadPort{Port: 8080}),
 		},
 	}))
 	snap1 := s.Snapshot()
@@ -56,6 +58,9 @@ func TestStoreEndpoints(t *testing.T) {
 	stock1, _ := snap1.Service(stock)
 	if ep, _ := stock1.Endpoint("demo/s1"); ep.TargetPorts[9090] != 9090 {
 		t.Errorf("stock target port = %v, want the service port", ep.TargetPorts)
+	}
+	if got := ids(stock1); len(got) != 1 {
+		t.Errorf("stock endpoints = %v, want only s1, the one that declares the port", got)
 	}
 
 	// Relabel c2 out of catalog: only catalog changes, and the old
@@ -83,7 +88,7 @@ func TestStoreEndpoints(t *testing.T) {
 
 	// An identical put publishes nothing.
 	v := s.Snapshot().Version
-	must(s.Apply("files", Changes{PutWorkloads: []*Workload{wl("s1", map[string]string{"app": "stock"}, 4004)}}))
+	must(s.Apply("files", Changes{PutWorkloads: []*Workload{wl("s1", map[string]string{"app": "stock"}, 4004, WorkloadPort{Port: 9090})}}))
 	if s.Snapshot().Version != v {
 		t.Error("an unchanged object published a new snapshot")
 	}

@@ -168,21 +168,25 @@ func (w *Workload) Port(port uint32) (WorkloadPort, bool) {
 }
 
 // targetPort resolves the workload port that serves a service port; false
-// when the workload has no port for it.
+// when the workload declares no such port. Only declared ports count: a
+// proxy's inbound refuses any other, so it is never an open relay to
+// whatever else listens beside its workload.
 func (w *Workload) targetPort(sp ServicePort) (uint32, bool) {
-	switch {
-	case sp.TargetPortName != "":
-		for _, p := range w.Ports {
+	for _, p := range w.Ports {
+		switch {
+		case sp.TargetPortName != "":
 			if p.Name == sp.TargetPortName {
 				return p.Port, true
 			}
+		case sp.TargetPort != 0:
+			if p.Port == sp.TargetPort {
+				return p.Port, true
+			}
+		case p.Port == sp.Port:
+			return p.Port, true
 		}
-		return 0, false
-	case sp.TargetPort != 0:
-		return sp.TargetPort, true
-	default:
-		return sp.Port, true
 	}
+	return 0, false
 }
 
 // Endpoint is one workload serving a service.
