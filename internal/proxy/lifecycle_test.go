@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -372,3 +373,49 @@ func mustRequest(method, url string) *http.Request {
 }
 
 func itoa(p uint32) string { return strconv.Itoa(int(p)) }
+
+// An endpoint whose proxy is gone but which is still in the config (it
+// left a moment ago) costs no request: reaching it fails before anything
+// is sent, so the request, or the connection, goes to another endpoint.
+func TestConnectFailureTriesAnotherEndpoint(t *testing.T) {
+	appPort := serveHTTP(t, echoApp("a"))
+	echoPort := serveTCP(t, func(c net.Conn) { io.Copy(c, c) })
+	s := newServer(t, "api-0",
+		model.WorkloadPort{Port: appPort, Protocol: model.ProtocolHTTP1},
+		model.WorkloadPort{Port: echoPort, Protocol: model.ProtocolTCP})
+	dead := &model.Endpoint{ID: "demo/gone", Address: "127.0.0.1", ProxyPort: freePort(t),
+		TargetPorts: map[uint32]uint32{80: appPort, 7000: echoPort}}
+	svc := service(model.ServicePort{Name: "http", Port: 80, Protocol: model.ProtocolHTTP1},
+		model.ServicePort{Name: "tcp", Port: 7000, Protocol: model.ProtocolTCP})
+	// Round-robin puts the dead endpoint first for every other request.
+	c := newClient(t, proxy.Options{Balancer: balance.RoundRobin}, svc, []uint32{80, 7000},
+		dead, s.endpoint(map[uint32]uint32{80: appPort, 7000: echoPort}))
+	client := h1Client()
+	for i := range 10 {
+		body := strings.Repeat("x", 1000+i)
+		req, err := http.NewRequest("POST", "http://"+c.addr(80)+"/", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := do(t, client, req)
+		if resp.Header.Get("X-Backend") != "a" || resp.Header.Get("X-Body-Len") != strconv.Itoa(len(body)) {
+			t.Fatalf("request %d: %q bytes at %q, want %d at a", i, resp.Header.Get("X-Body-Len"), resp.Header.Get("X-Backend"), len(body))
+		}
+	}
+	for i := range 4 {
+		conn, err := net.Dial("tcp", c.addr(7000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := fmt.Sprintf("hello %d\n", i)
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, got); err != nil || string(got) != msg {
+			t.Fatalf("connection %d: echo %q, %v", i, got, err)
+		}
+		conn.Close()
+	}
+}

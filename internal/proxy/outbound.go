@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/proxy/balance"
 	"github.com/weftmesh/weft/internal/proxy/detect"
 	"github.com/weftmesh/weft/internal/proxy/meshheader"
 	"github.com/weftmesh/weft/internal/proxy/pool"
@@ -134,15 +135,13 @@ func (p *Proxy) tunnelTCP(o *outboundListener, rt *route, c net.Conn) {
 		c.Close()
 		return
 	}
-	ep, port, done, err := rt.pick()
-	if err != nil {
+	s, ep, done, err := p.dialEndpoint(rt, "")
+	switch {
+	case err != nil && ep == nil:
 		p.log.Warn("opaque connection refused", "port", o.port, "reason", err.Error(), "remote", c.RemoteAddr().String())
 		c.Close()
 		return
-	}
-	s, err := tunnel.Dial(p.ctx, p.pool, ep.HostPort(), meshHeader(port, ""))
-	if err != nil {
-		done(err)
+	case err != nil:
 		p.log.Warn("opaque connection failed", "port", o.port, "endpoint", ep.ID, "error", err)
 		c.Close()
 		return
@@ -154,16 +153,81 @@ func (p *Proxy) tunnelTCP(o *outboundListener, rt *route, c net.Conn) {
 	}
 }
 
+// dialEndpoint opens a CONNECT stream to an endpoint of rt, trying
+// others when a peer proxy cannot be reached. On failure ep is nil when
+// the route had no endpoint to offer, else the last endpoint tried; done
+// has then already been called.
+func (p *Proxy) dialEndpoint(rt *route, proto string) (s *tunnel.Stream, ep *model.Endpoint, done balance.Done, err error) {
+	tried := map[string]bool{}
+	for {
+		next, port, nextDone, perr := rt.pickAvoiding(tried)
+		if perr != nil {
+			if ep == nil {
+				err = perr
+			}
+			return nil, ep, nil, err
+		}
+		ep = next
+		s, err = tunnel.Dial(p.ctx, p.pool, ep.HostPort(), meshHeader(port, proto))
+		if err == nil {
+			return s, ep, nextDone, nil
+		}
+		nextDone(err)
+		tried[ep.ID] = true
+		if !isConnectFailure(err) || len(tried) >= maxConnectAttempts {
+			return nil, ep, nil, err
+		}
+		p.log.Debug("peer proxy unreachable; trying another endpoint", "endpoint", ep.ID, "error", err)
+	}
+}
+
 type upstreamKey struct{}
 
 // upstream is where one outbound request goes, and how it went.
 type upstream struct {
+	route    *route
 	addr     string
 	endpoint string
 	port     uint32
 	proto    string
 	start    time.Time
 	err      error
+	// done tells the balancer how the request went on this endpoint.
+	done balance.Done
+}
+
+func (u *upstream) use(ep *model.Endpoint, port uint32, done balance.Done) {
+	u.addr, u.endpoint, u.port, u.done = ep.HostPort(), ep.ID, port, done
+}
+
+// retryConnect is the forwarder's transport: when the chosen peer proxy
+// cannot be reached, nothing was sent, so the request goes to another
+// endpoint whatever its method (the body has not been read).
+type retryConnect struct{ p *Proxy }
+
+func (rc retryConnect) RoundTrip(req *http.Request) (*http.Response, error) {
+	u := req.Context().Value(upstreamKey{}).(*upstream)
+	tried := map[string]bool{}
+	for {
+		resp, err := rc.p.pool.RoundTrip(req)
+		if err == nil || !isConnectFailure(err) || req.Context().Err() != nil {
+			return resp, err
+		}
+		tried[u.endpoint] = true
+		if len(tried) >= maxConnectAttempts {
+			return nil, err
+		}
+		ep, port, done, perr := u.route.pickAvoiding(tried)
+		if perr != nil {
+			return nil, err
+		}
+		rc.p.log.Debug("peer proxy unreachable; trying another endpoint", "endpoint", u.endpoint, "next", ep.ID, "error", err)
+		u.done(err)
+		u.use(ep, port, done)
+		req = req.Clone(req.Context())
+		req.URL.Host = u.addr
+		req.Header.Set(meshheader.TargetPort, strconv.FormatUint(uint64(port), 10))
+	}
 }
 
 func (p *Proxy) outboundHandler(port uint32) http.Handler {
@@ -192,10 +256,11 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 			// flows back; an error only means the server can't.
 			_ = http.NewResponseController(w).EnableFullDuplex()
 		}
-		u := &upstream{addr: ep.HostPort(), endpoint: ep.ID, port: target, proto: meshheader.ProtoOf(r), start: time.Now()}
+		u := &upstream{route: rt, proto: meshheader.ProtoOf(r), start: time.Now()}
+		u.use(ep, target, done)
 		// Deferred: ReverseProxy aborts a response broken mid-body with a
 		// panic (http.ErrAbortHandler), and the balancer must still hear.
-		defer func() { done(u.err) }()
+		defer func() { u.done(u.err) }()
 		p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), upstreamKey{}, u)))
 	})
 }
@@ -209,7 +274,7 @@ func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 			pr.Out.Header.Set(meshheader.TargetPort, strconv.FormatUint(uint64(u.port), 10))
 			pr.Out.Header.Set(meshheader.Proto, u.proto)
 		},
-		Transport:     p.pool,
+		Transport:     retryConnect{p},
 		FlushInterval: -1,
 		ErrorLog:      p.httpLog,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -253,14 +318,12 @@ func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route) 
 		p.refuse(w, r, http.StatusBadRequest, "outbound", "upgrade requests with a body are not supported")
 		return
 	}
-	ep, target, done, err := rt.pick()
-	if err != nil {
+	s, ep, done, err := p.dialEndpoint(rt, meshheader.ProtoHTTP1)
+	if err != nil && ep == nil {
 		p.refuse(w, r, http.StatusServiceUnavailable, "outbound", err.Error())
 		return
 	}
-	s, err := tunnel.Dial(p.ctx, p.pool, ep.HostPort(), meshHeader(target, meshheader.ProtoHTTP1))
 	if err != nil {
-		done(err)
 		if se := (*tunnel.StatusError)(nil); errors.As(err, &se) {
 			p.refuse(w, r, se.Code, "outbound", se.Error())
 			return

@@ -1,12 +1,14 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
 
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy/balance"
+	"github.com/weftmesh/weft/internal/proxy/pool"
 )
 
 // state is one applied config and what the request path derives from it.
@@ -100,6 +102,35 @@ func (rt *route) pick() (*model.Endpoint, uint32, balance.Done, error) {
 		return nil, 0, nil, fmt.Errorf("service %s port %d: %w", rt.out.Service, rt.out.Port, err)
 	}
 	return ep, ep.TargetPorts[rt.out.Port], done, nil
+}
+
+// maxConnectAttempts bounds the endpoints one request or connection tries
+// when peer proxies cannot be reached. A connect failure means nothing left
+// this proxy, so trying another endpoint is safe whatever the method: it is
+// what keeps requests from failing while an endpoint that just left is
+// still in this proxy's config.
+const maxConnectAttempts = 3
+
+// pickAvoiding is pick, but never returns an endpoint in tried; it fails
+// with errAllTried when the balancer offers nothing else.
+func (rt *route) pickAvoiding(tried map[string]bool) (*model.Endpoint, uint32, balance.Done, error) {
+	for range 2*len(rt.endpoints) + 1 {
+		ep, port, done, err := rt.pick()
+		if err != nil || !tried[ep.ID] {
+			return ep, port, done, err
+		}
+		done(nil)
+	}
+	return nil, 0, nil, errAllTried
+}
+
+var errAllTried = errors.New("every endpoint tried is unreachable")
+
+// isConnectFailure reports an error from reaching a peer proxy, before
+// anything was sent to it.
+func isConnectFailure(err error) bool {
+	var de *pool.DialError
+	return errors.As(err, &de)
 }
 
 // problem says why the route carries nothing, or is nil.

@@ -22,7 +22,9 @@ import (
 // the demo answers through the mesh, and that Ctrl-C leaves nothing behind.
 func TestUpDemo(t *testing.T) {
 	stateDir := t.TempDir()
-	portBase := 30000 + (os.Getpid()%60)*500
+	// Below the kernel's ephemeral range (32768 and up), where any socket
+	// could take a demo port first.
+	portBase := 21000 + (os.Getpid()%20)*500
 	grpcPort, adminPort := freePort(t), freePort(t)
 	up := start(t, "weft up --demo", "weft", "up", "--demo", "--port-base", strconv.Itoa(portBase),
 		"--state-dir", stateDir, "--grpc-addr", fmt.Sprintf("127.0.0.1:%d", grpcPort),
