@@ -1,0 +1,10 @@
+// Package ca is weft's certificate authority: the root and issuing
+// intermediate (self-managed, or provided by the operator in cert-manager's
+// layout), CSR signing into X.509-SVIDs, root rotation with a two-root trust
+// bundle, and join tokens.
+//
+// Only the control plane and the CLI import it; the proxy must not (it uses
+// the client side, internal/identity). It must not import Kubernetes, the
+// control plane's servers, sources or discovery, or the proxy's packages.
+// Private keys log as redacted and never appear in errors.
+package ca

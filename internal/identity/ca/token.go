@@ -1,0 +1,170 @@
+package ca
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/weftmesh/weft/internal/identity"
+)
+
+// Join token errors. Like every token error, they never include the token or
+// the key.
+var (
+	ErrTokenInvalid = errors.New("join token not valid")
+	ErrTokenExpired = errors.New("join token expired")
+	ErrTokenRevoked = errors.New("join token revoked")
+)
+
+const (
+	tokenKeyFile = "token.key"
+	revokedFile  = "revoked-tokens.json"
+	tokenKeySize = 32
+)
+
+func (c *CA) loadTokenKey() error {
+	p := filepath.Join(c.dir, tokenKeyFile)
+	b, err := os.ReadFile(p)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		key := make([]byte, tokenKeySize)
+		if _, err := rand.Read(key); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(p, key, 0o600); err != nil {
+			return fmt.Errorf("join token key: %w", err)
+		}
+		c.tokenKey = key
+		return nil
+	case err != nil:
+		return fmt.Errorf("join token key: %w", err)
+	case len(b) != tokenKeySize:
+		return fmt.Errorf("join token key %s: want %d bytes, got %d", p, tokenKeySize, len(b))
+	}
+	c.tokenKey = b
+	return nil
+}
+
+func (c *CA) loadRevoked() error {
+	p := filepath.Join(c.dir, revokedFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("join token revocations: %w", err)
+	}
+	var ids []string
+	if err := json.Unmarshal(b, &ids); err != nil {
+		return fmt.Errorf("join token revocations %s: %w", p, err)
+	}
+	for _, id := range ids {
+		c.revoked[id] = struct{}{}
+	}
+	return nil
+}
+
+func (c *CA) mac(signingInput string) []byte {
+	h := hmac.New(sha256.New, c.tokenKey)
+	h.Write([]byte(signingInput))
+	return h.Sum(nil)
+}
+
+// MintToken returns a join token for the workload identity cl.Namespace /
+// cl.ServiceAccount (limited to cl.Workload when set), valid until
+// cl.Expires. An empty cl.ID gets a random one; an empty cl.Root gets the
+// pin of the active root. A Root given must pin a root of the bundle.
+func (c *CA) MintToken(cl identity.TokenClaims) (string, error) {
+	if _, err := identity.WorkloadID(c.td, cl.Namespace, cl.ServiceAccount); err != nil {
+		return "", fmt.Errorf("mint join token: %w", err)
+	}
+	if len(cl.Workload) > 253 {
+		return "", errors.New("mint join token: workload name longer than 253 characters")
+	}
+	if !cl.Expires.After(c.now()) {
+		return "", errors.New("mint join token: expiry must be in the future")
+	}
+	if cl.ID == "" {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return "", err
+		}
+		cl.ID = base64.RawURLEncoding.EncodeToString(b)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl.Root == "" {
+		cl.Root = identity.RootPin(c.active.root)
+	} else if _, err := identity.CheckPin(c.roots, cl.Root); err != nil {
+		return "", fmt.Errorf("mint join token: %w", err)
+	}
+	in, err := identity.TokenSigningInput(cl)
+	if err != nil {
+		return "", fmt.Errorf("mint join token: %w", err)
+	}
+	tok := in + "." + base64.RawURLEncoding.EncodeToString(c.mac(in))
+	if len(tok) > identity.MaxTokenSize {
+		return "", fmt.Errorf("mint join token: longer than %d bytes", identity.MaxTokenSize)
+	}
+	return tok, nil
+}
+
+// VerifyToken checks a join token's form, MAC (in constant time), expiry and
+// revocation, and returns its claims.
+func (c *CA) VerifyToken(tok string) (identity.TokenClaims, error) {
+	in, mac, cl, err := identity.SplitToken(tok)
+	if err != nil {
+		return identity.TokenClaims{}, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !hmac.Equal(c.mac(in), mac) {
+		return identity.TokenClaims{}, fmt.Errorf("%w: MAC does not match (altered, or minted by another control plane)", ErrTokenInvalid)
+	}
+	if !c.now().Before(cl.Expires) {
+		return identity.TokenClaims{}, fmt.Errorf("%w: token %s expired at %s", ErrTokenExpired, cl.ID, cl.Expires.UTC().Format(time.RFC3339))
+	}
+	if _, ok := c.revoked[cl.ID]; ok {
+		return identity.TokenClaims{}, fmt.Errorf("%w: token %s", ErrTokenRevoked, cl.ID)
+	}
+	if _, err := identity.WorkloadID(c.td, cl.Namespace, cl.ServiceAccount); err != nil {
+		return identity.TokenClaims{}, fmt.Errorf("%w: token %s: %w", ErrTokenInvalid, cl.ID, err)
+	}
+	return cl, nil
+}
+
+// RevokeToken adds a token ID to the persisted revocation list.
+func (c *CA) RevokeToken(id string) error {
+	probe := identity.TokenClaims{ID: id, Namespace: "x", ServiceAccount: "x", Expires: time.Unix(1, 0), Root: "sha256:" + fmt.Sprintf("%064x", 0)}
+	if _, err := identity.TokenSigningInput(probe); err != nil {
+		return fmt.Errorf("revoke join token: bad token ID: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.revoked[id]; ok {
+		return nil
+	}
+	ids := make([]string, 0, len(c.revoked)+1)
+	for r := range c.revoked {
+		ids = append(ids, r)
+	}
+	ids = append(ids, id)
+	sort.Strings(ids)
+	b, err := json.MarshalIndent(ids, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(c.dir, revokedFile), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("revoke join token: %w", err)
+	}
+	c.revoked[id] = struct{}{}
+	return nil
+}
