@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"cmp"
 	"slices"
 
 	meshv1 "github.com/weftmesh/weft/api/mesh/v1"
@@ -75,7 +74,7 @@ func Diff(sent *Sent, snap *model.Snapshot, workload model.Ref, check []model.Re
 	}
 
 	refs := slices.Clone(check)
-	slices.SortFunc(refs, compareRefs)
+	slices.SortFunc(refs, model.CompareRefs)
 	refs = slices.Compact(refs)
 	for _, r := range refs {
 		cur, _ := snap.Service(r)
@@ -130,8 +129,4 @@ func serviceDelta(prev, cur *model.ServiceState) *meshv1.ServiceUpdate {
 		return nil
 	}
 	return u
-}
-
-func compareRefs(a, b model.Ref) int {
-	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 }

@@ -119,7 +119,7 @@ func (s *Server) Connected() []ProxyInfo {
 	}
 	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b ProxyInfo) int {
-		if c := compareRefs(a.Workload, b.Workload); c != 0 {
+		if c := model.CompareRefs(a.Workload, b.Workload); c != 0 {
 			return c
 		}
 		return a.Since.Compare(b.Since)
@@ -170,7 +170,7 @@ func (st *stream) info() ProxyInfo {
 		subs = append(subs, r)
 	}
 	st.mu.Unlock()
-	slices.SortFunc(subs, compareRefs)
+	slices.SortFunc(subs, model.CompareRefs)
 	return ProxyInfo{Workload: st.workload, Peer: st.peer, Subscriptions: subs, Version: st.version.Load(), Since: st.since}
 }
 

@@ -63,18 +63,19 @@ func (s *Snapshot) Workload(r Ref) (*Workload, bool) {
 // Services returns every service state, sorted by namespace and name.
 func (s *Snapshot) Services() []*ServiceState {
 	out := slices.Collect(maps.Values(s.services))
-	slices.SortFunc(out, func(a, b *ServiceState) int { return compareRefs(a.Service.Ref, b.Service.Ref) })
+	slices.SortFunc(out, func(a, b *ServiceState) int { return CompareRefs(a.Service.Ref, b.Service.Ref) })
 	return out
 }
 
 // Workloads returns every workload, sorted by namespace and name.
 func (s *Snapshot) Workloads() []*Workload {
 	out := slices.Collect(maps.Values(s.workloads))
-	slices.SortFunc(out, func(a, b *Workload) int { return compareRefs(a.Ref, b.Ref) })
+	slices.SortFunc(out, func(a, b *Workload) int { return CompareRefs(a.Ref, b.Ref) })
 	return out
 }
 
-func compareRefs(a, b Ref) int {
+// CompareRefs orders refs by namespace, then name.
+func CompareRefs(a, b Ref) int {
 	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 }
 

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -220,7 +221,7 @@ func (b *batch) publish() {
 	b.writeServices()
 	for r := range b.dirty {
 		eps := slices.Collect(maps.Values(b.endpoints[r]))
-		slices.SortFunc(eps, func(a, c *Endpoint) int { return compareStrings(a.ID, c.ID) })
+		slices.SortFunc(eps, func(a, c *Endpoint) int { return cmp.Compare(a.ID, c.ID) })
 		b.next.services[r] = &ServiceState{Service: b.services[r].obj, Endpoints: eps, Version: b.next.Version}
 	}
 }
@@ -244,16 +245,6 @@ func addIndex(idx map[string]map[Ref]bool, r Ref) {
 		idx[r.Namespace] = map[Ref]bool{}
 	}
 	idx[r.Namespace][r] = true
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // endpointFor returns the endpoint a workload gives a service, or nil when

@@ -141,6 +141,13 @@ func TestValidate(t *testing.T) {
 		{"dup ports", svc("a", nil, ServicePort{Name: "a", Port: 80}, ServicePort{Name: "b", Port: 80}), "spec.ports[1].port: duplicate port 80"},
 		{"bad label", svc("a", map[string]string{"a": "b c"}, ServicePort{Port: 80}), "spec.selector.a"},
 		{"ok workload", wl("w", nil, 1), ""},
+		{"app port is the inbound port", &Workload{Ref: Ref{"d", "w"}, Address: "::1", InboundPort: 5,
+			Ports: []WorkloadPort{{Port: 5}}}, "spec.ports[0].port: 5 is the proxy's inbound port"},
+		{"app port is the admin port", &Workload{Ref: Ref{"d", "w"}, Address: "::1", InboundPort: 5, AdminPort: 6,
+			Ports: []WorkloadPort{{Port: 8080}, {Port: 6}}}, "spec.ports[1].port: 6 is the proxy's admin port"},
+		{"app port is an outbound port", &Workload{Ref: Ref{"d", "w"}, Address: "::1", InboundPort: 5,
+			Ports:    []WorkloadPort{{Port: 7}},
+			Outbound: []Outbound{{Service: Ref{"d", "s"}, Port: 1, LocalPort: 7}}}, "spec.ports[0].port: 7 is the local port of outbound d/s"},
 		{"outbound clash", &Workload{Ref: Ref{"d", "w"}, Address: "::1", InboundPort: 5,
 			Outbound: []Outbound{{Service: Ref{"d", "s"}, Port: 1, LocalPort: 5}}}, "spec.outbound[0].localPort: is the proxy's inbound port 5"},
 	}

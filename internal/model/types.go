@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -204,7 +205,7 @@ type Endpoint struct {
 
 // HostPort is the address of the endpoint's proxy.
 func (e *Endpoint) HostPort() string {
-	return joinHostPort(e.Address, e.ProxyPort)
+	return net.JoinHostPort(e.Address, strconv.FormatUint(uint64(e.ProxyPort), 10))
 }
 
 // Equal reports whether two endpoints are the same in every field.
@@ -226,11 +227,4 @@ func (w *Workload) Equal(o *Workload) bool {
 		w.ServiceAccount == o.ServiceAccount && w.Address == o.Address &&
 		slices.Equal(w.Ports, o.Ports) && w.InboundPort == o.InboundPort && w.AdminPort == o.AdminPort &&
 		slices.Equal(w.Outbound, o.Outbound)
-}
-
-func joinHostPort(host string, port uint32) string {
-	if strings.Contains(host, ":") {
-		return "[" + host + "]:" + strconv.FormatUint(uint64(port), 10)
-	}
-	return host + ":" + strconv.FormatUint(uint64(port), 10)
 }

@@ -140,6 +140,23 @@ func (w *Workload) Validate() error {
 			}
 		}
 	}
+	// The proxy's own ports are never app ports: the inbound relays only
+	// to app ports, and must never relay to the proxy itself.
+	own := map[uint32]string{w.InboundPort: "the proxy's inbound port"}
+	if w.AdminPort != 0 {
+		own[w.AdminPort] = "the proxy's admin port"
+	}
+	for _, o := range w.Outbound {
+		own[o.LocalPort] = fmt.Sprintf("the local port of outbound %s", o.Service)
+	}
+	for i, p := range w.Ports {
+		if what, clash := own[p.Port]; clash {
+			fe.Add(fmt.Sprintf("spec.ports[%d].port", i), "%d is %s", p.Port, what)
+		}
+	}
+	if w.AdminPort != 0 && w.AdminPort == w.InboundPort {
+		fe.Add("spec.proxy.adminPort", "is the proxy's inbound port %d", w.AdminPort)
+	}
 	local := map[uint32]bool{}
 	for i, o := range w.Outbound {
 		f := fmt.Sprintf("spec.outbound[%d]", i)

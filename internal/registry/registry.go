@@ -24,6 +24,9 @@ const Source = "registration"
 // Defaults for Options.
 const (
 	DefaultTTL = 30 * time.Second
+	// MaxLeases is the default bound on registered workloads, so a client
+	// of the registration API cannot grow the control plane without limit.
+	MaxLeases = 10000
 	MaxTTL     = 5 * time.Minute
 )
 
@@ -38,6 +41,8 @@ type Options struct {
 	MaxTTL, DefaultTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// MaxLeases bounds the registered workloads; zero means MaxLeases.
+	MaxLeases int
 }
 
 // Registry is the Registration gRPC service.
@@ -79,6 +84,9 @@ func New(store *model.Store, opts Options) (*Registry, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.MaxLeases <= 0 {
+		opts.MaxLeases = MaxLeases
 	}
 	if opts.MaxTTL == 0 {
 		opts.MaxTTL = MaxTTL
@@ -150,6 +158,10 @@ func (r *Registry) register(l *lease) (gen uint64, err error) {
 	w := l.workload
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if _, renewing := r.byRef[w.Ref]; !renewing && len(r.leases) >= r.opts.MaxLeases {
+		r.log.Warn("registration refused: too many registered workloads", "workload", w.Ref.String(), "max", r.opts.MaxLeases)
+		return 0, status.Errorf(codes.ResourceExhausted, "register workload %s: the control plane holds its maximum of %d registered workloads", w.Ref, r.opts.MaxLeases)
+	}
 	if owner, ok := r.store.WorkloadOwner(w.Ref); ok && owner != Source {
 		r.log.Warn("registration refused: workload declared by another source", "workload", w.Ref.String(), "owner", owner)
 		return 0, status.Errorf(codes.AlreadyExists, "workload %s is already declared by another source", w.Ref)

@@ -391,3 +391,20 @@ func TestConcurrentRegistrationsAllSaved(t *testing.T) {
 		t.Errorf("%d registrations restored, want 40", n)
 	}
 }
+
+func TestMaxLeases(t *testing.T) {
+	store, clk := model.NewStore(), newClock()
+	r, err := New(store, Options{Logger: testLogger(t), MaxLeases: 2, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	register(t, r, vm("billing-1"), 0)
+	register(t, r, vm("billing-2"), 0)
+	_, err = r.Register(context.Background(), &meshv1.RegisterRequest{Workload: wire.WorkloadToProto(vm("billing-3"))})
+	wantCode(t, err, codes.ResourceExhausted)
+	if inStore(store, vm("billing-3")) {
+		t.Error("a registration over the limit reached the store")
+	}
+	// A workload already registered may register again at the limit.
+	register(t, r, vm("billing-2"), 0)
+}

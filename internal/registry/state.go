@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -141,7 +140,7 @@ func (r *Registry) encodeLocked() []byte {
 		leases = append(leases, l)
 	}
 	slices.SortFunc(leases, func(a, b *lease) int {
-		return cmp.Or(cmp.Compare(a.workload.Ref.Namespace, b.workload.Ref.Namespace), cmp.Compare(a.workload.Ref.Name, b.workload.Ref.Name))
+		return model.CompareRefs(a.workload.Ref, b.workload.Ref)
 	})
 	f := stateFile{Version: stateVersion, Leases: make([]stateLease, 0, len(leases))}
 	for _, l := range leases {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -229,6 +230,9 @@ func (s *Source) readFile(path string) {
 			s.files[path] = prev
 		}
 		prev.problems = []Problem{{File: path, Message: err.Error()}}
+		// Forget the content's hash, so the file is decoded afresh (and
+		// this problem cleared) when it can be read again, even unchanged.
+		prev.sum = [sha256.Size]byte{}
 		s.opts.Logger.Error("reading manifest; keeping its last good objects", "file", path, "err", err)
 		return
 	}
@@ -272,15 +276,22 @@ func (s *Source) readFile(path string) {
 	s.files[path] = next
 }
 
+// readBounded reads a file of at most maxFileSize bytes; the bound holds
+// even for a file that grows while it is read.
 func readBounded(path string) ([]byte, error) {
-	info, err := os.Stat(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	if info.Size() > maxFileSize {
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > maxFileSize {
 		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
 	}
-	return os.ReadFile(path)
+	return data, nil
 }
 
 // apply works out the objects all files declare together and applies the

@@ -181,3 +181,25 @@ func TestRunWatchesChanges(t *testing.T) {
 	}
 	t.Fatal("changes in the directory never reached the store")
 }
+
+func TestOversizedFileKeepsObjectsAndClearsWhenRestored(t *testing.T) {
+	s, store, dir := newSource(t)
+	write(t, dir, "svc.yaml", svcYAML)
+	content := workloadYAML("w1", 4001)
+	write(t, dir, "w.yaml", content)
+	s.Sync()
+	write(t, dir, "w.yaml", content+"#"+strings.Repeat("x", maxFileSize)+"\n")
+	s.Sync()
+	st := s.Status()
+	if len(st.Problems) != 1 || !strings.Contains(st.Problems[0].Message, "larger than") {
+		t.Fatalf("problems = %+v, want the size error", st.Problems)
+	}
+	if got := endpointPorts(t, store); got["demo/w1"] != 4001 {
+		t.Fatalf("endpoints = %v, want w1 kept", got)
+	}
+	write(t, dir, "w.yaml", content)
+	s.Sync()
+	if st := s.Status(); len(st.Problems) != 0 {
+		t.Fatalf("problems = %+v after restoring the same content", st.Problems)
+	}
+}
