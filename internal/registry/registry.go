@@ -27,7 +27,7 @@ const (
 	// MaxLeases is the default bound on registered workloads, so a client
 	// of the registration API cannot grow the control plane without limit.
 	MaxLeases = 10000
-	MaxTTL     = 5 * time.Minute
+	MaxTTL    = 5 * time.Minute
 )
 
 // Options configure a Registry.
