@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   protobuf-compiler # protoc, for `make gen` / `make check-gen`
+  libprotobuf-dev   # the well-known types protoc imports (google/protobuf/*.proto)
   curl              # a real HTTP/1.1 and HTTP/2 client in the e2e tests
 )
 
