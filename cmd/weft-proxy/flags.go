@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/weftmesh/weft/internal/model"
 )
 
@@ -23,6 +25,9 @@ type config struct {
 	detectTimeout time.Duration
 	logLevel      string
 	logFormat     string
+	trustDomain   string
+	// tokenFile holds the join token; "" means $WEFT_JOIN_TOKEN.
+	tokenFile string
 	// register: the proxy declares its own workload (built from the
 	// flags) and holds it with a lease.
 	register   bool
@@ -48,6 +53,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.detectTimeout, "detect-timeout", 100*time.Millisecond, "how long a silent outbound connection waits before it is treated as opaque TCP")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "json or text")
+	fs.StringVar(&c.trustDomain, "trust-domain", "weft.local", "trust domain of the mesh's SPIFFE IDs")
+	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the join token (default: the WEFT_JOIN_TOKEN environment variable)")
 	fs.BoolVar(&c.register, "register", false, "register this workload with the control plane, built from the flags below")
 	fs.StringVar(&name, "name", "", "with --register: workload name")
 	fs.StringVar(&namespace, "namespace", "default", "with --register: workload namespace")
@@ -78,6 +85,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.logFormat != "json" && c.logFormat != "text" {
 		return nil, fmt.Errorf("--log-format %q: want json or text", c.logFormat)
+	}
+	if _, err := spiffeid.TrustDomainFromString(c.trustDomain); err != nil {
+		return nil, fmt.Errorf("--trust-domain %q: %w", c.trustDomain, err)
 	}
 	if !c.register {
 		ref, err := model.ParseRef(workload, "")

@@ -15,10 +15,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
-	"github.com/weftmesh/weft/internal/model"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/proxy/admin"
 	"github.com/weftmesh/weft/internal/proxy/control"
@@ -49,15 +52,33 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	p := proxy.New(proxy.Options{
+	trust, src, err := startIdentity(ctx, cfg, logger)
+	if err != nil {
+		logger.Error("identity", "error", err)
+		return 1
+	}
+
+	var p *proxy.Proxy
+	p = proxy.New(proxy.Options{
 		Logger:        logger,
 		AppAddress:    cfg.appAddress,
 		DrainTimeout:  cfg.drainTimeout,
 		DetectTimeout: cfg.detectTimeout,
+		// Each peer proxy must prove the identity the control plane says
+		// its workload has.
+		Dialer: src.Dialer(func(addr string) (spiffeid.ID, bool) {
+			sa, ok := p.PeerAccount(addr)
+			if !ok {
+				return spiffeid.ID{}, false
+			}
+			id, err := identity.WorkloadID(src.ID().TrustDomain(), sa.Namespace, sa.Name)
+			return id, err == nil
+		}),
+		WrapInbound: func(l net.Listener) net.Listener { return src.Listener(l, nil) },
 	})
 
 	// Admin first: /live answers, and /ready says 503, while the proxy
-	// waits for its config.
+	// waits for its certificate and config.
 	adminLn, err := net.Listen("tcp", cfg.admin)
 	if err != nil {
 		logger.Error("admin listener", "addr", cfg.admin, "error", err)
@@ -67,7 +88,12 @@ func run(args []string) int {
 	go adminSrv.Serve(adminLn)
 	logger.Info("admin listening", "addr", adminLn.Addr().String())
 
-	conn, err := control.Dial(cfg.controlPlane)
+	select {
+	case <-src.Ready():
+	case <-ctx.Done():
+		return 0
+	}
+	conn, err := control.Dial(cfg.controlPlane, trust.Credentials())
 	if err != nil {
 		logger.Error("control plane", "error", err)
 		return 1
@@ -90,26 +116,16 @@ func run(args []string) int {
 	}
 
 	client := control.NewClient(conn, cfg.workload, logger)
-	runErr := make(chan error, 1)
-	go func() {
-		runErr <- client.Run(ctx, func(pc *model.ProxyConfig) {
-			if pc.Workload == nil {
-				// Normal at start: the manifest or registration naming this
-				// workload has not reached the control plane yet.
-				logger.Info("waiting for the control plane to know this workload", "workload", cfg.workload)
-				return
-			}
-			if err := p.Apply(pc); err != nil {
-				logger.Error("config not applied; the previous one stays in force", "version", pc.Version, "error", err)
-			}
-			client.SetSubscriptions(outboundServices(pc.Workload))
-		})
-	}()
+	client.OnBundle = trust.OnBundle
+	followErr := make(chan error, 1)
+	go func() { followErr <- control.Follow(ctx, client, p, logger) }()
 
+	followed := false
 	select {
 	case <-ctx.Done():
 		logger.Info("signal received; shutting down")
-	case err := <-runErr:
+	case err := <-followErr:
+		followed = true
 		logger.Error("discovery failed for good", "error", err)
 		code = 1
 	case err := <-keepErr:
@@ -119,7 +135,9 @@ func run(args []string) int {
 		}
 	}
 	stop()
-	<-runErr // Run returns once ctx ends; no Apply may race Shutdown
+	if !followed {
+		<-followErr // Follow returns once ctx ends; no Apply may race Shutdown
+	}
 
 	if lease != nil {
 		// Leave the mesh before draining, so peers stop picking us.
@@ -138,18 +156,53 @@ func run(args []string) int {
 	return code
 }
 
-// outboundServices are the services a workload calls: what the proxy
-// subscribes to.
-func outboundServices(w *model.Workload) []model.Ref {
-	seen := map[model.Ref]bool{}
-	var refs []model.Ref
-	for _, o := range w.Outbound {
-		if !seen[o.Service] {
-			seen[o.Service] = true
-			refs = append(refs, o.Service)
-		}
+// startIdentity reads the join token and starts the Source that holds the
+// proxy's SVID, renewing it until ctx ends. The private key is made in
+// this process and stays in it.
+func startIdentity(ctx context.Context, cfg *config, logger *slog.Logger) (*control.Trust, *identity.Source, error) {
+	token, err := joinToken(cfg.tokenFile)
+	if err != nil {
+		return nil, nil, err
 	}
-	return refs
+	td := spiffeid.RequireTrustDomainFromString(cfg.trustDomain)
+	trust, claims, err := control.NewTrust(td, token)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, err := identity.WorkloadID(td, claims.Namespace, claims.ServiceAccount)
+	if err != nil {
+		return nil, nil, fmt.Errorf("join token: %w", err)
+	}
+	src := identity.NewSource(id, control.NewCertifier(cfg.controlPlane, trust), logger)
+	trust.Bind(src)
+	go func() {
+		if err := src.Run(ctx); err != nil {
+			logger.Error("certificate renewal stopped", "error", err)
+		}
+	}()
+	logger.Info("identity", "spiffe_id", id.String())
+	return trust, src, nil
+}
+
+// joinToken reads the token from file, or from $WEFT_JOIN_TOKEN when file
+// is "".
+func joinToken(file string) (string, error) {
+	if file == "" {
+		tok := strings.TrimSpace(os.Getenv("WEFT_JOIN_TOKEN"))
+		if tok == "" {
+			return "", errors.New("no join token: set WEFT_JOIN_TOKEN or --token-file (weft identity token mints one)")
+		}
+		return tok, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("--token-file %s: the file is empty", file)
+	}
+	return tok, nil
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {

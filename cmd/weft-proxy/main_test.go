@@ -2,8 +2,9 @@ package main
 
 import (
 	"io"
+	"os"
 	"os/exec"
-	"slices"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,7 @@ func TestParseFlags(t *testing.T) {
 		},
 		{desc: "no control plane", args: []string{"--workload", "demo/web-0"}, wantErr: "--control-plane is required"},
 		{desc: "no workload", args: []string{"--control-plane", "x:1"}, wantErr: "--workload"},
+		{desc: "bad trust domain", args: []string{"--control-plane", "x:1", "--workload", "a/b", "--trust-domain", "Not A Domain"}, wantErr: "--trust-domain"},
 		{desc: "bad log format", args: []string{"--control-plane", "x:1", "--workload", "a/b", "--log-format", "xml"}, wantErr: "--log-format"},
 		{desc: "bad port", args: []string{"--control-plane", "x:1", "--register", "--name", "w", "--inbound-port", "1", "--port", "http=80/quic"}, wantErr: `--port "http=80/quic"`},
 		{desc: "bad outbound", args: []string{"--control-plane", "x:1", "--register", "--name", "w", "--inbound-port", "1", "--outbound", "catalog=1"}, wantErr: "--outbound"},
@@ -82,11 +84,39 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-func TestOutboundServices(t *testing.T) {
-	a, b := model.Ref{Namespace: "d", Name: "a"}, model.Ref{Namespace: "d", Name: "b"}
-	got := outboundServices(&model.Workload{Outbound: []model.Outbound{{Service: a, Port: 80}, {Service: b}, {Service: a, Port: 81}}})
-	if !slices.Equal(got, []model.Ref{a, b}) {
-		t.Fatalf("outboundServices = %v", got)
+func TestJoinToken(t *testing.T) {
+	dir := t.TempDir()
+	good, empty := filepath.Join(dir, "good"), filepath.Join(dir, "empty")
+	if err := os.WriteFile(good, []byte("weft1.abc.def\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		desc, file, env, want, wantErr string
+	}{
+		{desc: "file", file: good, want: "weft1.abc.def"},
+		{desc: "file wins over env", file: good, env: "other", want: "weft1.abc.def"},
+		{desc: "env", env: " weft1.x.y ", want: "weft1.x.y"},
+		{desc: "none", wantErr: "no join token"},
+		{desc: "missing file", file: filepath.Join(dir, "nope"), wantErr: "--token-file"},
+		{desc: "empty file", file: empty, wantErr: "is empty"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			t.Setenv("WEFT_JOIN_TOKEN", tc.env)
+			got, err := joinToken(tc.file)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("joinToken = %q, %v; want error with %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("joinToken = %q, %v; want %q", got, err, tc.want)
+			}
+		})
 	}
 }
 
@@ -107,6 +137,8 @@ func TestImports(t *testing.T) {
 		"github.com/weftmesh/weft/internal/source",
 		"github.com/weftmesh/weft/internal/manifest",
 		"github.com/weftmesh/weft/internal/controlplane",
+		"github.com/weftmesh/weft/internal/identity/ca",
+		"github.com/weftmesh/weft/internal/identity/issuer",
 		"github.com/weftmesh/weft/internal/demo",
 		"github.com/spf13/cobra",
 		"k8s.io/",

@@ -32,7 +32,7 @@ func startControlPlane(t *testing.T, extra map[string]string) *controlplane.Cont
 			t.Fatal(err)
 		}
 	}
-	cp, err := controlplane.New(controlplane.Options{ManifestDir: dir, GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+	cp, err := controlplane.New(controlplane.Options{ManifestDir: dir, StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}

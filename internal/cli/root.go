@@ -49,6 +49,8 @@ func NewRootCommand() *cobra.Command {
 		newUpCommand(logs),
 		newStatusCommand(),
 		newGetCommand(),
+		newIdentityCommand(),
+		newCheckCommand(),
 		demo.NewCommand(),
 		newVersionCommand(),
 	)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/weftmesh/weft/internal/controlplane"
 	"github.com/weftmesh/weft/internal/demo"
 	"github.com/weftmesh/weft/internal/up"
 )
@@ -35,11 +36,7 @@ and its load generator. Ctrl-C stops every process it started.`,
 				return errors.New("give exactly one of --demo and -f DIR")
 			}
 			if opts.ControlPlane.StateDir == "" {
-				dir, err := defaultStateDir(withDemo)
-				if err != nil {
-					return err
-				}
-				opts.ControlPlane.StateDir = dir
+				return errors.New("--state-dir: no default (no home directory); give one")
 			}
 			logFile, err := openLogFile(opts.ControlPlane.StateDir)
 			if err != nil {
@@ -66,7 +63,8 @@ and its load generator. Ctrl-C stops every process it started.`,
 	f.BoolVar(&withDemo, "demo", false, "run the demo application")
 	f.IntVar(&portBase, "port-base", 20000, "with --demo: the first of the loopback ports the demo uses")
 	f.StringVarP(&opts.ControlPlane.ManifestDir, "manifests", "f", "", "directory of manifests to run")
-	f.StringVar(&opts.ControlPlane.StateDir, "state-dir", "", "directory for state and logs (default: under $XDG_STATE_HOME or ~/.local/state/weft)")
+	f.StringVar(&opts.ControlPlane.StateDir, "state-dir", mustDefaultStateDir(), "directory for the CA, state and logs")
+	f.StringVar(&opts.ControlPlane.TrustDomain, "trust-domain", controlplane.DefaultTrustDomain, "trust domain of the mesh's SPIFFE IDs")
 	f.StringVar(&opts.ControlPlane.GRPCAddr, "grpc-addr", DefaultGRPCAddr, "control plane address for proxies")
 	f.StringVar(&opts.ControlPlane.AdminAddr, "admin-addr", DefaultAdminAddr, "control plane admin API address")
 	f.StringVar(&proxyPath, "proxy", "", "weft-proxy binary (default: beside weft, then $PATH)")
@@ -103,7 +101,9 @@ func setUpDemo(opts *up.Options, portBase int) error {
 	return nil
 }
 
-func defaultStateDir(demo bool) (string, error) {
+// defaultStateDir is where the control plane keeps its CA, registrations
+// and logs, and where the other commands find its admin token.
+func defaultStateDir() (string, error) {
 	base := os.Getenv("XDG_STATE_HOME")
 	if base == "" {
 		home, err := os.UserHomeDir()
@@ -112,11 +112,14 @@ func defaultStateDir(demo bool) (string, error) {
 		}
 		base = filepath.Join(home, ".local", "state")
 	}
-	name := "up"
-	if demo {
-		name = "demo"
-	}
-	return filepath.Join(base, "weft", name), nil
+	return filepath.Join(base, "weft"), nil
+}
+
+// mustDefaultStateDir is defaultStateDir for a flag's default, "" when
+// there is none (the flag then has to be given).
+func mustDefaultStateDir() string {
+	dir, _ := defaultStateDir()
+	return dir
 }
 
 func openLogFile(stateDir string) (*os.File, error) {

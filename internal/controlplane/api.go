@@ -65,3 +65,46 @@ type Outbound struct {
 	Port      uint32 `json:"port"`
 	LocalPort uint32 `json:"localPort"`
 }
+
+// Identity is GET /api/v1/identity.
+type Identity struct {
+	TrustDomain string `json:"trustDomain"`
+	// RotationPhase is "", "prepared" or "activated".
+	RotationPhase string   `json:"rotationPhase,omitempty"`
+	Anchors       []Anchor `json:"anchors"`
+	// Intermediate is the issuing CA certificate in use.
+	Intermediate Anchor `json:"intermediate"`
+}
+
+// Anchor is a trust anchor (root) or the intermediate.
+type Anchor struct {
+	Subject     string    `json:"subject"`
+	NotAfter    time.Time `json:"notAfter"`
+	Fingerprint string    `json:"fingerprint"`
+	Active      bool      `json:"active,omitempty"`
+	LiveLeaves  int       `json:"liveLeaves"`
+}
+
+// TokenRequest is POST /api/v1/identity/tokens.
+type TokenRequest struct {
+	Namespace      string `json:"namespace"`
+	ServiceAccount string `json:"serviceAccount"`
+	// Workload, if set, limits the token to that workload's name.
+	Workload string `json:"workload,omitempty"`
+	// TTL as a Go duration ("1h"); "" means an hour.
+	TTL string `json:"ttl,omitempty"`
+}
+
+// TokenResponse carries a minted join token.
+type TokenResponse struct {
+	Token   string    `json:"token"`
+	ID      string    `json:"id"`
+	Expires time.Time `json:"expires"`
+}
+
+// RotateRequest is POST /api/v1/identity/rotate.
+type RotateRequest struct {
+	// Step is prepare, activate or finish.
+	Step  string `json:"step"`
+	Force bool   `json:"force,omitempty"`
+}

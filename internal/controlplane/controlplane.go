@@ -13,9 +13,13 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	meshv1 "github.com/weftmesh/weft/api/mesh/v1"
 	"github.com/weftmesh/weft/internal/discovery"
+	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/identity/ca"
+	"github.com/weftmesh/weft/internal/identity/issuer"
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/source/files"
@@ -35,7 +39,18 @@ type Options struct {
 	Logger    *slog.Logger
 	// Resync overrides the manifest directory's full re-read interval.
 	Resync time.Duration
+	// TrustDomain of the mesh's SPIFFE IDs; "" means DefaultTrustDomain.
+	TrustDomain string
+	// CADir, when set, holds an operator's CA in the layout cert-manager
+	// writes (tls.crt, tls.key, ca.crt); otherwise the control plane makes
+	// its own in StateDir.
+	CADir string
+	// LeafTTL is the lifetime of workload certificates; 0 means 24h.
+	LeafTTL time.Duration
 }
+
+// DefaultTrustDomain is the trust domain of a mesh that names none.
+const DefaultTrustDomain = "weft.local"
 
 // ControlPlane is a running control plane's parts.
 type ControlPlane struct {
@@ -47,6 +62,11 @@ type ControlPlane struct {
 	grpcLis   net.Listener
 	adminLis  net.Listener
 	loaded    chan struct{}
+
+	ca         *ca.CA
+	issuer     *issuer.Server
+	self       *identity.Source
+	adminToken string
 }
 
 // New builds the parts and binds the listeners, so Addrs is known before
@@ -55,25 +75,34 @@ func New(opts Options) (*ControlPlane, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.StateDir == "" {
+		return nil, errors.New("control plane: a state directory is required (it keeps the CA and registrations)")
+	}
+	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
 	cp := &ControlPlane{opts: opts, store: model.NewStore(), loaded: make(chan struct{})}
 	var err error
+	if err := cp.newIdentity(); err != nil {
+		return nil, err
+	}
 	if opts.ManifestDir != "" {
 		cp.files, err = files.New(files.Options{Dir: opts.ManifestDir, Store: cp.store, Logger: opts.Logger.With("source", "files"), Resync: opts.Resync})
 		if err != nil {
 			return nil, err
 		}
 	}
-	regOpts := registry.Options{Logger: opts.Logger.With("component", "registry")}
-	if opts.StateDir != "" {
-		if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
-			return nil, fmt.Errorf("state directory: %w", err)
-		}
-		regOpts.StatePath = filepath.Join(opts.StateDir, "registrations.json")
-	}
-	if cp.registry, err = registry.New(cp.store, regOpts); err != nil {
+	cp.registry, err = registry.New(cp.store, registry.Options{
+		Logger:    opts.Logger.With("component", "registry"),
+		StatePath: filepath.Join(opts.StateDir, "registrations.json"),
+		Authorize: func(ctx context.Context, w *model.Workload) error { return issuer.MayActAs(ctx, w.Ref, w) },
+	})
+	if err != nil {
 		return nil, err
 	}
 	cp.discovery = discovery.NewServer(cp.store, opts.Logger.With("component", "discovery"))
+	cp.discovery.Authorize = issuer.MayActAs
+	cp.discovery.Bundle = func() ([][]byte, uint64) { return issuer.BundleDER(cp.ca) }
 	if cp.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("control plane gRPC listener: %w", err)
 	}
@@ -108,9 +137,20 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		log.Info("manifests loaded", "dir", st.Dir, "files", st.Files, "objects", st.Objects, "problems", len(st.Problems))
 	}
 	close(cp.loaded)
-	gs := grpc.NewServer(discovery.ServerOptions()...)
+	selfCtx, stopSelf := context.WithCancel(ctx)
+	defer stopSelf()
+	go cp.self.Run(selfCtx)
+	select {
+	case <-cp.self.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	gs := grpc.NewServer(append(append(discovery.ServerOptions(),
+		grpc.Creds(credentials.NewTLS(cp.serverTLS()))),
+		issuer.RequireSVID(cp.ca, log.With("component", "identity"))...)...)
 	meshv1.RegisterDiscoveryServer(gs, cp.discovery)
 	meshv1.RegisterRegistrationServer(gs, cp.registry)
+	meshv1.RegisterIdentityServer(gs, cp.issuer)
 	admin := &http.Server{Handler: cp.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 
 	g, ctx := errgroup.WithContext(ctx)

@@ -52,6 +52,16 @@ type Server struct {
 	logger *slog.Logger
 	now    func() time.Time
 
+	// Authorize, when set before serving, decides whether a stream's caller
+	// may be the proxy of workload ref: at the stream's start (w is nil
+	// while the mesh does not know the workload yet) and whenever the
+	// workload is sent. An error ends the stream with PERMISSION_DENIED.
+	Authorize func(ctx context.Context, ref model.Ref, w *model.Workload) error
+	// Bundle, when set before serving, gives the trust bundle (DER roots)
+	// and its version; each stream sends it first and again whenever the
+	// version changes. Call BundleChanged to have every stream look.
+	Bundle func() (roots [][]byte, version uint64)
+
 	mu         sync.Mutex
 	streams    map[*stream]struct{}
 	byService  map[model.Ref]map[*stream]struct{}
@@ -198,6 +208,9 @@ func (s *Server) Stream(srv meshv1.Discovery_StreamServer) error {
 	if p, ok := peer.FromContext(srv.Context()); ok {
 		st.peer = p.Addr.String()
 	}
+	if err := s.authorize(srv.Context(), ref, nil); err != nil {
+		return err
+	}
 	if err := s.add(st); err != nil {
 		return err
 	}
@@ -239,6 +252,7 @@ func (s *Server) receive(srv meshv1.Discovery_StreamServer, st *stream) error {
 func (s *Server) send(ctx context.Context, srv meshv1.Discovery_StreamServer, st *stream) error {
 	sent := NewSent()
 	var check []model.Ref
+	var bundleSent uint64
 	for {
 		check = check[:0]
 		st.mu.Lock()
@@ -254,7 +268,23 @@ func (s *Server) send(ctx context.Context, srv meshv1.Discovery_StreamServer, st
 		clear(st.dirty)
 		st.mu.Unlock()
 
-		resp, patch := Diff(sent, s.current.Load(), st.workload, check)
+		snap := s.current.Load()
+		resp, patch := Diff(sent, snap, st.workload, check)
+		if resp.GetWorkload() != nil {
+			w, _ := snap.Workload(st.workload)
+			if err := s.authorize(ctx, st.workload, w); err != nil {
+				return err
+			}
+		}
+		if s.Bundle != nil {
+			if roots, version := s.Bundle(); version != bundleSent {
+				if resp == nil {
+					resp = &meshv1.StreamResponse{Version: st.version.Load()}
+				}
+				resp.TrustBundle, resp.BundleVersion = roots, version
+				bundleSent = version
+			}
+		}
 		if resp != nil {
 			if err := srv.Send(resp); err != nil {
 				return err
@@ -270,6 +300,26 @@ func (s *Server) send(ctx context.Context, srv meshv1.Discovery_StreamServer, st
 		case <-s.done:
 			return status.Error(codes.Unavailable, "control plane shutting down")
 		}
+	}
+}
+
+func (s *Server) authorize(ctx context.Context, ref model.Ref, w *model.Workload) error {
+	if s.Authorize == nil {
+		return nil
+	}
+	if err := s.Authorize(ctx, ref, w); err != nil {
+		s.logger.Warn("proxy refused", "workload", ref.String(), "err", err)
+		return status.Errorf(codes.PermissionDenied, "workload %s: %v", ref, err)
+	}
+	return nil
+}
+
+// BundleChanged wakes every stream to send the new trust bundle.
+func (s *Server) BundleChanged() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for st := range s.streams {
+		st.wake()
 	}
 }
 

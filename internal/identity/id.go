@@ -42,3 +42,19 @@ func ParseWorkloadID(id spiffeid.ID) (namespace, serviceAccount string, err erro
 	}
 	return seg[1], seg[3], nil
 }
+
+// Control plane identity: proxies check the control plane they talk to is
+// this, and only this.
+const (
+	ControlPlaneNamespace      = "weft-system"
+	ControlPlaneServiceAccount = "weft-control-plane"
+)
+
+// ControlPlaneID is the control plane's SPIFFE ID in trust domain td.
+func ControlPlaneID(td spiffeid.TrustDomain) spiffeid.ID {
+	id, err := WorkloadID(td, ControlPlaneNamespace, ControlPlaneServiceAccount)
+	if err != nil {
+		panic(err) // constant, valid segments
+	}
+	return id
+}

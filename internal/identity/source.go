@@ -367,3 +367,7 @@ func PeerID(cs tls.ConnectionState) (spiffeid.ID, error) {
 	}
 	return x509svid.IDFromCert(cs.PeerCertificates[0])
 }
+
+// Certificate is the current SVID with its key, for a TLS server that
+// builds its own config (the control plane's gRPC server).
+func (s *Source) Certificate() (*tls.Certificate, error) { return s.current() }

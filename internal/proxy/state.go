@@ -20,6 +20,9 @@ type state struct {
 	routes map[uint32]*route
 	// peers are the proxy addresses of every endpoint the config knows.
 	peers map[string]bool
+	// accounts are the service accounts of those proxies, by address: the
+	// identity mTLS expects of the peer at each.
+	accounts map[string]model.Ref
 }
 
 // target is what an outbound port leads to; balancers are kept per target
@@ -43,7 +46,7 @@ type route struct {
 // buildState derives the request-path state of cfg, reusing and updating
 // balancers by target. It must be called with p.mu held.
 func (p *Proxy) buildState(cfg *model.ProxyConfig) *state {
-	st := &state{cfg: cfg, routes: map[uint32]*route{}, peers: map[string]bool{}}
+	st := &state{cfg: cfg, routes: map[uint32]*route{}, peers: map[string]bool{}, accounts: map[string]model.Ref{}}
 	updated := map[target]bool{}
 	for _, o := range cfg.Workload.Outbound {
 		rt := &route{out: o, svc: cfg.Services[o.Service]}
@@ -78,6 +81,7 @@ func (p *Proxy) buildState(cfg *model.ProxyConfig) *state {
 	for _, ss := range cfg.Services {
 		for _, ep := range ss.Endpoints {
 			st.peers[ep.HostPort()] = true
+			st.accounts[ep.HostPort()] = ep.ServiceAccount
 		}
 	}
 	return st
@@ -148,4 +152,15 @@ func (rt *route) problem() error {
 
 func hostPort(host string, port uint32) string {
 	return net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10))
+}
+
+// PeerAccount returns the service account of the peer proxy at addr in
+// the config in force: the identity an mTLS dial to addr must find there.
+func (p *Proxy) PeerAccount(addr string) (model.Ref, bool) {
+	st := p.cur.Load()
+	if st == nil {
+		return model.Ref{}, false
+	}
+	sa, ok := st.accounts[addr]
+	return sa, ok
 }

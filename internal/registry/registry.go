@@ -43,6 +43,9 @@ type Options struct {
 	Now func() time.Time
 	// MaxLeases bounds the registered workloads; zero means MaxLeases.
 	MaxLeases int
+	// Authorize, when set, decides whether the caller may register w; an
+	// error refuses the registration with PERMISSION_DENIED.
+	Authorize func(ctx context.Context, w *model.Workload) error
 }
 
 // Registry is the Registration gRPC service.
@@ -131,10 +134,16 @@ func (r *Registry) Run(ctx context.Context) error {
 // Register puts a workload into the mesh under a new lease. A workload
 // already registered under another lease is taken over: that is how a
 // restarted proxy, which lost its lease ID, gets its place back.
-func (r *Registry) Register(_ context.Context, req *meshv1.RegisterRequest) (*meshv1.RegisterResponse, error) {
+func (r *Registry) Register(ctx context.Context, req *meshv1.RegisterRequest) (*meshv1.RegisterResponse, error) {
 	w, err := wire.WorkloadFromProto(req.GetWorkload())
 	if err != nil {
 		return nil, invalidArgument(err)
+	}
+	if r.opts.Authorize != nil {
+		if err := r.opts.Authorize(ctx, w); err != nil {
+			r.log.Warn("registration refused", "workload", w.Ref.String(), "err", err)
+			return nil, status.Errorf(codes.PermissionDenied, "register workload %s: %v", w.Ref, err)
+		}
 	}
 	ttl := r.opts.DefaultTTL
 	if s := req.GetTtlSeconds(); s > 0 {

@@ -17,6 +17,9 @@ type Process struct {
 	Name string
 	Path string
 	Args []string
+	// Env, if set, gives variables to add to the environment at each start
+	// (secrets such as join tokens, which stay off command lines).
+	Env func() ([]string, error)
 }
 
 // supervised runs a Process until its context ends, restarting it with
@@ -60,6 +63,13 @@ func (s *supervised) runOnce(ctx context.Context) error {
 	defer runtime.UnlockOSThread()
 	cmd := exec.Command(s.proc.Path, s.proc.Args...)
 	cmd.Stdout, cmd.Stderr = s.out, s.out
+	if s.proc.Env != nil {
+		env, err := s.proc.Env()
+		if err != nil {
+			return fmt.Errorf("starting %s: %w", s.proc.Name, err)
+		}
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", s.proc.Name, err)

@@ -158,11 +158,24 @@ func (m *mesh) reconcile(ctx context.Context) {
 			continue
 		}
 		pctx, cancel := context.WithCancel(ctx)
-		args := []string{"--control-plane", m.cp.GRPCAddr(), "--workload", ref.String(), "--admin", adminAddr(w)}
+		args := []string{"--control-plane", m.cp.GRPCAddr(), "--workload", ref.String(), "--admin", adminAddr(w),
+			"--trust-domain", m.cp.TrustDomain()}
 		name := "proxy-" + ref.Namespace + "-" + ref.Name
 		m.opts.ControlPlane.Logger.Info("starting proxy", "workload", ref)
-		sup := m.start(pctx, name, Process{Name: name, Path: m.opts.ProxyPath, Args: args})
+		sup := m.start(pctx, name, Process{Name: name, Path: m.opts.ProxyPath, Args: args, Env: m.joinToken(w)})
 		m.proxies[ref] = &running{workload: w, cancel: cancel, sup: sup}
+	}
+}
+
+// joinToken mints, at each start of a workload's proxy, a short-lived
+// join token for the workload's identity.
+func (m *mesh) joinToken(w *model.Workload) func() ([]string, error) {
+	return func() ([]string, error) {
+		tok, err := m.cp.JoinToken(w.Ref.Namespace, w.Identity().Name, w.Ref.Name, 10*time.Minute)
+		if err != nil {
+			return nil, err
+		}
+		return []string{"WEFT_JOIN_TOKEN=" + tok.Token}, nil
 	}
 }
 

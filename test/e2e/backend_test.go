@@ -274,20 +274,23 @@ type fixture struct {
 	c                        *client
 	b                        *backend
 	clientProxy, serverProxy *process
+	// serverInbound is server-0's proxy's inbound port.
+	serverInbound int
 }
 
-func serverSide(t *testing.T) *fixture {
+func serverSide(t *testing.T, cpArgs ...string) *fixture {
 	t.Helper()
-	m := newMesh(t)
+	m := newMesh(t, cpArgs...)
 	b := startBackend(t, "server-0")
 	c := newClient(t)
 	srvAdmin := freePort(t)
 	m.write("services.yaml", servicesYAML)
-	m.write("server-0.yaml", serverYAML("server-0", b, freePort(t), srvAdmin))
+	f0 := freePort(t)
+	m.write("server-0.yaml", serverYAML("server-0", b, f0, srvAdmin))
 	m.write("client.yaml", c.yaml())
-	f := &fixture{m: m, c: c, b: b}
-	f.serverProxy = m.proxy("e2e/server-0", srvAdmin)
-	f.clientProxy = m.proxy("e2e/client-0", c.admin)
+	f := &fixture{m: m, c: c, b: b, serverInbound: f0}
+	f.serverProxy = m.proxy("e2e/server-0", "server", srvAdmin)
+	f.clientProxy = m.proxy("e2e/client-0", "client", c.admin)
 	waitReady(t, srvAdmin)
 	waitReady(t, c.admin)
 	eventually(t, 10*time.Second, "first request through the mesh", func() error {

@@ -72,8 +72,15 @@ func (p *process) Output() string {
 // and its output is logged if the test failed.
 func start(t *testing.T, name, bin string, args ...string) *process {
 	t.Helper()
+	return startWithEnv(t, nil, name, bin, args...)
+}
+
+// startWithEnv is start with variables added to the environment.
+func startWithEnv(t *testing.T, env []string, name, bin string, args ...string) *process {
+	t.Helper()
 	p := &process{name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binDir(t), bin), args...)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -148,18 +155,20 @@ type mesh struct {
 	grpcPort  int
 	adminPort int
 	cp        *process
+	// cpArgs are added to the control plane's command line.
+	cpArgs []string
 }
 
-func newMesh(t *testing.T) *mesh {
-	m := &mesh{t: t, dir: t.TempDir(), stateDir: t.TempDir(), grpcPort: freePort(t), adminPort: freePort(t)}
+func newMesh(t *testing.T, cpArgs ...string) *mesh {
+	m := &mesh{t: t, dir: t.TempDir(), stateDir: t.TempDir(), grpcPort: freePort(t), adminPort: freePort(t), cpArgs: cpArgs}
 	m.startControlPlane()
 	return m
 }
 
 func (m *mesh) startControlPlane() {
 	m.t.Helper()
-	m.cp = start(m.t, "weft control", "weft", "control", "--manifests", m.dir, "--state-dir", m.stateDir,
-		"--grpc-addr", m.grpcAddr(), "--admin-addr", m.adminAddr(), "--log-level", "debug")
+	m.cp = start(m.t, "weft control", "weft", append([]string{"control", "--manifests", m.dir, "--state-dir", m.stateDir,
+		"--grpc-addr", m.grpcAddr(), "--admin-addr", m.adminAddr(), "--log-level", "debug"}, m.cpArgs...)...)
 	eventually(m.t, 20*time.Second, "control plane up", func() error {
 		resp, err := http.Get("http://" + m.adminAddr() + "/ready")
 		if err != nil {
@@ -193,11 +202,31 @@ func (m *mesh) remove(name string) {
 	}
 }
 
-// proxy starts the weft-proxy of a declared workload.
-func (m *mesh) proxy(workload string, adminPort int) *process {
+// proxy starts the weft-proxy of a declared workload, running as service
+// account sa, with a join token minted by the real CLI.
+func (m *mesh) proxy(workload, sa string, adminPort int) *process {
 	m.t.Helper()
-	return start(m.t, "proxy "+workload, "weft-proxy", "--control-plane", m.grpcAddr(), "--workload", workload,
+	return m.proxyWithToken(workload, m.joinToken(workload, sa), adminPort)
+}
+
+// proxyWithToken starts the weft-proxy of a declared workload with a join
+// token minted earlier (the environment joinToken returns).
+func (m *mesh) proxyWithToken(workload string, tokenEnv []string, adminPort int) *process {
+	m.t.Helper()
+	return startWithEnv(m.t, tokenEnv, "proxy "+workload, "weft-proxy", "--control-plane", m.grpcAddr(), "--workload", workload,
 		"--admin", "127.0.0.1:"+strconv.Itoa(adminPort), "--drain-timeout", "10s", "--log-level", "debug")
+}
+
+// joinToken mints a join token with `weft identity token` and returns it
+// as the environment a proxy reads it from.
+func (m *mesh) joinToken(workload, sa string) []string {
+	m.t.Helper()
+	ns, _, _ := strings.Cut(workload, "/")
+	out, err := m.weftOut("identity", "token", "--state-dir", m.stateDir, "--namespace", ns, "--service-account", sa)
+	if err != nil {
+		m.t.Fatalf("weft identity token: %v\n%s", err, out)
+	}
+	return []string{"WEFT_JOIN_TOKEN=" + strings.TrimSpace(out)}
 }
 
 // weft runs the CLI against this mesh and returns its output and error.
@@ -208,6 +237,22 @@ func (m *mesh) weft(args ...string) (string, error) {
 	args = append(args, "--admin", m.adminAddr())
 	out, err := exec.CommandContext(ctx, filepath.Join(binDir(m.t), "weft"), args...).CombinedOutput()
 	return string(out), err
+}
+
+// weftOut is weft, with standard output alone.
+func (m *mesh) weftOut(args ...string) (string, error) {
+	m.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args = append(args, "--admin", m.adminAddr())
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir(m.t), "weft"), args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out) + stderr.String(), err
+	}
+	return string(out), nil
 }
 
 // endpoints returns the workloads serving a service, per the control plane.

@@ -84,6 +84,8 @@ func TestControlPlaneDownAndBack(t *testing.T) {
 	tr := startTraffic(t, fmt.Sprintf("http://127.0.0.1:%d/", c.http))
 	time.Sleep(500 * time.Millisecond)
 
+	// The operator minted server-1's token beforehand.
+	token := m.joinToken("e2e/server-1", "server")
 	// The control plane dies without a chance to say goodbye.
 	m.cp.kill()
 	time.Sleep(2 * time.Second)
@@ -93,7 +95,7 @@ func TestControlPlaneDownAndBack(t *testing.T) {
 	b1 := startBackend(t, "server-1")
 	admin1 := freePort(t)
 	m.write("server-1.yaml", serverYAML("server-1", b1, freePort(t), admin1))
-	m.proxy("e2e/server-1", admin1)
+	m.proxyWithToken("e2e/server-1", token, admin1)
 	time.Sleep(time.Second)
 	if tr.hits("server-1") != 0 {
 		t.Fatal("traffic reached server-1 before any control plane knew of it")
@@ -116,7 +118,7 @@ func TestWorkloadRemovedGetsNoNewRequests(t *testing.T) {
 	b1 := startBackend(t, "server-1")
 	admin1 := freePort(t)
 	m.write("server-1.yaml", serverYAML("server-1", b1, freePort(t), admin1))
-	p1 := m.proxy("e2e/server-1", admin1)
+	p1 := m.proxy("e2e/server-1", "server", admin1)
 	waitReady(t, admin1)
 
 	tr := startTraffic(t, fmt.Sprintf("http://127.0.0.1:%d/", c.http))
@@ -158,7 +160,7 @@ func TestWorkloadRemovedGetsNoNewRequests(t *testing.T) {
 func registered(t *testing.T, m *mesh, name string, b *backend, admin int, ttl string) *process {
 	t.Helper()
 	ports := fmt.Sprintf("http1=%d/http", b.http1)
-	return start(t, "proxy (registered) "+name, "weft-proxy", "--control-plane", m.grpcAddr(), "--register",
+	return startWithEnv(t, m.joinToken("e2e/"+name, "server"), "proxy (registered) "+name, "weft-proxy", "--control-plane", m.grpcAddr(), "--register",
 		"--name", name, "--namespace", "e2e", "--labels", "app=server", "--service-account", "server",
 		"--address", "127.0.0.1", "--port", ports, "--inbound-port", strconv.Itoa(freePort(t)),
 		"--lease-ttl", ttl, "--admin", "127.0.0.1:"+strconv.Itoa(admin), "--drain-timeout", "5s", "--log-level", "debug")

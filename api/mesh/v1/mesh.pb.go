@@ -200,8 +200,13 @@ type StreamResponse struct {
 	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// The proxy's own workload: in the first response, and again whenever it
 	// changes.
-	Workload      *Workload        `protobuf:"bytes,2,opt,name=workload,proto3" json:"workload,omitempty"`
-	Services      []*ServiceUpdate `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
+	Workload *Workload        `protobuf:"bytes,2,opt,name=workload,proto3" json:"workload,omitempty"`
+	Services []*ServiceUpdate `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
+	// The trust bundle (DER roots): in the first response and whenever it
+	// changes. A change of bundle_version also asks the proxy to renew its
+	// certificate now: that is how a root rotation reaches every proxy.
+	TrustBundle   [][]byte `protobuf:"bytes,4,rep,name=trust_bundle,json=trustBundle,proto3" json:"trust_bundle,omitempty"`
+	BundleVersion uint64   `protobuf:"varint,5,opt,name=bundle_version,json=bundleVersion,proto3" json:"bundle_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -255,6 +260,20 @@ func (x *StreamResponse) GetServices() []*ServiceUpdate {
 		return x.Services
 	}
 	return nil
+}
+
+func (x *StreamResponse) GetTrustBundle() [][]byte {
+	if x != nil {
+		return x.TrustBundle
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetBundleVersion() uint64 {
+	if x != nil {
+		return x.BundleVersion
+	}
+	return 0
 }
 
 type ServiceUpdate struct {
@@ -1055,6 +1074,122 @@ func (*DeregisterResponse) Descriptor() ([]byte, []int) {
 	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{15}
 }
 
+type CertifyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// DER PKCS#10 request for the caller's SPIFFE ID.
+	Csr []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	// A join token, for a caller that has no valid SVID yet.
+	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertifyRequest) Reset() {
+	*x = CertifyRequest{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertifyRequest) ProtoMessage() {}
+
+func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertifyRequest.ProtoReflect.Descriptor instead.
+func (*CertifyRequest) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CertifyRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *CertifyRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type CertifyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// DER certificates: the leaf, then the intermediates.
+	Chain [][]byte `protobuf:"bytes,1,rep,name=chain,proto3" json:"chain,omitempty"`
+	// DER roots of the trust bundle.
+	TrustBundle   [][]byte `protobuf:"bytes,2,rep,name=trust_bundle,json=trustBundle,proto3" json:"trust_bundle,omitempty"`
+	BundleVersion uint64   `protobuf:"varint,3,opt,name=bundle_version,json=bundleVersion,proto3" json:"bundle_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertifyResponse) Reset() {
+	*x = CertifyResponse{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertifyResponse) ProtoMessage() {}
+
+func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertifyResponse.ProtoReflect.Descriptor instead.
+func (*CertifyResponse) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CertifyResponse) GetChain() [][]byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+func (x *CertifyResponse) GetTrustBundle() [][]byte {
+	if x != nil {
+		return x.TrustBundle
+	}
+	return nil
+}
+
+func (x *CertifyResponse) GetBundleVersion() uint64 {
+	if x != nil {
+		return x.BundleVersion
+	}
+	return 0
+}
+
 var File_api_mesh_v1_mesh_proto protoreflect.FileDescriptor
 
 const file_api_mesh_v1_mesh_proto_rawDesc = "" +
@@ -1066,11 +1201,13 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\rStreamRequest\x12-\n" +
 	"\bworkload\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\bworkload\x12/\n" +
 	"\tsubscribe\x18\x02 \x03(\v2\x11.weft.mesh.v1.RefR\tsubscribe\x123\n" +
-	"\vunsubscribe\x18\x03 \x03(\v2\x11.weft.mesh.v1.RefR\vunsubscribe\"\x97\x01\n" +
+	"\vunsubscribe\x18\x03 \x03(\v2\x11.weft.mesh.v1.RefR\vunsubscribe\"\xe1\x01\n" +
 	"\x0eStreamResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x122\n" +
 	"\bworkload\x18\x02 \x01(\v2\x16.weft.mesh.v1.WorkloadR\bworkload\x127\n" +
-	"\bservices\x18\x03 \x03(\v2\x1b.weft.mesh.v1.ServiceUpdateR\bservices\"\xdf\x01\n" +
+	"\bservices\x18\x03 \x03(\v2\x1b.weft.mesh.v1.ServiceUpdateR\bservices\x12!\n" +
+	"\ftrust_bundle\x18\x04 \x03(\fR\vtrustBundle\x12%\n" +
+	"\x0ebundle_version\x18\x05 \x01(\x04R\rbundleVersion\"\xdf\x01\n" +
 	"\rServiceUpdate\x12#\n" +
 	"\x03ref\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\x03ref\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x12\x16\n" +
@@ -1137,7 +1274,14 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"ttlSeconds\".\n" +
 	"\x11DeregisterRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\"\x14\n" +
-	"\x12DeregisterResponse*q\n" +
+	"\x12DeregisterResponse\"8\n" +
+	"\x0eCertifyRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"q\n" +
+	"\x0fCertifyResponse\x12\x14\n" +
+	"\x05chain\x18\x01 \x03(\fR\x05chain\x12!\n" +
+	"\ftrust_bundle\x18\x02 \x03(\fR\vtrustBundle\x12%\n" +
+	"\x0ebundle_version\x18\x03 \x01(\x04R\rbundleVersion*q\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0ePROTOCOL_HTTP1\x10\x01\x12\x12\n" +
@@ -1145,7 +1289,9 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\rPROTOCOL_GRPC\x10\x03\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x042T\n" +
 	"\tDiscovery\x12G\n" +
-	"\x06Stream\x12\x1b.weft.mesh.v1.StreamRequest\x1a\x1c.weft.mesh.v1.StreamResponse(\x010\x012\xec\x01\n" +
+	"\x06Stream\x12\x1b.weft.mesh.v1.StreamRequest\x1a\x1c.weft.mesh.v1.StreamResponse(\x010\x012R\n" +
+	"\bIdentity\x12F\n" +
+	"\aCertify\x12\x1c.weft.mesh.v1.CertifyRequest\x1a\x1d.weft.mesh.v1.CertifyResponse2\xec\x01\n" +
 	"\fRegistration\x12I\n" +
 	"\bRegister\x12\x1d.weft.mesh.v1.RegisterRequest\x1a\x1e.weft.mesh.v1.RegisterResponse\x12@\n" +
 	"\x05Renew\x12\x1a.weft.mesh.v1.RenewRequest\x1a\x1b.weft.mesh.v1.RenewResponse\x12O\n" +
@@ -1165,7 +1311,7 @@ func file_api_mesh_v1_mesh_proto_rawDescGZIP() []byte {
 }
 
 var file_api_mesh_v1_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_api_mesh_v1_mesh_proto_goTypes = []any{
 	(Protocol)(0),              // 0: weft.mesh.v1.Protocol
 	(*Ref)(nil),                // 1: weft.mesh.v1.Ref
@@ -1184,9 +1330,11 @@ var file_api_mesh_v1_mesh_proto_goTypes = []any{
 	(*RenewResponse)(nil),      // 14: weft.mesh.v1.RenewResponse
 	(*DeregisterRequest)(nil),  // 15: weft.mesh.v1.DeregisterRequest
 	(*DeregisterResponse)(nil), // 16: weft.mesh.v1.DeregisterResponse
-	nil,                        // 17: weft.mesh.v1.Endpoint.LabelsEntry
-	nil,                        // 18: weft.mesh.v1.Endpoint.TargetPortsEntry
-	nil,                        // 19: weft.mesh.v1.Workload.LabelsEntry
+	(*CertifyRequest)(nil),     // 17: weft.mesh.v1.CertifyRequest
+	(*CertifyResponse)(nil),    // 18: weft.mesh.v1.CertifyResponse
+	nil,                        // 19: weft.mesh.v1.Endpoint.LabelsEntry
+	nil,                        // 20: weft.mesh.v1.Endpoint.TargetPortsEntry
+	nil,                        // 21: weft.mesh.v1.Workload.LabelsEntry
 }
 var file_api_mesh_v1_mesh_proto_depIdxs = []int32{
 	1,  // 0: weft.mesh.v1.StreamRequest.workload:type_name -> weft.mesh.v1.Ref
@@ -1202,25 +1350,27 @@ var file_api_mesh_v1_mesh_proto_depIdxs = []int32{
 	0,  // 10: weft.mesh.v1.ServicePort.protocol:type_name -> weft.mesh.v1.Protocol
 	1,  // 11: weft.mesh.v1.Endpoint.workload:type_name -> weft.mesh.v1.Ref
 	1,  // 12: weft.mesh.v1.Endpoint.service_account:type_name -> weft.mesh.v1.Ref
-	17, // 13: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
-	18, // 14: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
+	19, // 13: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
+	20, // 14: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
 	1,  // 15: weft.mesh.v1.Workload.ref:type_name -> weft.mesh.v1.Ref
-	19, // 16: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
+	21, // 16: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
 	9,  // 17: weft.mesh.v1.Workload.ports:type_name -> weft.mesh.v1.WorkloadPort
 	10, // 18: weft.mesh.v1.Workload.outbound:type_name -> weft.mesh.v1.Outbound
 	0,  // 19: weft.mesh.v1.WorkloadPort.protocol:type_name -> weft.mesh.v1.Protocol
 	1,  // 20: weft.mesh.v1.Outbound.service:type_name -> weft.mesh.v1.Ref
 	8,  // 21: weft.mesh.v1.RegisterRequest.workload:type_name -> weft.mesh.v1.Workload
 	2,  // 22: weft.mesh.v1.Discovery.Stream:input_type -> weft.mesh.v1.StreamRequest
-	11, // 23: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
-	13, // 24: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
-	15, // 25: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
-	3,  // 26: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
-	12, // 27: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
-	14, // 28: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
-	16, // 29: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
-	26, // [26:30] is the sub-list for method output_type
-	22, // [22:26] is the sub-list for method input_type
+	17, // 23: weft.mesh.v1.Identity.Certify:input_type -> weft.mesh.v1.CertifyRequest
+	11, // 24: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
+	13, // 25: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
+	15, // 26: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
+	3,  // 27: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
+	18, // 28: weft.mesh.v1.Identity.Certify:output_type -> weft.mesh.v1.CertifyResponse
+	12, // 29: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
+	14, // 30: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
+	16, // 31: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
+	27, // [27:32] is the sub-list for method output_type
+	22, // [22:27] is the sub-list for method input_type
 	22, // [22:22] is the sub-list for extension type_name
 	22, // [22:22] is the sub-list for extension extendee
 	0,  // [0:22] is the sub-list for field type_name
@@ -1237,9 +1387,9 @@ func file_api_mesh_v1_mesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_mesh_v1_mesh_proto_rawDesc), len(file_api_mesh_v1_mesh_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_api_mesh_v1_mesh_proto_goTypes,
 		DependencyIndexes: file_api_mesh_v1_mesh_proto_depIdxs,

@@ -3,6 +3,7 @@ package control
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
@@ -29,10 +30,9 @@ import (
 // attempts, so a restarted control plane is found quickly. It pings every
 // 30 seconds so a control plane that vanished without closing the
 // connection is noticed (the server must allow it: discovery.ServerOptions).
-func Dial(target string) (*grpc.ClientConn, error) {
+func Dial(target string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient(target,
-		// Plaintext until the identity work adds mTLS.
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxBackoff},
 			MinConnectTimeout: 5 * time.Second,
@@ -47,6 +47,11 @@ func Dial(target string) (*grpc.ClientConn, error) {
 
 // Client keeps a proxy's config current over the Discovery stream.
 type Client struct {
+	// OnBundle, when set before Run, is given each trust bundle the
+	// control plane sends with its version: at every stream's start and
+	// whenever the bundle or the CA's signing key changes.
+	OnBundle func(roots []*x509.Certificate, version uint64)
+
 	api      meshv1.DiscoveryClient
 	workload model.Ref
 	log      *slog.Logger
@@ -205,6 +210,10 @@ func (c *Client) stream(ctx context.Context, onConfig func(*model.ProxyConfig)) 
 		if err != nil {
 			return served, err
 		}
+		if err := c.takeBundle(resp); err != nil {
+			c.log.Error("bad trust bundle from the control plane", "err", err)
+			return served, err
+		}
 		cfg, err := c.apply(s, resp)
 		if err != nil {
 			// The stream and the proxy disagree; a new stream starts over
@@ -218,6 +227,34 @@ func (c *Client) stream(ctx context.Context, onConfig func(*model.ProxyConfig)) 
 		served = true
 		onConfig(cfg)
 	}
+}
+
+// takeBundle hands a trust bundle in resp, if any, to OnBundle. A bundle
+// that does not parse is refused whole: trusting part of it could cut
+// peers off in the middle of a rotation.
+func (c *Client) takeBundle(resp *meshv1.StreamResponse) error {
+	if c.OnBundle == nil || len(resp.GetTrustBundle()) == 0 {
+		return nil
+	}
+	roots, err := parseRoots(resp.GetTrustBundle())
+	if err != nil {
+		return fmt.Errorf("trust bundle version %d: %w", resp.GetBundleVersion(), err)
+	}
+	c.OnBundle(roots, resp.GetBundleVersion())
+	return nil
+}
+
+// answered reports whether the control plane has said, for every one of
+// refs, what the service is or that it does not exist.
+func (c *Client) answered(refs []model.Ref) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range refs {
+		if _, ok := c.services[r]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // sendChanges sends subscription changes as SetSubscriptions makes them.
@@ -320,4 +357,16 @@ func refsToProto(set map[model.Ref]struct{}) []*meshv1.Ref {
 		out[i] = wire.RefToProto(r)
 	}
 	return out
+}
+
+func parseRoots(ders [][]byte) ([]*x509.Certificate, error) {
+	roots := make([]*x509.Certificate, 0, len(ders))
+	for i, der := range ders {
+		root, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("root %d: %w", i, err)
+		}
+		roots = append(roots, root)
+	}
+	return roots, nil
 }

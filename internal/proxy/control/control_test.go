@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	meshv1 "github.com/weftmesh/weft/api/mesh/v1"
@@ -198,7 +199,7 @@ func hasEndpoints(svc, want string) func(*model.ProxyConfig) bool {
 
 func runClient(t *testing.T, addr string, me model.Ref, subs ...string) (*Client, *configs) {
 	t.Helper()
-	conn, err := Dial(addr)
+	conn, err := Dial(addr, insecure.NewCredentials())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +342,7 @@ func TestClientKeepsConfigWhileControlPlaneIsDown(t *testing.T) {
 
 func TestClientRunStopsOnInvalidArgument(t *testing.T) {
 	cp := startControlPlane(t, "", model.NewStore(), registry.Options{})
-	conn, err := Dial(cp.addr)
+	conn, err := Dial(cp.addr, insecure.NewCredentials())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +359,7 @@ func TestClientRunStopsOnInvalidArgument(t *testing.T) {
 func TestLeaseKeepAndDeregister(t *testing.T) {
 	store := model.NewStore()
 	cp := startControlPlane(t, "", store, registry.Options{DefaultTTL: 2 * time.Second, MaxTTL: 2 * time.Second})
-	conn, err := Dial(cp.addr)
+	conn, err := Dial(cp.addr, insecure.NewCredentials())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +401,7 @@ func TestLeaseKeepAndDeregister(t *testing.T) {
 func TestLeaseExpiresWithoutKeep(t *testing.T) {
 	store := model.NewStore()
 	cp := startControlPlane(t, "", store, registry.Options{DefaultTTL: time.Second, MaxTTL: time.Second})
-	conn, err := Dial(cp.addr)
+	conn, err := Dial(cp.addr, insecure.NewCredentials())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +425,7 @@ func TestLeaseExpiresWithoutKeep(t *testing.T) {
 func TestLeaseReregistersAfterControlPlaneRestart(t *testing.T) {
 	ropts := registry.Options{DefaultTTL: 3 * time.Second, MaxTTL: 3 * time.Second}
 	cp := startControlPlane(t, "", model.NewStore(), ropts)
-	conn, err := Dial(cp.addr)
+	conn, err := Dial(cp.addr, insecure.NewCredentials())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +459,7 @@ func TestRegisterRefusals(t *testing.T) {
 	store := model.NewStore()
 	cp := startControlPlane(t, "", store, registry.Options{})
 	cp.apply(t, model.Changes{PutWorkloads: []*model.Workload{workload("vms/declared", "x", "198.18.1.1")}})
-	conn, err := Dial(cp.addr)
+	conn, err := Dial(cp.addr, insecure.NewCredentials())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,96 @@
+package controlplane
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/identity/ca"
+	"github.com/weftmesh/weft/internal/identity/issuer"
+)
+
+// adminTokenFile holds the bearer token for the admin API's mutating
+// calls (minting join tokens, rotating the root): whoever can read the
+// control plane's state directory may make them.
+const adminTokenFile = "admin.token"
+
+// newIdentity loads or makes the CA, and the control plane's own SVID.
+func (cp *ControlPlane) newIdentity() error {
+	tdName := cp.opts.TrustDomain
+	if tdName == "" {
+		tdName = DefaultTrustDomain
+	}
+	td, err := spiffeid.TrustDomainFromString(tdName)
+	if err != nil {
+		return fmt.Errorf("trust domain %q: %w", tdName, err)
+	}
+	caState := filepath.Join(cp.opts.StateDir, "ca")
+	if cp.opts.CADir != "" {
+		cp.ca, err = ca.LoadProvided(cp.opts.CADir, caState, td, time.Now)
+	} else {
+		cp.ca, err = ca.LoadOrCreate(caState, td, time.Now)
+	}
+	if err != nil {
+		return fmt.Errorf("certificate authority: %w", err)
+	}
+	log := cp.opts.Logger.With("component", "identity")
+	cp.issuer = issuer.New(cp.ca, cp.opts.LeafTTL, log)
+	selfID := identity.ControlPlaneID(td)
+	cp.self = identity.NewSource(selfID, cp.ca.Certifier(selfID, cp.issuer.LeafTTL()), log)
+	if cp.adminToken, err = loadOrMakeSecret(filepath.Join(cp.opts.StateDir, adminTokenFile)); err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	return nil
+}
+
+// serverTLS is the gRPC listener's TLS: the control plane's SVID with the
+// active root appended (a new proxy checks that root against the pin its
+// join token carries), and client certificates asked for but verified per
+// call, since Certify also takes callers that have only a join token.
+func (cp *ControlPlane) serverTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{identity.ALPN},
+		ClientAuth: tls.RequestClientCert,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			cert, err := cp.self.Certificate()
+			if err != nil {
+				return nil, err
+			}
+			withRoot := *cert
+			withRoot.Certificate = append(append([][]byte(nil), cert.Certificate...), cp.ca.ActiveRoot().Raw)
+			return &withRoot, nil
+		},
+	}
+}
+
+// loadOrMakeSecret reads a random secret from path, making it (0600) if
+// it does not exist.
+func loadOrMakeSecret(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err == nil {
+		if s := strings.TrimSpace(string(data)); s != "" {
+			return s, nil
+		}
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	secret := rand.Text()
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+// TrustDomain is the mesh's trust domain.
+func (cp *ControlPlane) TrustDomain() string { return cp.ca.TrustDomain().String() }

@@ -1,0 +1,193 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	meshv1 "github.com/weftmesh/weft/api/mesh/v1"
+	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/identity/ca"
+	"github.com/weftmesh/weft/internal/model"
+)
+
+// DefaultLeafTTL is how long a workload certificate lives.
+const DefaultLeafTTL = 24 * time.Hour
+
+// Server is the Identity gRPC service.
+type Server struct {
+	meshv1.UnimplementedIdentityServer
+	ca      *ca.CA
+	leafTTL time.Duration
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+var _ meshv1.IdentityServer = (*Server)(nil)
+
+// New returns the service signing with c; leafTTL 0 means DefaultLeafTTL.
+func New(c *ca.CA, leafTTL time.Duration, logger *slog.Logger) *Server {
+	if leafTTL <= 0 {
+		leafTTL = DefaultLeafTTL
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Server{ca: c, leafTTL: leafTTL, log: logger, now: time.Now}
+}
+
+// LeafTTL is the lifetime of the certificates it signs.
+func (s *Server) LeafTTL() time.Duration { return s.leafTTL }
+
+// Certify signs the CSR for the caller's identity.
+func (s *Server) Certify(ctx context.Context, req *meshv1.CertifyRequest) (*meshv1.CertifyResponse, error) {
+	if len(req.GetCsr()) > ca.MaxCSRSize {
+		return nil, status.Errorf(codes.InvalidArgument, "csr: larger than %d bytes", ca.MaxCSRSize)
+	}
+	id, via, err := s.caller(ctx, req.GetToken())
+	if err != nil {
+		s.log.Warn("certificate refused: caller not authenticated", "peer", peerAddr(ctx), "err", err)
+		return nil, status.Errorf(codes.Unauthenticated, "certify: %v", err)
+	}
+	chain, err := s.ca.Sign(req.GetCsr(), id, s.leafTTL)
+	if err != nil {
+		s.log.Warn("certificate refused", "spiffe_id", id.String(), "via", via, "err", err)
+		if errors.Is(err, ca.ErrCSRRefused) {
+			return nil, status.Errorf(codes.PermissionDenied, "certify %s: %v", id, err)
+		}
+		return nil, status.Errorf(codes.Internal, "certify %s: %v", id, err)
+	}
+	s.log.Info("certificate issued", "spiffe_id", id.String(), "via", via, "ttl", s.leafTTL)
+	roots, version := BundleDER(s.ca)
+	return &meshv1.CertifyResponse{Chain: chain, TrustBundle: roots, BundleVersion: version}, nil
+}
+
+// caller is who the request comes from: the SVID on the connection, or
+// else the identity a join token is bound to.
+func (s *Server) caller(ctx context.Context, token string) (spiffeid.ID, string, error) {
+	if id, err := PeerSVID(ctx, s.ca, s.now()); err == nil {
+		return id, "svid", nil
+	} else if token == "" {
+		return spiffeid.ID{}, "", fmt.Errorf("no valid SVID (%v) and no join token", err)
+	}
+	claims, err := s.ca.VerifyToken(token)
+	if err != nil {
+		return spiffeid.ID{}, "", fmt.Errorf("join token: %w", err)
+	}
+	id, err := identity.WorkloadID(s.ca.TrustDomain(), claims.Namespace, claims.ServiceAccount)
+	if err != nil {
+		return spiffeid.ID{}, "", fmt.Errorf("join token: %w", err)
+	}
+	return id, "token " + claims.ID, nil
+}
+
+// BundleDER is the CA's trust bundle as DER, with its version.
+func BundleDER(c *ca.CA) ([][]byte, uint64) {
+	roots := c.Bundle()
+	der := make([][]byte, len(roots))
+	for i, r := range roots {
+		der[i] = r.Raw
+	}
+	return der, c.BundleVersion()
+}
+
+// PeerSVID verifies the client certificate of the call's TLS connection
+// as an SVID of c's trust domain and returns its ID.
+func PeerSVID(ctx context.Context, c *ca.CA, now time.Time) (spiffeid.ID, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return spiffeid.ID{}, errors.New("no peer")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return spiffeid.ID{}, errors.New("not a TLS connection")
+	}
+	return identity.Verify(info.State.PeerCertificates, c.Bundle(), c.TrustDomain(), now)
+}
+
+func peerAddr(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok {
+		return p.Addr.String()
+	}
+	return ""
+}
+
+type callerKey struct{}
+
+// Caller is the verified SPIFFE ID the interceptors put in the context.
+func Caller(ctx context.Context) (spiffeid.ID, bool) {
+	id, ok := ctx.Value(callerKey{}).(spiffeid.ID)
+	return id, ok
+}
+
+// certifyMethod may be called without an SVID: it is how a workload gets
+// its first one.
+var certifyMethod = meshv1.Identity_Certify_FullMethodName
+
+// RequireSVID returns interceptors that refuse every call but Certify
+// unless the client presents a valid SVID, and put its ID in the context.
+func RequireSVID(c *ca.CA, logger *slog.Logger) []grpc.ServerOption {
+	check := func(ctx context.Context, method string) (context.Context, error) {
+		if method == certifyMethod {
+			return ctx, nil
+		}
+		id, err := PeerSVID(ctx, c, time.Now())
+		if err != nil {
+			logger.Warn("control-plane call refused: no valid SVID", "method", method, "peer", peerAddr(ctx), "err", err)
+			return nil, status.Errorf(codes.Unauthenticated, "%s: a valid workload certificate is required: %v", method, err)
+		}
+		return context.WithValue(ctx, callerKey{}, id), nil
+	}
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			ctx, err := check(ctx, info.FullMethod)
+			if err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			ctx, err := check(ss.Context(), info.FullMethod)
+			if err != nil {
+				return err
+			}
+			return h(srv, &withContext{ServerStream: ss, ctx: ctx})
+		}),
+	}
+}
+
+type withContext struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (w *withContext) Context() context.Context { return w.ctx }
+
+// MayActAs checks that the caller's SVID is the identity workload ref runs
+// as: its namespace always, and its service account once w is known.
+func MayActAs(ctx context.Context, ref model.Ref, w *model.Workload) error {
+	id, ok := Caller(ctx)
+	if !ok {
+		return errors.New("caller not authenticated")
+	}
+	ns, sa, err := identity.ParseWorkloadID(id)
+	if err != nil {
+		return err
+	}
+	if ns != ref.Namespace {
+		return fmt.Errorf("caller %s is not of namespace %s", id, ref.Namespace)
+	}
+	if w != nil && w.Identity().Name != sa {
+		return fmt.Errorf("caller %s is not service account %s, which workload %s runs as", id, w.Identity().Name, ref)
+	}
+	return nil
+}
