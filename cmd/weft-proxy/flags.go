@@ -221,7 +221,7 @@ func flagErrors(err error) error {
 		{"spec.outbound", "--outbound"},
 	}
 	var errs []error
-	for _, e := range unjoin(err) {
+	for _, e := range model.Unjoin(err) {
 		var fe *model.FieldError
 		if !errors.As(e, &fe) {
 			errs = append(errs, e)
@@ -237,11 +237,4 @@ func flagErrors(err error) error {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fe.Msg))
 	}
 	return errors.Join(errs...)
-}
-
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }

@@ -204,8 +204,11 @@ type Endpoint struct {
 }
 
 // HostPort is the address of the endpoint's proxy.
-func (e *Endpoint) HostPort() string {
-	return net.JoinHostPort(e.Address, strconv.FormatUint(uint64(e.ProxyPort), 10))
+func (e *Endpoint) HostPort() string { return HostPort(e.Address, e.ProxyPort) }
+
+// HostPort joins a host and a port the model holds into a dialable address.
+func HostPort(host string, port uint32) string {
+	return net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10))
 }
 
 // Equal reports whether two endpoints are the same in every field.

@@ -202,3 +202,12 @@ func (e *ObjectError) Error() string {
 }
 
 func (e *ObjectError) Unwrap() error { return e.Err }
+
+// Unjoin splits an error made by errors.Join (as a validation's Err) into
+// the errors it joins; any other error is a list of one.
+func Unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}

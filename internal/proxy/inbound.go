@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -15,14 +14,8 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/tunnel"
 )
 
-// inboundListener serves mesh traffic from peer proxies: HTTP/2 only.
-type inboundListener struct {
-	addr string
-	srv  *http.Server
-	log  *slog.Logger
-}
-
-func (p *Proxy) startInbound(addr string, ln net.Listener) *inboundListener {
+// startInbound serves mesh traffic from peer proxies on ln: HTTP/2 only.
+func (p *Proxy) startInbound(addr string, ln net.Listener) *server {
 	if p.opts.WrapInbound != nil {
 		ln = p.opts.WrapInbound(ln)
 	}
@@ -47,17 +40,7 @@ func (p *Proxy) startInbound(addr string, ln net.Listener) *inboundListener {
 		}
 	}()
 	p.log.Info("inbound listening", "addr", addr)
-	return &inboundListener{addr: addr, srv: srv, log: p.log}
-}
-
-// drain retires the listener after a config moved it.
-func (l *inboundListener) drain(timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := l.srv.Shutdown(ctx); err != nil {
-		l.log.Warn("inbound listener drain cut short", "addr", l.addr, "error", err)
-		l.srv.Close()
-	}
+	return &server{role: "inbound", addr: addr, srv: srv}
 }
 
 type appKey struct{}
@@ -76,6 +59,13 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, http.StatusBadRequest, "inbound", err.Error())
 		return
 	}
+	// Validate keeps the proxy's own ports out of the declared ones; this
+	// holds even for a config that slipped past it, so a peer can never
+	// make the proxy connect to itself.
+	if what, ok := ownPort(wl, port); ok {
+		p.refuse(w, r, http.StatusForbidden, "inbound", fmt.Sprintf("port %d is %s", port, what))
+		return
+	}
 	// Only declared ports: otherwise the inbound would relay peers to any
 	// socket on the host.
 	wp, ok := wl.Port(port)
@@ -84,7 +74,7 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("port %d is not a declared port of workload %s", port, wl.Ref))
 		return
 	}
-	appAddr := hostPort(p.opts.AppAddress, port)
+	appAddr := model.HostPort(p.opts.AppAddress, port)
 	if r.Method == http.MethodConnect {
 		p.serveInboundTunnel(w, r, appAddr)
 		return
@@ -96,6 +86,22 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), appKey{}, &appTarget{addr: appAddr, start: time.Now()})
 	p.toApp[proto].ServeHTTP(w, r.WithContext(ctx))
+}
+
+// ownPort says which of the proxy's own listeners is on port, if one is.
+func ownPort(wl *model.Workload, port uint32) (string, bool) {
+	switch {
+	case port == wl.InboundPort:
+		return "the proxy's inbound port", true
+	case wl.AdminPort != 0 && port == wl.AdminPort:
+		return "the proxy's admin port", true
+	}
+	for _, o := range wl.Outbound {
+		if port == o.LocalPort {
+			return fmt.Sprintf("the local port of outbound %s", o.Service), true
+		}
+	}
+	return "", false
 }
 
 // appProto is the protocol to speak to the app: the port's, else the one
@@ -132,7 +138,8 @@ func (p *Proxy) serveInboundTunnel(w http.ResponseWriter, r *http.Request, appAd
 func (p *Proxy) newAppProxy(rt http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			rewriteCommon(pr, pr.In.Context().Value(appKey{}).(*appTarget).addr)
+			rewriteCommon(pr)
+			pr.Out.URL.Host = pr.In.Context().Value(appKey{}).(*appTarget).addr
 		},
 		Transport:     rt,
 		FlushInterval: -1,
@@ -148,12 +155,12 @@ func (p *Proxy) newAppProxy(rt http.RoundTripper) *httputil.ReverseProxy {
 	}
 }
 
-// rewriteCommon makes the outgoing request of either side: same Host,
-// query and forwarding headers as the client sent (a sidecar is not a
-// hop the app should see), no mesh headers.
-func rewriteCommon(pr *httputil.ProxyRequest, addr string) {
+// rewriteCommon makes the outgoing request of either side, but for the
+// address it goes to: same Host, query and forwarding headers as the
+// client sent (a sidecar is not a hop the app should see), no mesh
+// headers.
+func rewriteCommon(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
-	pr.Out.URL.Host = addr
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	pr.Out.Host = pr.In.Host
 	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -417,5 +418,141 @@ func TestConnectFailureTriesAnotherEndpoint(t *testing.T) {
 			t.Fatalf("connection %d: echo %q, %v", i, got, err)
 		}
 		conn.Close()
+	}
+}
+
+// With p2c, an endpoint whose proxy refuses connections fails fast and so
+// always looks the least loaded: retries must exclude it rather than hope
+// the balancer picks something else. The calls overlap, so the live
+// endpoint is loaded whenever the dead one is compared with it.
+func TestConnectFailureUnderLoadWithP2C(t *testing.T) {
+	const n = 20
+	httpMet, tcpMet := meet(n), meet(n)
+	appPort := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpMet()
+		w.Header().Set("X-Backend", "a")
+	}))
+	echoPort := serveTCP(t, func(c net.Conn) { io.Copy(c, c) })
+	s := newServer(t, "api-0",
+		model.WorkloadPort{Port: appPort, Protocol: model.ProtocolHTTP1},
+		model.WorkloadPort{Port: echoPort, Protocol: model.ProtocolTCP})
+	dead := &model.Endpoint{ID: "demo/gone", Address: "127.0.0.1", ProxyPort: freePort(t),
+		TargetPorts: map[uint32]uint32{80: appPort, 7000: echoPort}}
+	svc := service(model.ServicePort{Name: "http", Port: 80, Protocol: model.ProtocolHTTP1},
+		model.ServicePort{Name: "tcp", Port: 7000, Protocol: model.ProtocolTCP})
+	c := newClient(t, proxy.Options{Balancer: balance.P2C}, svc, []uint32{80, 7000},
+		dead, s.endpoint(map[uint32]uint32{80: appPort, 7000: echoPort}))
+
+	tests := []struct {
+		desc string
+		call func(i int) error
+	}{
+		{desc: "http", call: func(int) error {
+			resp, err := h1Client().Get("http://" + c.addr(80) + "/")
+			if err != nil {
+				return err
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.Header.Get("X-Backend") != "a" {
+				return fmt.Errorf("got %d %q from %q, want 200 from a", resp.StatusCode, body, resp.Header.Get("X-Backend"))
+			}
+			return nil
+		}},
+		{desc: "tcp", call: func(i int) error {
+			conn, err := net.Dial("tcp", c.addr(7000))
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(20 * time.Second))
+			msg := fmt.Sprintf("hello %d\n", i)
+			if _, err := io.WriteString(conn, msg); err != nil {
+				return err
+			}
+			got := make([]byte, len(msg))
+			if _, err := io.ReadFull(conn, got); err != nil {
+				return fmt.Errorf("echo of %q: %w", msg, err)
+			}
+			// Hold the tunnel open, and the endpoint loaded, until all are up.
+			tcpMet()
+			return nil
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			errs := make(chan error, n)
+			for i := range n {
+				go func() { errs <- tc.call(i) }()
+			}
+			for range n {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
+
+// meet returns a func whose callers wait for each other: it returns once
+// n calls are in it, or after a generous timeout when some never come.
+func meet(n int) func() {
+	var mu sync.Mutex
+	arrived := 0
+	all := make(chan struct{})
+	return func() {
+		mu.Lock()
+		if arrived++; arrived == n {
+			close(all)
+		}
+		mu.Unlock()
+		select {
+		case <-all:
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
+// The inbound never relays to the proxy's own listeners, declared or not.
+func TestInboundRefusesOwnPorts(t *testing.T) {
+	svc := service(model.ServicePort{Port: 80})
+	c := newClient(t, proxy.Options{}, svc, []uint32{80})
+	c.wl = cloneWorkload(c.wl)
+	c.wl.AdminPort = freePort(t)
+	if err := c.apply(svc); err != nil {
+		t.Fatal(err)
+	}
+	inbound := net.JoinHostPort(c.wl.Address, itoa(c.wl.InboundPort))
+	p := pool.New(pool.Options{})
+	defer p.Close()
+	tests := []struct {
+		desc string
+		port uint32
+		want string
+	}{
+		{desc: "inbound port", port: c.wl.InboundPort, want: "is the proxy's inbound port"},
+		{desc: "admin port", port: c.wl.AdminPort, want: "is the proxy's admin port"},
+		{desc: "outbound local port", port: c.local[80], want: "is the local port of outbound demo/api"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			h := http.Header{"Weft-Target-Port": {itoa(tc.port)}}
+			req := mustRequest("GET", "http://"+inbound+"/")
+			req.Header = h
+			resp, err := p.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), tc.want) {
+				t.Fatalf("GET: got %d %q, want 403 saying %q", resp.StatusCode, body, tc.want)
+			}
+			_, err = tunnel.Dial(context.Background(), p, inbound, h)
+			var se *tunnel.StatusError
+			if !errors.As(err, &se) || se.Code != http.StatusForbidden || !strings.Contains(se.Msg, tc.want) {
+				t.Fatalf("CONNECT: err = %v, want a 403 saying %q", err, tc.want)
+			}
+		})
 	}
 }

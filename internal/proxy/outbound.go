@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -26,22 +26,19 @@ import (
 
 // outboundListener is one local port the app calls a service on.
 type outboundListener struct {
+	server
 	port uint32
 	ln   net.Listener
 	// queue feeds srv the connections found to be HTTP.
-	queue     *connQueue
-	srv       *http.Server
-	accepting chan struct{} // closed when the accept loop has ended
-	log       *slog.Logger
+	queue *connQueue
 }
 
 func (p *Proxy) startOutbound(port uint32, ln net.Listener) *outboundListener {
 	o := &outboundListener{
-		port:      port,
-		ln:        ln,
-		queue:     newConnQueue(ln.Addr()),
-		accepting: make(chan struct{}),
-		log:       p.log,
+		server: server{role: "outbound", addr: ln.Addr().String(), accepting: make(chan struct{})},
+		port:   port,
+		ln:     ln,
+		queue:  newConnQueue(ln.Addr()),
 	}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
@@ -62,18 +59,6 @@ func (p *Proxy) startOutbound(port uint32, ln net.Listener) *outboundListener {
 	go p.acceptOutbound(o)
 	p.log.Info("outbound listening", "addr", ln.Addr().String())
 	return o
-}
-
-// drain retires the listener after a config dropped it.
-func (o *outboundListener) drain(timeout time.Duration) {
-	o.ln.Close()
-	<-o.accepting
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := o.srv.Shutdown(ctx); err != nil {
-		o.log.Warn("outbound listener drain cut short", "port", o.port, "error", err)
-		o.srv.Close()
-	}
 }
 
 func (p *Proxy) acceptOutbound(o *outboundListener) {
@@ -157,77 +142,58 @@ func (p *Proxy) tunnelTCP(o *outboundListener, rt *route, c net.Conn) {
 // others when a peer proxy cannot be reached. On failure ep is nil when
 // the route had no endpoint to offer, else the last endpoint tried; done
 // has then already been called.
-func (p *Proxy) dialEndpoint(rt *route, proto string) (s *tunnel.Stream, ep *model.Endpoint, done balance.Done, err error) {
-	tried := map[string]bool{}
-	for {
-		next, port, nextDone, perr := rt.pickAvoiding(tried)
-		if perr != nil {
-			if ep == nil {
-				err = perr
-			}
-			return nil, ep, nil, err
-		}
-		ep = next
+func (p *Proxy) dialEndpoint(rt *route, proto string) (*tunnel.Stream, *model.Endpoint, balance.Done, error) {
+	var s *tunnel.Stream
+	ep, done, err := p.reach(p.ctx, rt, func(ep *model.Endpoint, port uint32) (err error) {
 		s, err = tunnel.Dial(p.ctx, p.pool, ep.HostPort(), meshHeader(port, proto))
-		if err == nil {
-			return s, ep, nextDone, nil
+		return err
+	})
+	if err != nil {
+		if done != nil {
+			done(err)
 		}
-		nextDone(err)
-		tried[ep.ID] = true
-		if !isConnectFailure(err) || len(tried) >= maxConnectAttempts {
-			return nil, ep, nil, err
-		}
-		p.log.Debug("peer proxy unreachable; trying another endpoint", "endpoint", ep.ID, "error", err)
+		return nil, ep, nil, err
 	}
+	return s, ep, done, nil
 }
 
 type upstreamKey struct{}
 
 // upstream is where one outbound request goes, and how it went.
 type upstream struct {
-	route    *route
+	route *route
+	proto string
+	start time.Time
+	// addr and endpoint are those of the last peer proxy tried; empty when
+	// the route offered none.
 	addr     string
 	endpoint string
-	port     uint32
-	proto    string
-	start    time.Time
 	err      error
-	// done tells the balancer how the request went on this endpoint.
+	// done tells the balancer how the request went on that endpoint.
 	done balance.Done
 }
 
-func (u *upstream) use(ep *model.Endpoint, port uint32, done balance.Done) {
-	u.addr, u.endpoint, u.port, u.done = ep.HostPort(), ep.ID, port, done
-}
-
-// retryConnect is the forwarder's transport: when the chosen peer proxy
-// cannot be reached, nothing was sent, so the request goes to another
-// endpoint whatever its method (the body has not been read).
+// retryConnect is the forwarder's transport: it chooses the endpoint, and
+// when its peer proxy cannot be reached, nothing was sent, so the request
+// goes to another endpoint whatever its method (the body has not been
+// read).
 type retryConnect struct{ p *Proxy }
 
 func (rc retryConnect) RoundTrip(req *http.Request) (*http.Response, error) {
 	u := req.Context().Value(upstreamKey{}).(*upstream)
-	tried := map[string]bool{}
-	for {
-		resp, err := rc.p.pool.RoundTrip(req)
-		if err == nil || !isConnectFailure(err) || req.Context().Err() != nil {
-			return resp, err
-		}
-		tried[u.endpoint] = true
-		if len(tried) >= maxConnectAttempts {
-			return nil, err
-		}
-		ep, port, done, perr := u.route.pickAvoiding(tried)
-		if perr != nil {
-			return nil, err
-		}
-		rc.p.log.Debug("peer proxy unreachable; trying another endpoint", "endpoint", u.endpoint, "next", ep.ID, "error", err)
-		u.done(err)
-		u.use(ep, port, done)
-		req = req.Clone(req.Context())
-		req.URL.Host = u.addr
-		req.Header.Set(meshheader.TargetPort, strconv.FormatUint(uint64(port), 10))
-	}
+	var resp *http.Response
+	_, done, err := rc.p.reach(req.Context(), u.route, func(ep *model.Endpoint, port uint32) error {
+		u.addr, u.endpoint = ep.HostPort(), ep.ID
+		// A copy per try: a RoundTripper must not change the request.
+		out := req.Clone(req.Context())
+		out.URL.Host = u.addr
+		maps.Copy(out.Header, meshHeader(port, u.proto))
+		var err error
+		resp, err = rc.p.pool.RoundTrip(out)
+		return err
+	})
+	u.done = done
+	return resp, err
 }
 
 func (p *Proxy) outboundHandler(port uint32) http.Handler {
@@ -246,21 +212,19 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 			p.refuse(w, r, http.StatusMethodNotAllowed, "outbound", "CONNECT is not supported on an outbound port")
 			return
 		}
-		ep, target, done, err := rt.pick()
-		if err != nil {
-			p.refuse(w, r, http.StatusServiceUnavailable, "outbound", err.Error())
-			return
-		}
 		if r.ProtoMajor == 1 {
 			// Let streaming HTTP/1 clients keep sending while the answer
 			// flows back; an error only means the server can't.
 			_ = http.NewResponseController(w).EnableFullDuplex()
 		}
 		u := &upstream{route: rt, proto: meshheader.ProtoOf(r), start: time.Now()}
-		u.use(ep, target, done)
 		// Deferred: ReverseProxy aborts a response broken mid-body with a
 		// panic (http.ErrAbortHandler), and the balancer must still hear.
-		defer func() { u.done(u.err) }()
+		defer func() {
+			if u.done != nil {
+				u.done(u.err)
+			}
+		}()
 		p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), upstreamKey{}, u)))
 	})
 }
@@ -268,12 +232,8 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 // newForwarder carries outbound requests to the chosen peer proxy.
 func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			u := pr.In.Context().Value(upstreamKey{}).(*upstream)
-			rewriteCommon(pr, u.addr)
-			pr.Out.Header.Set(meshheader.TargetPort, strconv.FormatUint(uint64(u.port), 10))
-			pr.Out.Header.Set(meshheader.Proto, u.proto)
-		},
+		// The transport sets the peer proxy and the mesh headers, per try.
+		Rewrite:       rewriteCommon,
 		Transport:     retryConnect{p},
 		FlushInterval: -1,
 		ErrorLog:      p.httpLog,
@@ -282,6 +242,10 @@ func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 			u.err = err
 			if r.Context().Err() != nil {
 				p.log.Debug("outbound request canceled", "endpoint", u.endpoint, "path", r.URL.Path, "error", err)
+				return
+			}
+			if u.endpoint == "" {
+				p.refuse(w, r, http.StatusServiceUnavailable, "outbound", err.Error())
 				return
 			}
 			p.upstreamFailed(w, r, u.start, "outbound", upstreamMsg(u.endpoint, u.addr, err))

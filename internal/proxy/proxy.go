@@ -74,7 +74,7 @@ type Proxy struct {
 	ready atomic.Bool
 
 	mu        sync.Mutex // serializes Apply and Shutdown; guards below
-	inbound   *inboundListener
+	inbound   *server
 	outbound  map[uint32]*outboundListener // by local port
 	balancers map[target]balance.Balancer
 	balErr    error
@@ -148,7 +148,7 @@ func (p *Proxy) Apply(cfg *model.ProxyConfig) error {
 		return ErrShutdown
 	}
 
-	inAddr := hostPort(w.Address, w.InboundPort)
+	inAddr := model.HostPort(w.Address, w.InboundPort)
 	var newIn net.Listener
 	newOut := map[uint32]net.Listener{}
 	abort := func(err error) error {
@@ -171,7 +171,7 @@ func (p *Proxy) Apply(cfg *model.ProxyConfig) error {
 		if _, ok := p.outbound[o.LocalPort]; ok {
 			continue
 		}
-		ln, err := net.Listen("tcp", hostPort("127.0.0.1", o.LocalPort))
+		ln, err := net.Listen("tcp", model.HostPort("127.0.0.1", o.LocalPort))
 		if err != nil {
 			return abort(fmt.Errorf("outbound listener for %s:%d: %w", o.Service, o.Port, err))
 		}
@@ -185,7 +185,7 @@ func (p *Proxy) Apply(cfg *model.ProxyConfig) error {
 		old := p.inbound
 		p.inbound = p.startInbound(inAddr, newIn)
 		if old != nil {
-			go old.drain(p.opts.DrainTimeout)
+			p.retire(old)
 		}
 	}
 	for port, ln := range newOut {
@@ -195,7 +195,7 @@ func (p *Proxy) Apply(cfg *model.ProxyConfig) error {
 		if _, ok := st.routes[port]; !ok {
 			delete(p.outbound, port)
 			o.ln.Close() // refuse new connections now; drain the rest behind
-			go o.drain(p.opts.DrainTimeout)
+			p.retire(&o.server)
 		}
 	}
 	// After the swap no request picks a removed endpoint, so its
@@ -205,6 +205,43 @@ func (p *Proxy) Apply(cfg *model.ProxyConfig) error {
 	p.log.Info("applied proxy config", "version", cfg.Version, "workload", w.Ref.String(),
 		"inbound", inAddr, "outbound", len(p.outbound), "services", len(cfg.Services))
 	return nil
+}
+
+// server is what inbound and outbound listeners share: the http.Server
+// serving them, retired the same way on either side.
+type server struct {
+	role string // "inbound" or "outbound"
+	addr string
+	srv  *http.Server
+	// accepting, when set, is closed once the loop feeding srv has ended;
+	// otherwise srv accepts for itself.
+	accepting chan struct{}
+}
+
+// drain lets srv finish its connections until ctx ends, then closes what
+// is left. A listener srv accepts on itself closes when the drain starts;
+// one feeding it through a loop, the caller closes first, so the drain
+// never waits on a loop that could still hand srv new connections.
+func (s *server) drain(ctx context.Context) error {
+	if s.accepting != nil {
+		<-s.accepting
+	}
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.srv.Close()
+		return fmt.Errorf("%s listener %s: drain cut short: %w", s.role, s.addr, err)
+	}
+	return nil
+}
+
+// retire drains s in the background, after a config dropped or moved it.
+func (p *Proxy) retire(s *server) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), p.opts.DrainTimeout)
+		defer cancel()
+		if err := s.drain(ctx); err != nil {
+			p.log.Warn("listener drain cut short", "error", err)
+		}
+	}()
 }
 
 // Ready reports whether a config with a workload is applied and its
@@ -233,27 +270,18 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	for _, o := range outs {
 		o.ln.Close()
 	}
+	// ctx bounds every drain, and what is left when it ends is closed: the
+	// drain errors say no more than ctx.Err.
 	var wg sync.WaitGroup
 	if in != nil {
-		// Shutdown closes the listener before it waits.
-		wg.Go(func() { _ = in.srv.Shutdown(ctx) })
+		wg.Go(func() { _ = in.drain(ctx) })
 	}
 	for _, o := range outs {
-		wg.Go(func() {
-			<-o.accepting
-			_ = o.srv.Shutdown(ctx)
-		})
+		wg.Go(func() { _ = o.drain(ctx) })
 	}
 	wg.Go(func() { _ = p.tunnels.wait(ctx) })
 	wg.Wait()
 	drainErr := ctx.Err()
-
-	if in != nil {
-		in.srv.Close()
-	}
-	for _, o := range outs {
-		o.srv.Close()
-	}
 	cut := p.tunnels.closeAll()
 	p.pool.Close()
 	for _, t := range p.appRTs {

@@ -1,10 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy/balance"
@@ -95,13 +94,14 @@ func (rt *route) protocol() model.Protocol {
 	return rt.port.Protocol
 }
 
-// pick chooses an endpoint and the workload port it serves the service
-// port on. The error says, for the client, why there is none.
-func (rt *route) pick() (*model.Endpoint, uint32, balance.Done, error) {
+// pick chooses an endpoint, other than those skip excludes, and the
+// workload port it serves the service port on. The error says, for the
+// client, why there is none.
+func (rt *route) pick(skip func(*model.Endpoint) bool) (*model.Endpoint, uint32, balance.Done, error) {
 	if rt.svc == nil || !rt.hasPort {
 		return nil, 0, nil, rt.problem()
 	}
-	ep, done, err := rt.bal.Pick()
+	ep, done, err := rt.bal.Pick(skip)
 	if err != nil {
 		return nil, 0, nil, fmt.Errorf("service %s port %d: %w", rt.out.Service, rt.out.Port, err)
 	}
@@ -115,20 +115,38 @@ func (rt *route) pick() (*model.Endpoint, uint32, balance.Done, error) {
 // still in this proxy's config.
 const maxConnectAttempts = 3
 
-// pickAvoiding is pick, but never returns an endpoint in tried; it fails
-// with errAllTried when the balancer offers nothing else.
-func (rt *route) pickAvoiding(tried map[string]bool) (*model.Endpoint, uint32, balance.Done, error) {
-	for range 2*len(rt.endpoints) + 1 {
-		ep, port, done, err := rt.pick()
-		if err != nil || !tried[ep.ID] {
-			return ep, port, done, err
-		}
-		done(nil)
+// reach calls try with an endpoint of rt and the workload port to ask
+// for there; while try fails to reach the endpoint's peer proxy, it calls
+// it again with an endpoint not tried yet, up to maxConnectAttempts in
+// all. It returns the endpoint of the last try, or nil when rt offered
+// none, with try's error or why there was no endpoint. The balancer has
+// heard how the earlier tries went; done is for the last one, and the
+// caller must call it when that request or connection ends.
+func (p *Proxy) reach(ctx context.Context, rt *route, try func(ep *model.Endpoint, port uint32) error) (*model.Endpoint, balance.Done, error) {
+	ep, port, done, err := rt.pick(nil)
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil, 0, nil, errAllTried
+	tried := map[string]bool{}
+	skip := func(ep *model.Endpoint) bool { return tried[ep.ID] }
+	for {
+		err = try(ep, port)
+		if err == nil || !isConnectFailure(err) || ctx.Err() != nil {
+			return ep, done, err
+		}
+		tried[ep.ID] = true
+		if len(tried) >= maxConnectAttempts {
+			return ep, done, err
+		}
+		next, nextPort, nextDone, perr := rt.pick(skip)
+		if perr != nil {
+			return ep, done, err
+		}
+		p.log.Debug("peer proxy unreachable; trying another endpoint", "endpoint", ep.ID, "next", next.ID, "error", err)
+		done(err)
+		ep, port, done = next, nextPort, nextDone
+	}
 }
-
-var errAllTried = errors.New("every endpoint tried is unreachable")
 
 // isConnectFailure reports an error from reaching a peer proxy, before
 // anything was sent to it.
@@ -148,10 +166,6 @@ func (rt *route) problem() error {
 		return fmt.Errorf("service %s port %d: %w", rt.out.Service, rt.out.Port, balance.ErrNoEndpoints)
 	}
 	return nil
-}
-
-func hostPort(host string, port uint32) string {
-	return net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10))
 }
 
 // PeerAccount returns the service account of the peer proxy at addr in

@@ -88,7 +88,7 @@ func TestUpDemo(t *testing.T) {
 	if !strings.Contains(up.Output(), "stopped.") {
 		t.Errorf("weft up did not say it stopped:\n%s", up.Output())
 	}
-	if left := processesWith(t, fmt.Sprintf("127.0.0.1:%d", grpcPort), "--port-base", strconv.Itoa(portBase)); len(left) > 0 {
+	if left := processesWith(t, fmt.Sprintf("127.0.0.1:%d", grpcPort), stateDir); len(left) > 0 {
 		t.Errorf("processes left behind: %v", left)
 	}
 	for port := portBase; port < portBase+500; port++ {
@@ -100,7 +100,8 @@ func TestUpDemo(t *testing.T) {
 }
 
 // processesWith lists the command lines that contain any of the needles
-// (the processes weft up started carry its addresses and ports).
+// (weft up carries its state directory, the proxies it started the control
+// plane's address; the demo apps are checked by their ports).
 func processesWith(t *testing.T, needles ...string) []string {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")

@@ -16,9 +16,12 @@ type Balancer interface {
 	// Update replaces the endpoint set. State kept per endpoint (load,
 	// latency) survives for endpoints whose ID stays.
 	Update(endpoints []*model.Endpoint)
-	// Pick chooses an endpoint. The caller must call done exactly once
-	// when the request or connection ends, with its error if any.
-	Pick() (ep *model.Endpoint, done Done, err error)
+	// Pick chooses an endpoint for which skip, unless nil, is false: a
+	// caller retrying after a failed connect excludes what it has tried,
+	// since re-rolling cannot avoid an endpoint a balancer favours. The
+	// caller must call done exactly once when the request or connection
+	// ends, with its error if any.
+	Pick(skip func(*model.Endpoint) bool) (ep *model.Endpoint, done Done, err error)
 }
 
 // Done reports the end of a picked request.
@@ -26,6 +29,9 @@ type Done func(err error)
 
 // ErrNoEndpoints is returned by Pick when the set is empty.
 var ErrNoEndpoints = errors.New("no endpoints")
+
+// ErrAllSkipped is returned by Pick when skip excludes every endpoint.
+var ErrAllSkipped = errors.New("every endpoint is excluded")
 
 // Names of the registered balancers.
 const (

@@ -3,6 +3,8 @@ package balance
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"testing"
 
@@ -24,7 +26,7 @@ func TestRegistry(t *testing.T) {
 			if err != nil {
 				t.Fatalf("New(%q): %v", name, err)
 			}
-			if _, _, err := b.Pick(); !errors.Is(err, ErrNoEndpoints) {
+			if _, _, err := b.Pick(nil); !errors.Is(err, ErrNoEndpoints) {
 				t.Fatalf("Pick on empty set: err = %v, want ErrNoEndpoints", err)
 			}
 		})
@@ -42,12 +44,12 @@ func TestNeverPicksRemoved(t *testing.T) {
 			b, _ := New(name)
 			b.Update(endpoints("a", "b", "c"))
 			for range 10 {
-				_, done, _ := b.Pick()
+				_, done, _ := b.Pick(nil)
 				done(nil)
 			}
 			b.Update(endpoints("a", "c"))
 			for range 1000 {
-				ep, done, err := b.Pick()
+				ep, done, err := b.Pick(nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -57,7 +59,7 @@ func TestNeverPicksRemoved(t *testing.T) {
 				done(nil)
 			}
 			b.Update(nil)
-			if _, _, err := b.Pick(); !errors.Is(err, ErrNoEndpoints) {
+			if _, _, err := b.Pick(nil); !errors.Is(err, ErrNoEndpoints) {
 				t.Fatalf("after emptying: err = %v, want ErrNoEndpoints", err)
 			}
 		})
@@ -69,7 +71,7 @@ func TestRoundRobinSpreadsEvenly(t *testing.T) {
 	b.Update(endpoints("a", "b", "c"))
 	counts := map[string]int{}
 	for range 300 {
-		ep, done, _ := b.Pick()
+		ep, done, _ := b.Pick(nil)
 		counts[ep.ID]++
 		done(nil)
 	}
@@ -87,7 +89,7 @@ func TestP2CAvoidsLoadedEndpoint(t *testing.T) {
 	// p2c itself would never let "busy" get ahead.
 	var held, idle []Done
 	for len(held) < 10 {
-		ep, done, _ := b.Pick()
+		ep, done, _ := b.Pick(nil)
 		if ep.ID == "busy" {
 			held = append(held, done)
 		} else {
@@ -98,7 +100,7 @@ func TestP2CAvoidsLoadedEndpoint(t *testing.T) {
 		d(nil)
 	}
 	for range 100 {
-		ep, done, _ := b.Pick()
+		ep, done, _ := b.Pick(nil)
 		if ep.ID == "busy" {
 			t.Fatal("picked the endpoint with 10 requests in flight over an idle one")
 		}
@@ -107,7 +109,7 @@ func TestP2CAvoidsLoadedEndpoint(t *testing.T) {
 	// The load survives an Update that keeps the endpoint.
 	b.Update(endpoints("busy", "idle", "new"))
 	for range 100 {
-		ep, done, _ := b.Pick()
+		ep, done, _ := b.Pick(nil)
 		if ep.ID == "busy" {
 			t.Fatal("load on busy was forgotten across Update")
 		}
@@ -127,7 +129,7 @@ func TestConcurrentPickAndUpdate(t *testing.T) {
 			for range 4 {
 				wg.Go(func() {
 					for range 2000 {
-						if _, done, err := b.Pick(); err == nil {
+						if _, done, err := b.Pick(nil); err == nil {
 							done(nil)
 						}
 					}
@@ -144,5 +146,81 @@ func TestConcurrentPickAndUpdate(t *testing.T) {
 			})
 			wg.Wait()
 		})
+	}
+}
+
+func skipIDs(ids ...string) func(*model.Endpoint) bool {
+	return func(ep *model.Endpoint) bool { return slices.Contains(ids, ep.ID) }
+}
+
+// TestPickSkips holds for every balancer: Pick never returns a skipped
+// endpoint, still reaches every other one, and says so when none is left.
+func TestPickSkips(t *testing.T) {
+	tests := []struct {
+		desc    string
+		eps     []*model.Endpoint
+		skip    func(*model.Endpoint) bool
+		want    []string // every endpoint picked, sorted
+		wantErr error
+	}{
+		{desc: "nil skips none", eps: endpoints("a", "b", "c"), want: []string{"a", "b", "c"}},
+		{desc: "skips one", eps: endpoints("a", "b", "c"), skip: skipIDs("b"), want: []string{"a", "c"}},
+		{desc: "all but one", eps: endpoints("a", "b", "c"), skip: skipIDs("a", "c"), want: []string{"b"}},
+		{desc: "skip of unknown endpoints", eps: endpoints("a", "b"), skip: skipIDs("z"), want: []string{"a", "b"}},
+		{desc: "all skipped", eps: endpoints("a", "b"), skip: skipIDs("a", "b"), wantErr: ErrAllSkipped},
+		{desc: "empty set", skip: skipIDs("a"), wantErr: ErrNoEndpoints},
+	}
+	for _, name := range Names() {
+		for _, tc := range tests {
+			t.Run(name+"/"+tc.desc, func(t *testing.T) {
+				b, _ := New(name)
+				b.Update(tc.eps)
+				seen := map[string]bool{}
+				for range 300 {
+					ep, done, err := b.Pick(tc.skip)
+					if tc.wantErr != nil {
+						if !errors.Is(err, tc.wantErr) {
+							t.Fatalf("Pick: err = %v, want %v", err, tc.wantErr)
+						}
+						return
+					}
+					if err != nil {
+						t.Fatalf("Pick: %v", err)
+					}
+					seen[ep.ID] = true
+					done(nil)
+				}
+				if got := slices.Sorted(maps.Keys(seen)); !slices.Equal(got, tc.want) {
+					t.Fatalf("picked %v, want %v", got, tc.want)
+				}
+			})
+		}
+	}
+}
+
+// TestP2CComparesTwoKept: the two candidates are drawn from the endpoints
+// not skipped, so a skipped endpoint never stands in for the idle one and
+// lets the loaded one win.
+func TestP2CComparesTwoKept(t *testing.T) {
+	b, _ := New(P2C)
+	b.Update(endpoints("busy"))
+	var held []Done
+	for range 10 {
+		_, done, _ := b.Pick(nil)
+		held = append(held, done)
+	}
+	b.Update(endpoints("busy", "idle", "dead"))
+	for range 100 {
+		ep, done, err := b.Pick(skipIDs("dead"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ep.ID != "idle" {
+			t.Fatalf("picked %s, want idle: the only other endpoint kept is loaded", ep.ID)
+		}
+		done(nil)
+	}
+	for _, d := range held {
+		d(nil)
 	}
 }

@@ -50,15 +50,28 @@ func (b *p2c) Update(endpoints []*model.Endpoint) {
 	b.items.Store(&items)
 }
 
-func (b *p2c) Pick() (*model.Endpoint, Done, error) {
+func (b *p2c) Pick(skip func(*model.Endpoint) bool) (*model.Endpoint, Done, error) {
 	items := *b.items.Load()
-	var it p2cItem
-	switch len(items) {
-	case 0:
+	if len(items) == 0 {
 		return nil, nil, ErrNoEndpoints
-	case 1:
-		it = items[0]
-	default:
+	}
+	if skip != nil {
+		// Filter rather than sample and reject: the two candidates must be
+		// distinct and both eligible, or a skipped endpoint could decide the
+		// comparison. Only retries skip, so the copy is off the common path.
+		kept := make([]p2cItem, 0, len(items))
+		for _, it := range items {
+			if !skip(it.ep) {
+				kept = append(kept, it)
+			}
+		}
+		if len(kept) == 0 {
+			return nil, nil, ErrAllSkipped
+		}
+		items = kept
+	}
+	it := items[0]
+	if len(items) > 1 {
 		i := rand.IntN(len(items))
 		j := rand.IntN(len(items) - 1)
 		if j >= i {

@@ -27,11 +27,17 @@ func (b *roundRobin) Update(endpoints []*model.Endpoint) {
 	b.endpoints.Store(&eps)
 }
 
-func (b *roundRobin) Pick() (*model.Endpoint, Done, error) {
+func (b *roundRobin) Pick(skip func(*model.Endpoint) bool) (*model.Endpoint, Done, error) {
 	eps := *b.endpoints.Load()
 	if len(eps) == 0 {
 		return nil, nil, ErrNoEndpoints
 	}
+	n := uint64(len(eps))
 	i := b.next.Add(1) - 1
-	return eps[i%uint64(len(eps))], noop, nil
+	for k := range n {
+		if ep := eps[(i+k)%n]; skip == nil || !skip(ep) {
+			return ep, noop, nil
+		}
+	}
+	return nil, nil, ErrAllSkipped
 }

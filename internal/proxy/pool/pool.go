@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"sync"
@@ -40,6 +41,10 @@ func (e *DialError) Unwrap() error { return e.Err }
 // ErrClosed is returned for requests made after Close.
 var ErrClosed = errors.New("pool: closed")
 
+// errRetired is GetClientConn's answer for a peer the last Retain did not
+// keep; RoundTrip then carries the request on a connection of its own.
+var errRetired = errors.New("pool: peer proxy retired")
+
 // Options configure a Pool.
 type Options struct {
 	// Dialer opens connections; nil is plain TCP.
@@ -62,8 +67,11 @@ type Pool struct {
 	ctx    context.Context // canceled by Close: ends dials and retirements
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	peers  map[string]*peer
+	mu    sync.Mutex
+	peers map[string]*peer
+	// keep is the set the last Retain kept, nil before any: only these
+	// peers get pooled connections. Entries in peers are always in it.
+	keep   map[string]bool
 	closed bool
 }
 
@@ -113,14 +121,56 @@ func New(opts Options) *Pool {
 // RoundTrip sends req to the peer proxy named by req.URL.Host, whose
 // scheme must be "http".
 func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
-	return p.t.RoundTrip(req)
+	resp, err := p.t.RoundTrip(req)
+	if errors.Is(err, errRetired) {
+		return p.roundTripAlone(req)
+	}
+	return resp, err
+}
+
+// roundTripAlone carries req to a retired peer on a connection of its own
+// that closes when the exchange ends. The request was bound to the peer
+// before it left the config and may still complete, but a pooled
+// connection would stay open to a peer nothing else will use.
+func (p *Pool) roundTripAlone(req *http.Request) (*http.Response, error) {
+	addr := req.URL.Host
+	p.log.Debug("peer proxy retired; request goes on a connection of its own", "peer", addr)
+	// The transport asks for a connection before it sends anything, but
+	// when retrying it may have sent part of a body it can rewind.
+	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, fmt.Errorf("rewind request body for peer proxy %s: %w", addr, err)
+		}
+		req = req.Clone(req.Context())
+		req.Body = body
+	}
+	cc, err := p.connect(addr)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := cc.RoundTrip(req)
+	p.retire(cc)
+	return resp, err
+}
+
+// retire closes cc once its streams have ended, or at once on Close.
+func (p *Pool) retire(cc *http2.ClientConn) {
+	go func() {
+		if err := cc.Shutdown(p.ctx); err != nil {
+			cc.Close()
+		}
+	}()
 }
 
 // Retain retires the connections to every peer not in keep: they take no
 // new requests, close at once when idle, and otherwise when their last
-// stream ends.
+// stream ends. Until a later Retain keeps such a peer again, a request to
+// it gets a connection of its own, closed when the request ends.
 func (p *Pool) Retain(keep map[string]bool) {
 	p.mu.Lock()
+	p.keep = make(map[string]bool, len(keep))
+	maps.Copy(p.keep, keep)
 	var retired []*http2.ClientConn
 	for addr, pe := range p.peers {
 		if keep[addr] {
@@ -132,13 +182,7 @@ func (p *Pool) Retain(keep map[string]bool) {
 	}
 	p.mu.Unlock()
 	for _, cc := range retired {
-		go func() {
-			// Shutdown waits for the streams in flight; Close cancels p.ctx
-			// and so cuts the wait short.
-			if err := cc.Shutdown(p.ctx); err != nil {
-				cc.Close()
-			}
-		}()
+		p.retire(cc)
 	}
 }
 
@@ -191,6 +235,10 @@ func (cp *connPool) GetClientConn(req *http.Request, addr string) (*http2.Client
 		}
 		pe := p.peers[addr]
 		if pe == nil {
+			if p.keep != nil && !p.keep[addr] {
+				p.mu.Unlock()
+				return nil, errRetired
+			}
 			pe = &peer{}
 			p.peers[addr] = pe
 		}
@@ -253,13 +301,13 @@ func (p *Pool) dial(addr string, d *dialCall) {
 	case p.closed:
 		cc.Close()
 		d.err = ErrClosed
+	case pe == nil:
+		// Retain retired the peer while we dialed. Pooled, the connection
+		// would stay open to it until the next Retain; the requests waiting
+		// go on connections of their own instead.
+		cc.Close()
+		d.err = errRetired
 	default:
-		// The peer may have been retired while we dialed; the connection
-		// still serves the requests waiting on it and then idles out.
-		if pe == nil {
-			pe = &peer{}
-			p.peers[addr] = pe
-		}
 		pe.conns = append(pe.conns, cc)
 	}
 }

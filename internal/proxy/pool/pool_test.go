@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -49,13 +50,21 @@ func peerServer(t *testing.T, h http.HandlerFunc) (string, *atomic.Int32) {
 
 func get(t *testing.T, p *Pool, addr string) {
 	t.Helper()
+	if _, err := fetch(p, addr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fetch makes a GET request to the peer at addr and returns the body.
+func fetch(p *Pool, addr string) (string, error) {
 	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
 	resp, err := p.RoundTrip(req)
 	if err != nil {
-		t.Fatalf("RoundTrip: %v", err)
+		return "", fmt.Errorf("RoundTrip: %w", err)
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }
 
 func TestConcurrentRequestsShareOneConnection(t *testing.T) {
@@ -159,5 +168,83 @@ func TestDialErrors(t *testing.T) {
 	p.Close()
 	if _, err := p.RoundTrip(req); !errors.Is(err, ErrClosed) {
 		t.Fatalf("RoundTrip after Close = %v, want ErrClosed", err)
+	}
+}
+
+// dialFunc is a Dialer made of a function.
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+func (f dialFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return f(ctx, network, addr)
+}
+
+// A request bound to a peer before Retain retired it still completes, but
+// the pool keeps no connection to that peer afterwards, whether the
+// request came after Retain or Retain came while its dial was under way.
+func TestRetiredPeerGetsNoPooledConnection(t *testing.T) {
+	tests := []struct {
+		desc             string
+		retireDuringDial bool
+	}{
+		{desc: "request after Retain"},
+		{desc: "Retain during the dial", retireDuringDial: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			ok := func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }
+			kept, _ := peerServer(t, ok)
+			gone, goneConns := peerServer(t, ok)
+			dialing, release := make(chan struct{}, 10), make(chan struct{})
+			if !tc.retireDuringDial {
+				close(release)
+			}
+			p := New(Options{Dialer: dialFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if addr == gone {
+					dialing <- struct{}{}
+					<-release
+				}
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			})})
+			defer p.Close()
+			get(t, p, kept)
+			keep := map[string]bool{kept: true}
+			if !tc.retireDuringDial {
+				p.Retain(keep)
+			}
+			done := make(chan error, 1)
+			go func() {
+				body, err := fetch(p, gone)
+				if err == nil && body != "ok" {
+					err = fmt.Errorf("body %q, want ok", body)
+				}
+				done <- err
+			}()
+			if tc.retireDuringDial {
+				select {
+				case <-dialing:
+				case <-time.After(5 * time.Second):
+					t.Fatal("the request never dialed")
+				}
+				p.Retain(keep)
+				close(release)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("request to the retired peer: %v", err)
+			}
+			if n, held := p.Peers()[gone]; held {
+				t.Fatalf("pool holds %d connections to the retired peer", n)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for goneConns.Load() != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d connections to the retired peer are still open", goneConns.Load())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if n := p.Peers()[kept]; n != 1 {
+				t.Fatalf("pool holds %d connections to the kept peer, want 1", n)
+			}
+		})
 	}
 }

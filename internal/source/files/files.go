@@ -377,7 +377,7 @@ func sameObject(a, b manifest.Object) bool {
 func storeProblems(err error, from map[manifest.Key]string) (map[manifest.Key]bool, []Problem) {
 	refused := map[manifest.Key]bool{}
 	var out []Problem
-	for _, e := range unjoin(err) {
+	for _, e := range model.Unjoin(err) {
 		var oe *model.ObjectError
 		if errors.As(e, &oe) {
 			k := manifest.Key{Kind: oe.Kind, Ref: oe.Ref}
@@ -388,11 +388,4 @@ func storeProblems(err error, from map[manifest.Key]string) (map[manifest.Key]bo
 		out = append(out, Problem{Message: e.Error()})
 	}
 	return refused, out
-}
-
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }
