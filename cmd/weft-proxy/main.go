@@ -74,7 +74,7 @@ func run(args []string) int {
 			id, err := identity.WorkloadID(src.ID().TrustDomain(), sa.Namespace, sa.Name)
 			return id, err == nil
 		}),
-		WrapInbound: func(l net.Listener) net.Listener { return src.Listener(l, nil) },
+		InboundTLS: src.ServerTLSConfig(nil),
 	})
 
 	// Admin first: /live answers, and /ready says 503, while the proxy

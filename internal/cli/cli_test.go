@@ -83,10 +83,15 @@ func golden(t *testing.T, name, got string) {
 }
 
 func TestGet(t *testing.T) {
-	cp := startControlPlane(t, nil)
+	policies, err := os.ReadFile("testdata/policies.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := startControlPlane(t, map[string]string{"policies.yaml": string(policies)})
 	for _, tc := range []struct{ name, resource string }{
 		{"get-services", "services"},
 		{"get-workloads", "workloads"},
+		{"get-policies", "policies"},
 		{"get-problems", "problems"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -110,10 +110,10 @@ func newStatusCommand() *cobra.Command {
 func newGetCommand() *cobra.Command {
 	o := &outputFlags{}
 	cmd := &cobra.Command{
-		Use:       "get (services|workloads|proxies|problems)",
-		Short:     "List the mesh's services, workloads, connected proxies or manifest problems",
+		Use:       "get (services|workloads|policies|proxies|problems)",
+		Short:     "List the mesh's services, workloads, policies, connected proxies or manifest problems",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"services", "workloads", "proxies", "problems"},
+		ValidArgs: []string{"services", "workloads", "policies", "proxies", "problems"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.validate(); err != nil {
 				return err
@@ -154,6 +154,18 @@ func newGetCommand() *cobra.Command {
 				for _, w := range ws {
 					fmt.Fprintf(tw, "%s\t%s\t%s:%d\t%s\t%s\n", w.Name, w.ServiceAccount, w.Address, w.InboundPort, labels(w.Labels), w.Source)
 				}
+			case "policies", "policy":
+				var ps []controlplane.Policy
+				if err := c.get(cmd.Context(), "/api/v1/policies", &ps); err != nil {
+					return err
+				}
+				if o.output == "json" {
+					return printJSON(out, ps)
+				}
+				fmt.Fprintln(tw, "KIND\tPOLICY\tSUMMARY")
+				for _, p := range ps {
+					fmt.Fprintf(tw, "%s\t%s/%s\t%s\n", p.Kind, p.Namespace, p.Name, p.Summary)
+				}
 			case "proxies", "proxy":
 				var st controlplane.Status
 				if err := c.get(cmd.Context(), "/api/v1/status", &st); err != nil {
@@ -183,7 +195,7 @@ func newGetCommand() *cobra.Command {
 					fmt.Fprintf(tw, "%s\t%s\t%s\n", p.File, orNone(p.Object), p.Message)
 				}
 			default:
-				return fmt.Errorf("unknown resource %q: want services, workloads, proxies or problems", args[0])
+				return fmt.Errorf("unknown resource %q: want services, workloads, policies, proxies or problems", args[0])
 			}
 			return nil
 		},

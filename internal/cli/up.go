@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/weftmesh/weft/internal/controlplane"
 	"github.com/weftmesh/weft/internal/demo"
 	"github.com/weftmesh/weft/internal/up"
 )
@@ -64,7 +63,7 @@ and its load generator. Ctrl-C stops every process it started.`,
 	f.IntVar(&portBase, "port-base", 20000, "with --demo: the first of the loopback ports the demo uses")
 	f.StringVarP(&opts.ControlPlane.ManifestDir, "manifests", "f", "", "directory of manifests to run")
 	f.StringVar(&opts.ControlPlane.StateDir, "state-dir", mustDefaultStateDir(), "directory for the CA, state and logs")
-	f.StringVar(&opts.ControlPlane.TrustDomain, "trust-domain", controlplane.DefaultTrustDomain, "trust domain of the mesh's SPIFFE IDs")
+	meshFlags(f, &opts.ControlPlane)
 	f.StringVar(&opts.ControlPlane.GRPCAddr, "grpc-addr", DefaultGRPCAddr, "control plane address for proxies")
 	f.StringVar(&opts.ControlPlane.AdminAddr, "admin-addr", DefaultAdminAddr, "control plane admin API address")
 	f.StringVar(&proxyPath, "proxy", "", "weft-proxy binary (default: beside weft, then $PATH)")

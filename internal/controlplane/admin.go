@@ -12,6 +12,7 @@ func (cp *ControlPlane) adminHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Status()) })
 	mux.HandleFunc("GET /api/v1/services", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Services()) })
 	mux.HandleFunc("GET /api/v1/workloads", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Workloads()) })
+	mux.HandleFunc("GET /api/v1/policies", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Policies()) })
 	cp.identityRoutes(mux)
 	return mux
 }

@@ -1,8 +1,14 @@
 package controlplane
 
 import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/source/files"
 )
 
@@ -107,4 +113,100 @@ type RotateRequest struct {
 	// Step is prepare, activate or finish.
 	Step  string `json:"step"`
 	Force bool   `json:"force,omitempty"`
+}
+
+// Policy is one entry of GET /api/v1/policies.
+type Policy struct {
+	// Kind is AuthorizationPolicy, TrafficTarget, HTTPRouteGroup or TCPRoute.
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Summary says in one line what the policy selects and allows.
+	Summary string `json:"summary"`
+}
+
+// Policies lists every policy object, by kind, namespace and name.
+func (cp *ControlPlane) Policies() []Policy {
+	out := []Policy{}
+	for _, p := range cp.store.Snapshot().Policies() {
+		k := p.Key()
+		out = append(out, Policy{Kind: k.Kind, Namespace: k.Ref.Namespace, Name: k.Ref.Name, Summary: policySummary(p)})
+	}
+	return out
+}
+
+// policySummary names what matters about a policy when scanning a list;
+// the manifest has the rest.
+func policySummary(p model.Policy) string {
+	switch p := p.(type) {
+	case *model.AuthorizationPolicy:
+		var target string
+		switch t := p.Target; {
+		case t.Service != "":
+			target = "service " + t.Service
+		case t.ServiceAccount != "":
+			target = "service account " + t.ServiceAccount
+		default:
+			target = "workloads " + joinLabels(t.Selector)
+		}
+		s := fmt.Sprintf("%s to %s, %s", p.Action, target, plural(len(p.Rules), "rule"))
+		if p.Action == model.AuthzAllow && len(p.Rules) == 0 {
+			// An allow policy without rules selects its workloads and
+			// allows nothing, which deserves saying.
+			s += ": denies everything"
+		}
+		return s
+	case *model.TrafficTarget:
+		sources := make([]string, len(p.Sources))
+		for i, s := range p.Sources {
+			sources[i] = s.Namespace + "/" + s.ServiceAccount
+		}
+		dest := p.Destination.ServiceAccount
+		if p.Port != 0 {
+			dest += ":" + strconv.FormatUint(uint64(p.Port), 10)
+		}
+		rules := make([]string, len(p.Rules))
+		for i, r := range p.Rules {
+			rules[i] = r.Kind + " " + r.Name
+			if len(r.Matches) > 0 {
+				rules[i] += " [" + strings.Join(r.Matches, ",") + "]"
+			}
+		}
+		return fmt.Sprintf("%s -> %s via %s", strings.Join(sources, ", "), dest, strings.Join(rules, ", "))
+	case *model.HTTPRouteGroup:
+		names := make([]string, len(p.Matches))
+		for i, m := range p.Matches {
+			names[i] = m.Name
+		}
+		return "matches " + strings.Join(names, ", ")
+	case *model.TCPRoute:
+		if len(p.Ports) == 0 {
+			return "any port"
+		}
+		ports := make([]string, len(p.Ports))
+		for i, port := range p.Ports {
+			ports[i] = strconv.FormatUint(uint64(port), 10)
+		}
+		return "ports " + strings.Join(ports, ", ")
+	}
+	return ""
+}
+
+func joinLabels(m map[string]string) string {
+	kv := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		kv = append(kv, k+"="+m[k])
+	}
+	return strings.Join(kv, ",")
+}
+
+// plural is "no rules", "1 rule", "2 rules".
+func plural(n int, noun string) string {
+	switch n {
+	case 0:
+		return "no " + noun + "s"
+	case 1:
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

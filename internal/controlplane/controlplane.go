@@ -47,6 +47,9 @@ type Options struct {
 	CADir string
 	// LeafTTL is the lifetime of workload certificates; 0 means 24h.
 	LeafTTL time.Duration
+	// MTLSMode is the mesh-wide mTLS mode of workloads whose services set
+	// none: strict (the default) or permissive.
+	MTLSMode string
 }
 
 // DefaultTrustDomain is the trust domain of a mesh that names none.
@@ -81,8 +84,11 @@ func New(opts Options) (*ControlPlane, error) {
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	cp := &ControlPlane{opts: opts, store: model.NewStore(), loaded: make(chan struct{})}
-	var err error
+	mtls, err := model.ParseMTLSMode(opts.MTLSMode)
+	if err != nil {
+		return nil, fmt.Errorf("mTLS mode: %w", err)
+	}
+	cp := &ControlPlane{opts: opts, store: model.NewStore(model.WithMeshMTLS(mtls)), loaded: make(chan struct{})}
 	if err := cp.newIdentity(); err != nil {
 		return nil, err
 	}

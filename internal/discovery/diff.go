@@ -19,7 +19,11 @@ type Sent struct {
 	// when it was sent as not existing. A service not in the map has not
 	// been sent since it was subscribed.
 	Services map[model.Ref]*model.ServiceState
-	started  bool
+	// Authz is the workload's authorization as last sent, valid once
+	// authzSent.
+	Authz     *model.Authz
+	authzSent bool
+	started   bool
 }
 
 // NewSent returns the state of a stream that has sent nothing.
@@ -34,6 +38,9 @@ type Patch struct {
 	// Services are the states now held for the services Diff looked at,
 	// nil for those that do not exist.
 	Services map[model.Ref]*model.ServiceState
+	// Authz is the authorization the response carries, when HasAuthz.
+	Authz    *model.Authz
+	HasAuthz bool
 }
 
 // Apply records a patch once its response is sent.
@@ -41,6 +48,9 @@ func (s *Sent) Apply(p Patch) {
 	s.started = true
 	if p.Workload != nil {
 		s.Workload = p.Workload
+	}
+	if p.HasAuthz {
+		s.Authz, s.authzSent = p.Authz, true
 	}
 	for r, st := range p.Services {
 		s.Services[r] = st
@@ -57,6 +67,9 @@ func (s *Sent) Forget(r model.Ref) { delete(s.Services, r) }
 // the new subscriptions, and those whose state may have changed. So the
 // work is proportional to what changed, not to what the proxy holds.
 //
+// The workload's authorization goes out with the first response that
+// carries the workload and again whenever it changes.
+//
 // A service not sent before gets a full state (exists=false if snap does
 // not have it); one sent before gets a delta against what was sent, with
 // the definition only when the proxy would see it change. The response is
@@ -68,9 +81,17 @@ func Diff(sent *Sent, snap *model.Snapshot, workload model.Ref, check []model.Re
 	resp := &meshv1.StreamResponse{Version: snap.Version}
 	patch := Patch{Services: make(map[model.Ref]*model.ServiceState, len(check))}
 
-	if w, ok := snap.Workload(workload); ok && w != sent.Workload {
-		resp.Workload = wire.WorkloadToProto(w)
-		patch.Workload = w
+	if w, ok := snap.Workload(workload); ok {
+		if w != sent.Workload {
+			resp.Workload = wire.WorkloadToProto(w)
+			patch.Workload = w
+		}
+		// The authorization goes with the workload, so a proxy never
+		// serves a workload without the policies that select it.
+		if a := snap.Authz(workload); !sent.authzSent || a != sent.Authz {
+			resp.Authz = wire.AuthzToProto(a)
+			patch.Authz, patch.HasAuthz = a, true
+		}
 	}
 
 	refs := slices.Clone(check)
@@ -94,7 +115,7 @@ func Diff(sent *Sent, snap *model.Snapshot, workload model.Ref, check []model.Re
 		}
 	}
 
-	if sent.started && resp.Workload == nil && len(resp.Services) == 0 {
+	if sent.started && resp.Workload == nil && resp.Authz == nil && len(resp.Services) == 0 {
 		return nil, patch
 	}
 	return resp, patch

@@ -279,3 +279,33 @@ func describe(st *model.ServiceState) string {
 	}
 	return fmt.Sprintf("ports %v endpoints %v", st.Service.Ports, eps)
 }
+
+func TestDiffSendsAuthzWithTheWorkloadAndOnChange(t *testing.T) {
+	store := model.NewStore()
+	me := ref("shop/cart-1")
+	sent := NewSent()
+	step := func(desc string, snap *model.Snapshot, wantAuthz bool, wantSelected bool) {
+		t.Helper()
+		resp, patch := Diff(sent, snap, me, nil)
+		if got := resp.GetAuthz() != nil; got != wantAuthz {
+			t.Fatalf("%s: authz sent %v, want %v (%s)", desc, got, wantAuthz, summary(resp))
+		}
+		if wantAuthz && resp.GetAuthz().GetAuthz().GetSelected() != wantSelected {
+			t.Fatalf("%s: authz %v, want selected %v", desc, resp.GetAuthz(), wantSelected)
+		}
+		sent.Apply(patch)
+	}
+	step("before the workload exists", store.Snapshot(), false, false)
+	snap := apply(t, store, model.Changes{PutWorkloads: []*model.Workload{workload("shop/cart-1", "cart", "198.18.0.1")}})
+	step("with the workload, no policy", snap, true, false)
+	step("nothing changed", snap, false, false)
+
+	allow := &model.AuthorizationPolicy{Ref: ref("shop/readers"), Target: model.PolicyTarget{Selector: map[string]string{"app": "cart"}}, Action: model.AuthzAllow,
+		Rules: []model.AuthzRule{{From: []model.Principal{{Namespace: "shop", ServiceAccount: "web"}}}}}
+	snap = apply(t, store, model.Changes{PutPolicies: []model.Policy{allow}})
+	step("a policy selects it", snap, true, true)
+	snap = apply(t, store, model.Changes{PutWorkloads: []*model.Workload{workload("shop/other-1", "other", "198.18.0.2")}})
+	step("another workload changed", snap, false, false)
+	snap = apply(t, store, model.Changes{DeletePolicies: []model.PolicyKey{allow.Key()}})
+	step("the policy is gone", snap, true, false)
+}

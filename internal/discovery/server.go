@@ -427,8 +427,8 @@ func unindex(idx map[model.Ref]map[*stream]struct{}, r model.Ref, st *stream) {
 }
 
 // watch marks, for each new snapshot, the streams it concerns. Its work per
-// snapshot is one pointer comparison per subscribed service and per
-// connected workload, plus one wake-up per concerned stream; streams that
+// snapshot is one pointer comparison per subscribed service and two per
+// connected workload (itself and its authorization), plus one wake-up per concerned stream; streams that
 // subscribe to nothing that changed are not woken.
 func (s *Server) watch(snap *model.Snapshot, stop <-chan struct{}) {
 	for {
@@ -461,7 +461,7 @@ func (s *Server) watch(snap *model.Snapshot, stop <-chan struct{}) {
 		for r, set := range s.byWorkload {
 			a, _ := snap.Workload(r)
 			b, _ := next.Workload(r)
-			if a != b {
+			if a != b || snap.Authz(r) != next.Authz(r) {
 				for st := range set {
 					st.wake()
 				}

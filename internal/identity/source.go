@@ -353,12 +353,6 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	return d.s.DialTLS(ctx, network, addr, want)
 }
 
-// Listener wraps inner so that accepted connections are mTLS, served with
-// ServerTLSConfig(authorize).
-func (s *Source) Listener(inner net.Listener, authorize func(peer spiffeid.ID) error) net.Listener {
-	return tls.NewListener(inner, s.ServerTLSConfig(authorize))
-}
-
 // PeerID returns the verified SPIFFE ID of the peer of an mTLS connection
 // that has completed its handshake.
 func PeerID(cs tls.ConnectionState) (spiffeid.ID, error) {

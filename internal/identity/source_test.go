@@ -51,7 +51,7 @@ func serve(t *testing.T, s *identity.Source, authorize func(spiffeid.ID) error) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	tln := s.Listener(ln, authorize)
+	tln := tls.NewListener(ln, s.ServerTLSConfig(authorize))
 	var wg sync.WaitGroup
 	t.Cleanup(func() { tln.Close(); wg.Wait() })
 	wg.Add(1)

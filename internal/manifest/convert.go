@@ -26,6 +26,13 @@ func ServiceFromV1(s *corev1.Service) (*model.Service, error) {
 		Labels:   s.Labels,
 		Selector: s.Spec.Selector,
 	}
+	if v, ok := s.Annotations[model.MTLSModeAnnotation]; ok {
+		mode, err := model.ParseMTLSMode(v)
+		if err != nil || mode == model.MTLSUnset {
+			fe.Add("metadata.annotations["+model.MTLSModeAnnotation+"]", "%q: want strict or permissive", v)
+		}
+		svc.MTLSMode = mode
+	}
 	for i, p := range s.Spec.Ports {
 		f := fmt.Sprintf("spec.ports[%d]", i)
 		sp := model.ServicePort{Name: p.Name, Port: portNumber(&fe, f+".port", p.Port)}
@@ -45,13 +52,22 @@ func ServiceFromV1(s *corev1.Service) (*model.Service, error) {
 		sp.Protocol = proto
 		svc.Ports = append(svc.Ports, sp)
 	}
+	return checked(fe, svc)
+}
+
+// checked returns out once both its conversion, which recorded its
+// problems in fe, and the model's validation pass. Conversion problems
+// come alone: a field that did not convert would be reported again, less
+// clearly, by Validate.
+func checked[T interface{ Validate() error }](fe model.FieldErrors, out T) (T, error) {
+	var zero T
 	if err := fe.Err(); err != nil {
-		return nil, err
+		return zero, err
 	}
-	if err := svc.Validate(); err != nil {
-		return nil, err
+	if err := out.Validate(); err != nil {
+		return zero, err
 	}
-	return svc, nil
+	return out, nil
 }
 
 // servicePortProtocol reads appProtocol, or else the prefix of the port's
@@ -73,6 +89,15 @@ func portNumber(fe *model.FieldErrors, field string, p int32) uint32 {
 		return 0
 	}
 	return uint32(p)
+}
+
+// portNumbers converts a list of ports, naming each bad one by its index.
+func portNumbers(fe *model.FieldErrors, field string, ports []int32) []uint32 {
+	var out []uint32
+	for i, p := range ports {
+		out = append(out, portNumber(fe, fmt.Sprintf("%s[%d]", field, i), p))
+	}
+	return out
 }
 
 // WorkloadFromV1alpha1 converts and validates a Workload.
@@ -109,11 +134,5 @@ func WorkloadFromV1alpha1(w *weftv1alpha1.Workload) (*model.Workload, error) {
 			LocalPort: portNumber(&fe, f+".localPort", o.LocalPort),
 		})
 	}
-	if err := fe.Err(); err != nil {
-		return nil, err
-	}
-	if err := out.Validate(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return checked(fe, out)
 }

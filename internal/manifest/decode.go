@@ -6,13 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/weftmesh/weft/api/smi"
 	weftv1alpha1 "github.com/weftmesh/weft/api/weft/v1alpha1"
 	"github.com/weftmesh/weft/internal/model"
 )
@@ -20,7 +22,8 @@ import (
 // DefaultNamespace is the namespace of objects whose metadata names none.
 const DefaultNamespace = "default"
 
-// Kinds weft reads.
+// Kinds weft reads, besides the model's policy kinds
+// (model.KindAuthorizationPolicy, ...), which manifests name the same.
 const (
 	KindService  = "Service"
 	KindWorkload = "Workload"
@@ -34,12 +37,14 @@ type Key struct {
 
 func (k Key) String() string { return strings.ToLower(k.Kind) + " " + k.Ref.String() }
 
-// Object is one decoded, valid manifest object; exactly one of the
-// pointers is set, as Kind says.
+// Object is one decoded, valid manifest object; exactly one of Service,
+// Workload and Policy is set, as Kind says. A policy's Kind is its model
+// kind (model.KindTrafficTarget, ...).
 type Object struct {
 	Key      Key
 	Service  *model.Service
 	Workload *model.Workload
+	Policy   model.Policy
 }
 
 // Decoded is what one file yields.
@@ -138,38 +143,69 @@ func decodeDocument(source string, doc []byte) (Object, *model.ObjectError, erro
 	if h.Metadata.Name == "" {
 		return Object{}, nil, fmt.Errorf("%s: metadata.name must be set", h.Kind)
 	}
-	ns := h.Metadata.Namespace
-	if ns == "" {
-		ns = DefaultNamespace
-	}
-	key := Key{Kind: h.Kind, Ref: model.Ref{Namespace: ns, Name: h.Metadata.Name}}
+	key := Key{Kind: h.Kind, Ref: model.Ref{Namespace: namespaceOf(h.Metadata.Namespace), Name: h.Metadata.Name}}
 	invalid := func(err error) (Object, *model.ObjectError, error) {
 		return Object{Key: key}, &model.ObjectError{Kind: key.Kind, Ref: key.Ref, Source: source, Err: err}, nil
 	}
-	switch {
-	case h.APIVersion == "v1" && h.Kind == KindService:
-		var s corev1.Service
-		if err := unmarshalStrict(doc, &s); err != nil {
-			return invalid(err)
-		}
-		svc, err := ServiceFromV1(&s)
-		if err != nil {
-			return invalid(err)
-		}
-		return Object{Key: key, Service: svc}, nil, nil
-	case h.APIVersion == weftv1alpha1.GroupVersion && h.Kind == KindWorkload:
-		var w weftv1alpha1.Workload
-		if err := unmarshalStrict(doc, &w); err != nil {
-			return invalid(err)
-		}
-		wl, err := WorkloadFromV1alpha1(&w)
-		if err != nil {
-			return invalid(err)
-		}
-		return Object{Key: key, Workload: wl}, nil, nil
+	versions, ok := decoders[h.Kind]
+	if !ok {
+		return Object{}, nil, fmt.Errorf("%s %s: unsupported kind (weft reads %s)",
+			h.APIVersion, h.Kind, strings.Join(slices.Sorted(maps.Keys(decoders)), ", "))
 	}
-	return Object{}, nil, fmt.Errorf("%s %s: unsupported kind (weft reads v1 Service and %s Workload)",
-		h.APIVersion, h.Kind, weftv1alpha1.GroupVersion)
+	decode, ok := versions[h.APIVersion]
+	if !ok {
+		// The object is known, so it is invalid rather than broken: the
+		// file's other objects still apply.
+		return invalid(&model.FieldError{Field: "apiVersion", Msg: fmt.Sprintf("%q: weft reads %s as %s",
+			h.APIVersion, h.Kind, strings.Join(slices.Sorted(maps.Keys(versions)), " or "))})
+	}
+	obj := Object{Key: key}
+	if err := decode(doc, &obj); err != nil {
+		return invalid(err)
+	}
+	return obj, nil, nil
+}
+
+// decoders reads each kind weft knows, by apiVersion, into an Object.
+var decoders = map[string]map[string]func(doc []byte, into *Object) error{
+	KindService: {"v1": decodeAs(ServiceFromV1, func(o *Object, s *model.Service) { o.Service = s })},
+	KindWorkload: {
+		weftv1alpha1.GroupVersion: decodeAs(WorkloadFromV1alpha1, func(o *Object, w *model.Workload) { o.Workload = w }),
+	},
+	model.KindAuthorizationPolicy: {weftv1alpha1.GroupVersion: decodePolicy(AuthorizationPolicyFromV1alpha1)},
+	model.KindTrafficTarget: {
+		smi.AccessV1alpha3: decodePolicy(TrafficTargetFromSMI),
+		smi.AccessV1alpha2: decodePolicy(TrafficTargetFromSMI),
+	},
+	model.KindHTTPRouteGroup: {
+		smi.SpecsV1alpha4: decodePolicy(HTTPRouteGroupFromSMI),
+		smi.SpecsV1alpha3: decodePolicy(HTTPRouteGroupFromSMI),
+	},
+	model.KindTCPRoute: {
+		smi.SpecsV1alpha4: decodePolicy(TCPRouteFromSMI),
+		smi.SpecsV1alpha3: decodePolicy(TCPRouteFromSMI),
+	},
+}
+
+// decodeAs decodes a document strictly into the versioned type T, converts
+// it to the model with convert and stores the result with set.
+func decodeAs[T, M any](convert func(*T) (M, error), set func(*Object, M)) func([]byte, *Object) error {
+	return func(doc []byte, into *Object) error {
+		var in T
+		if err := unmarshalStrict(doc, &in); err != nil {
+			return err
+		}
+		m, err := convert(&in)
+		if err != nil {
+			return err
+		}
+		set(into, m)
+		return nil
+	}
+}
+
+func decodePolicy[T any, P model.Policy](convert func(*T) (P, error)) func([]byte, *Object) error {
+	return decodeAs(convert, func(o *Object, p P) { o.Policy = p })
 }
 
 // unmarshalStrict decodes a document into a typed object, rejecting unknown

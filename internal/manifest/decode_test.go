@@ -85,6 +85,8 @@ func TestDecodeErrors(t *testing.T) {
 			[]string{"bad.yaml: service demo/catalog:", "spec.ports[0].port: must be between 1 and 65535"}},
 		{"unknown field", strings.Replace(goodService, "selector:", "selectorr:", 1), true,
 			[]string{"service demo/catalog", `unknown field "spec.selectorr"`}},
+		{"bad mTLS mode", strings.Replace(goodService, "metadata: {name: catalog, namespace: demo}", "metadata: {name: catalog, namespace: demo, annotations: {weft.dev/mtls-mode: open}}", 1), true,
+			[]string{"service demo/catalog", `metadata.annotations[weft.dev/mtls-mode]: "open": want strict or permissive`}},
 		{"bad app protocol", strings.Replace(goodService, "appProtocol: http", "appProtocol: smtp", 1), true,
 			[]string{"spec.ports[0].appProtocol", `unknown protocol "smtp"`}},
 		{"udp", strings.Replace(goodService, "targetPort: 9091", "targetPort: 9091\n    protocol: UDP", 1), true,
@@ -102,6 +104,68 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad workload protocol", strings.Replace(goodWorkload, "protocol: http}", "protocol: quic}", 1), true,
 			[]string{"spec.ports[0].protocol"}},
 		{"declared twice", goodService + "\n---\n" + goodService, false, []string{"declared twice"}},
+		{"traffic target in two versions", goodTrafficTarget + "\n---\n" + strings.Replace(goodTrafficTarget, "v1alpha3", "v1alpha2", 1), false,
+			[]string{"traffictarget demo/web-to-catalog: declared twice"}},
+		{"workload of another group", strings.Replace(goodWorkload, "weft.dev", "weft.io", 1), true,
+			[]string{"workload demo/catalog-v1-0", `apiVersion: "weft.io/v1alpha1": weft reads Workload as weft.dev/v1alpha1`}},
+		{"old traffic target", strings.Replace(goodTrafficTarget, "v1alpha3", "v1alpha1", 1), true,
+			[]string{"traffictarget demo/web-to-catalog", `apiVersion: "access.smi-spec.io/v1alpha1": weft reads TrafficTarget as access.smi-spec.io/v1alpha2 or access.smi-spec.io/v1alpha3`}},
+		{"policy unknown field", strings.Replace(goodAuthorizationPolicy, "methods:", "method:", 1), true,
+			[]string{"authorizationpolicy demo/catalog-readers", `unknown field "spec.rules[0].method"`}},
+		{"policy selector expressions", strings.Replace(goodAuthorizationPolicy, "targetRef: {kind: Service, name: catalog}", "selector: {matchExpressions: []}", 1), true,
+			[]string{`unknown field "spec.selector.matchExpressions"`}},
+		{"policy target and selector", strings.Replace(goodAuthorizationPolicy, "rules:", "selector: {matchLabels: {app: catalog}}\n  rules:", 1), true,
+			[]string{"spec.targetRef: name exactly one of"}},
+		{"policy no target", strings.Replace(goodAuthorizationPolicy, "targetRef: {kind: Service, name: catalog}", "", 1), true,
+			[]string{"spec.targetRef: name exactly one of"}},
+		{"policy target kind", strings.Replace(goodAuthorizationPolicy, "kind: Service,", "kind: Deployment,", 1), true,
+			[]string{`spec.targetRef.kind: "Deployment": want Service or ServiceAccount`}},
+		{"policy target name", strings.Replace(goodAuthorizationPolicy, "name: catalog}", "name: \"\"}", 1), true,
+			[]string{"spec.targetRef.name: must not be empty"}},
+		{"policy action", strings.Replace(goodAuthorizationPolicy, "rules:", "action: Permit\n  rules:", 1), true,
+			[]string{`spec.action: "Permit": want Allow or Deny`}},
+		{"policy source", strings.Replace(goodAuthorizationPolicy, "serviceAccount: web", "serviceAccount: Web_1", 1), true,
+			[]string{"spec.rules[0].from[0].serviceAccount"}},
+		{"policy port", strings.Replace(goodAuthorizationPolicy, "ports: [8080]", "ports: [8080, -1]", 1), true,
+			[]string{"spec.rules[0].ports[1]: must be between 1 and 65535, got -1"}},
+		{"policy method", strings.Replace(goodAuthorizationPolicy, "[GET, HEAD]", "[GET, get]", 1), true,
+			[]string{`spec.rules[0].methods[1]: "get": want an HTTP method`}},
+		{"policy path type", strings.Replace(goodAuthorizationPolicy, "type: RegularExpression", "type: Glob", 1), true,
+			[]string{`spec.rules[0].paths[1].type: "Glob"`}},
+		{"policy relative path", strings.Replace(goodAuthorizationPolicy, "value: /products}", "value: products}", 1), true,
+			[]string{`spec.rules[0].paths[0].value: "products": a path starts with /`}},
+		{"policy header regex", strings.Replace(goodAuthorizationPolicy, `"^alice$"`, `"(alice"`, 1), true,
+			[]string{"spec.rules[0].headers.x-user"}},
+		{"policy header twice", strings.Replace(goodAuthorizationPolicy, `headers: {x-user: "^alice$"}`, `headers: {x-user: a, X-User: b}`, 1), true,
+			[]string{`spec.rules[0].headers: header "x-user" is given twice`}},
+		{"traffic target v1alpha3 port", strings.Replace(goodTrafficTarget, "name: catalog}", "name: catalog, port: 8080}", 1), true,
+			[]string{"spec.destination.port: access.smi-spec.io/v1alpha3 has no destination port"}},
+		{"traffic target v1alpha2 bad port", strings.NewReplacer("v1alpha3", "v1alpha2", "name: catalog}", "name: catalog, port: 0}").Replace(goodTrafficTarget), true,
+			[]string{"spec.destination.port: must be between 1 and 65535, got 0"}},
+		{"traffic target source port", strings.Replace(goodTrafficTarget, "name: web}", "name: web, port: 80}", 1), true,
+			[]string{`unknown field "spec.sources[0].port"`}},
+		{"traffic target source kind", strings.Replace(goodTrafficTarget, "{kind: ServiceAccount, name: web}", "{kind: Group, name: web}", 1), true,
+			[]string{`spec.sources[0].kind: "Group": want ServiceAccount`}},
+		{"traffic target destination kind", strings.Replace(goodTrafficTarget, "{kind: ServiceAccount, name: catalog}", "{name: catalog}", 1), true,
+			[]string{`spec.destination.kind: "": want ServiceAccount`}},
+		{"traffic target other namespace", strings.Replace(goodTrafficTarget, "name: catalog}", "name: catalog, namespace: shop}", 1), true,
+			[]string{`spec.destination.namespace: "shop": a TrafficTarget grants access to service accounts of its own namespace`}},
+		{"traffic target rule kind", strings.Replace(goodTrafficTarget, "kind: TCPRoute", "kind: UDPRoute", 1), true,
+			[]string{`spec.rules[1].kind: "UDPRoute": want HTTPRouteGroup or TCPRoute`}},
+		{"traffic target no sources", strings.Replace(goodTrafficTarget, "  - {kind: ServiceAccount, name: web}\n  - {kind: ServiceAccount, name: prometheus, namespace: monitoring}\n", "", 1), true,
+			[]string{"spec.sources: name at least one source service account"}},
+		{"route group headers twice", strings.Replace(goodHTTPRouteGroup, `headers: {user-agent: ".*Android.*"}`, "headers: [{user-agent: a}, {User-Agent: b}]", 1), true,
+			[]string{`spec.matches[1].headers: header "User-Agent" is given twice`}},
+		{"route group headers not a map", strings.Replace(goodHTTPRouteGroup, `headers: {user-agent: ".*Android.*"}`, "headers: 5", 1), true,
+			[]string{"httproutegroup demo/catalog-routes", "spec.matches.headers"}},
+		{"route group match names", strings.Replace(goodHTTPRouteGroup, "name: android", "name: read", 1), true,
+			[]string{`spec.matches[1].name: "read" is used by an earlier match`}},
+		{"route group path regex", strings.Replace(goodHTTPRouteGroup, "pathRegex: /products.*", "pathRegex: /products(", 1), true,
+			[]string{"spec.matches[0].pathRegex"}},
+		{"tcp route v1alpha3 matches", strings.Replace(goodTCPRoute, "v1alpha4", "v1alpha3", 1), true,
+			[]string{"tcproute demo/catalog-port", "spec.matches: a specs.smi-spec.io/v1alpha3 TCPRoute has no matches"}},
+		{"tcp route port", strings.Replace(goodTCPRoute, "8443", "70000", 1), true,
+			[]string{"spec.matches.ports[1]: must be between 1 and 65535, got 70000"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -135,8 +199,9 @@ func TestServicePortProtocolFromName(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add([]byte(goodService))
-	f.Add([]byte(goodWorkload))
+	for _, doc := range []string{goodService, goodWorkload, goodAuthorizationPolicy, goodTrafficTarget, goodHTTPRouteGroup, goodTCPRoute} {
+		f.Add([]byte(doc))
+	}
 	f.Add([]byte(goodService + "\n---\n" + goodWorkload))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := Decode("fuzz.yaml", data)
@@ -147,6 +212,11 @@ func FuzzDecode(f *testing.F) {
 				err = o.Service.Validate()
 			case o.Workload != nil:
 				err = o.Workload.Validate()
+			case o.Policy != nil:
+				if k := o.Policy.Key(); k.Kind != o.Key.Kind || k.Ref != o.Key.Ref {
+					t.Fatalf("object %s holds policy %s", o.Key, k)
+				}
+				err = o.Policy.Validate()
 			default:
 				t.Fatalf("object %s has no content", o.Key)
 			}

@@ -31,9 +31,13 @@ func (s *ServiceState) Endpoint(id string) (*Endpoint, bool) {
 // Snapshot is one immutable, versioned state of the whole mesh. Readers
 // hold it as long as they like; the Store makes a new one for each change.
 type Snapshot struct {
-	Version    uint64
-	services   map[Ref]*ServiceState
-	workloads  map[Ref]*Workload
+	Version   uint64
+	services  map[Ref]*ServiceState
+	workloads map[Ref]*Workload
+	policies  map[PolicyKey]Policy
+	// authz holds the resolved authorization of each workload some policy
+	// selects.
+	authz      map[Ref]*Authz
 	superseded chan struct{}
 }
 
@@ -41,6 +45,8 @@ func emptySnapshot() *Snapshot {
 	return &Snapshot{
 		services:   map[Ref]*ServiceState{},
 		workloads:  map[Ref]*Workload{},
+		policies:   map[PolicyKey]Policy{},
+		authz:      map[Ref]*Authz{},
 		superseded: make(chan struct{}),
 	}
 }
@@ -74,6 +80,21 @@ func (s *Snapshot) Workloads() []*Workload {
 	return out
 }
 
+// Policies returns every policy object, sorted by kind, namespace and name.
+func (s *Snapshot) Policies() []Policy {
+	keys := slices.SortedFunc(maps.Keys(s.policies), comparePolicyKeys)
+	out := make([]Policy, len(keys))
+	for i, k := range keys {
+		out[i] = s.policies[k]
+	}
+	return out
+}
+
+// Authz returns a workload's inbound authorization: nil when no policy
+// selects it, which allows every identity of the mesh. The pointer stays
+// the same from snapshot to snapshot while the authorization does.
+func (s *Snapshot) Authz(r Ref) *Authz { return s.authz[r] }
+
 // CompareRefs orders refs by namespace, then name.
 func CompareRefs(a, b Ref) int {
 	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
@@ -85,4 +106,7 @@ type ProxyConfig struct {
 	Version  uint64
 	Workload *Workload
 	Services map[Ref]*ServiceState
+	// Authz is the workload's inbound authorization; nil allows every
+	// identity of the mesh.
+	Authz *Authz
 }

@@ -16,6 +16,8 @@ type Changes struct {
 	DeleteServices  []Ref
 	PutWorkloads    []*Workload
 	DeleteWorkloads []Ref
+	PutPolicies     []Policy
+	DeletePolicies  []PolicyKey
 }
 
 // Store holds the mesh's objects, each owned by the source that put it,
@@ -27,10 +29,13 @@ type Store struct {
 	snap      atomic.Pointer[Snapshot]
 	services  map[Ref]owned[*Service]
 	workloads map[Ref]owned[*Workload]
+	policies  map[PolicyKey]owned[Policy]
 	// endpoints of each service, by endpoint ID.
 	endpoints   map[Ref]map[string]*Endpoint
 	nsServices  map[string]map[Ref]bool
 	nsWorkloads map[string]map[Ref]bool
+	nsPolicies  map[string]map[PolicyKey]bool
+	meshMTLS    MTLSMode
 }
 
 type owned[T any] struct {
@@ -38,14 +43,26 @@ type owned[T any] struct {
 	obj    T
 }
 
+// StoreOption configures a Store.
+type StoreOption func(*Store)
+
+// WithMeshMTLS sets the mesh-wide mTLS mode of workloads whose services
+// ask for none; the default is strict.
+func WithMeshMTLS(mode MTLSMode) StoreOption { return func(s *Store) { s.meshMTLS = mode } }
+
 // NewStore returns an empty store.
-func NewStore() *Store {
+func NewStore(opts ...StoreOption) *Store {
 	s := &Store{
 		services:    map[Ref]owned[*Service]{},
 		workloads:   map[Ref]owned[*Workload]{},
+		policies:    map[PolicyKey]owned[Policy]{},
 		endpoints:   map[Ref]map[string]*Endpoint{},
 		nsServices:  map[string]map[Ref]bool{},
 		nsWorkloads: map[string]map[Ref]bool{},
+		nsPolicies:  map[string]map[PolicyKey]bool{},
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	s.snap.Store(emptySnapshot())
 	return s
@@ -76,9 +93,11 @@ func (s *Store) Apply(source string, c Changes) error {
 		Version:    old.Version + 1,
 		services:   old.services,
 		workloads:  old.workloads,
+		policies:   old.policies,
+		authz:      old.authz,
 		superseded: make(chan struct{}),
 	}
-	b := &batch{Store: s, next: next, dirty: map[Ref]bool{}}
+	b := &batch{Store: s, next: next, dirty: map[Ref]bool{}, authzNamespaces: map[string]bool{}, authzWorkloads: map[Ref]bool{}}
 	var errs []error
 	for _, r := range c.DeleteServices {
 		errs = append(errs, b.deleteService(source, r))
@@ -91,6 +110,12 @@ func (s *Store) Apply(source string, c Changes) error {
 	}
 	for _, w := range c.PutWorkloads {
 		errs = append(errs, b.putWorkload(source, w))
+	}
+	for _, k := range c.DeletePolicies {
+		errs = append(errs, b.deletePolicy(source, k))
+	}
+	for _, p := range c.PutPolicies {
+		errs = append(errs, b.putPolicy(source, p))
 	}
 	if b.changed {
 		b.publish()
@@ -107,8 +132,13 @@ type batch struct {
 	next            *Snapshot
 	copiedServices  bool
 	copiedWorkloads bool
+	copiedPolicies  bool
 	changed         bool
 	dirty           map[Ref]bool // services whose endpoints or definition changed
+	// Whose authorization to resolve again: every workload of a namespace
+	// whose policies or services changed, and workloads that changed.
+	authzNamespaces map[string]bool
+	authzWorkloads  map[Ref]bool
 }
 
 func (b *batch) conflict(kind string, r Ref, owner string) error {
@@ -129,6 +159,7 @@ func (b *batch) deleteService(source string, r Ref) error {
 	b.writeServices()
 	delete(b.next.services, r)
 	delete(b.dirty, r)
+	b.authzNamespaces[r.Namespace] = true
 	b.changed = true
 	return nil
 }
@@ -152,6 +183,7 @@ func (b *batch) putService(source string, svc *Service) error {
 	}
 	b.endpoints[r] = eps
 	b.dirty[r] = true
+	b.authzNamespaces[r.Namespace] = true
 	b.changed = true
 	return nil
 }
@@ -169,6 +201,7 @@ func (b *batch) deleteWorkload(source string, r Ref) error {
 	b.writeWorkloads()
 	delete(b.next.workloads, r)
 	b.reindexWorkload(r, nil)
+	b.authzWorkloads[r] = true
 	b.changed = true
 	return nil
 }
@@ -187,6 +220,7 @@ func (b *batch) putWorkload(source string, w *Workload) error {
 	b.writeWorkloads()
 	b.next.workloads[r] = w
 	b.reindexWorkload(r, w)
+	b.authzWorkloads[r] = true
 	b.changed = true
 	return nil
 }
@@ -213,8 +247,49 @@ func (b *batch) reindexWorkload(r Ref, w *Workload) {
 	}
 }
 
-// publish makes a new ServiceState for each service that changed.
+func (b *batch) deletePolicy(source string, k PolicyKey) error {
+	o, ok := b.policies[k]
+	if !ok {
+		return nil
+	}
+	if o.source != source {
+		return b.conflict(k.Kind, k.Ref, o.source)
+	}
+	delete(b.policies, k)
+	delete(b.nsPolicies[k.Ref.Namespace], k)
+	b.writePolicies()
+	delete(b.next.policies, k)
+	b.authzNamespaces[k.Ref.Namespace] = true
+	b.changed = true
+	return nil
+}
+
+func (b *batch) putPolicy(source string, p Policy) error {
+	k := p.Key()
+	o, ok := b.policies[k]
+	if ok && o.source != source {
+		return b.conflict(k.Kind, k.Ref, o.source)
+	}
+	if ok && o.obj.EqualPolicy(p) {
+		return nil
+	}
+	b.policies[k] = owned[Policy]{source, p}
+	if b.nsPolicies[k.Ref.Namespace] == nil {
+		b.nsPolicies[k.Ref.Namespace] = map[PolicyKey]bool{}
+	}
+	b.nsPolicies[k.Ref.Namespace][k] = true
+	b.writePolicies()
+	b.next.policies[k] = p
+	b.authzNamespaces[k.Ref.Namespace] = true
+	b.changed = true
+	return nil
+}
+
+// publish makes a new ServiceState for each service that changed, and
+// resolves again the authorization of each workload that may see a
+// different one.
 func (b *batch) publish() {
+	b.publishAuthz()
 	if len(b.dirty) == 0 {
 		return
 	}
@@ -230,6 +305,63 @@ func (b *batch) writeServices() {
 	if !b.copiedServices {
 		b.next.services = maps.Clone(b.next.services)
 		b.copiedServices = true
+	}
+}
+
+func (b *batch) publishAuthz() {
+	if len(b.authzNamespaces) == 0 && len(b.authzWorkloads) == 0 {
+		return
+	}
+	b.next.authz = maps.Clone(b.next.authz)
+	resolve := func(r Ref) {
+		old := b.next.authz[r]
+		o, ok := b.workloads[r]
+		if !ok {
+			delete(b.next.authz, r)
+			return
+		}
+		cur := resolveAuthz(o.obj, b.authzScope(r.Namespace))
+		switch {
+		case cur == nil:
+			delete(b.next.authz, r)
+		case !old.Equal(cur):
+			b.next.authz[r] = cur
+		}
+	}
+	for ns := range b.authzNamespaces {
+		for r := range b.nsWorkloads[ns] {
+			resolve(r)
+		}
+	}
+	for r := range b.authzWorkloads {
+		if !b.authzNamespaces[r.Namespace] {
+			resolve(r)
+		}
+	}
+}
+
+// authzScope gathers what authorization in namespace ns resolves against.
+func (b *batch) authzScope(ns string) authzScope {
+	keys := slices.SortedFunc(maps.Keys(b.nsPolicies[ns]), comparePolicyKeys)
+	scope := authzScope{
+		policies: make([]Policy, len(keys)),
+		services: map[string]*Service{},
+		lookup:   func(k PolicyKey) Policy { return b.policies[k].obj },
+		meshMTLS: b.meshMTLS,
+	}
+	for i, k := range keys {
+		scope.policies[i] = b.policies[k].obj
+	}
+	for r := range b.nsServices[ns] {
+		scope.services[r.Name] = b.services[r].obj
+	}
+	return scope
+}
+
+func (b *batch) writePolicies() {
+	if !b.copiedPolicies {
+		b.next.policies = maps.Clone(b.next.policies)
+		b.copiedPolicies = true
 	}
 }
 

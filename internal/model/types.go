@@ -93,6 +93,9 @@ type Service struct {
 	Labels   map[string]string
 	Selector map[string]string
 	Ports    []ServicePort
+	// MTLSMode, when set, is the mTLS mode of the workloads the service
+	// selects (annotation weft.dev/mtls-mode).
+	MTLSMode MTLSMode
 }
 
 // Port returns the service port with the given number.
@@ -221,7 +224,7 @@ func (e *Endpoint) Equal(o *Endpoint) bool {
 // Equal reports whether two services are the same in every field.
 func (s *Service) Equal(o *Service) bool {
 	return s.Ref == o.Ref && maps.Equal(s.Labels, o.Labels) &&
-		maps.Equal(s.Selector, o.Selector) && slices.Equal(s.Ports, o.Ports)
+		maps.Equal(s.Selector, o.Selector) && slices.Equal(s.Ports, o.Ports) && s.MTLSMode == o.MTLSMode
 }
 
 // Equal reports whether two workloads are the same in every field.

@@ -79,6 +79,11 @@ func (s *Service) Validate() error {
 	}
 	validateLabels(&fe, "metadata.labels", s.Labels)
 	validateLabels(&fe, "spec.selector", s.Selector)
+	switch s.MTLSMode {
+	case MTLSUnset, MTLSStrict, MTLSPermissive:
+	default:
+		fe.Add("metadata.annotations["+MTLSModeAnnotation+"]", "%q: want strict or permissive", s.MTLSMode)
+	}
 	if len(s.Ports) == 0 {
 		fe.Add("spec.ports", "must have at least one port")
 	}

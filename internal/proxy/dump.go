@@ -18,6 +18,20 @@ type Dump struct {
 	Listeners []ListenerDump `json:"listeners"`
 	Services  []ServiceDump  `json:"services"`
 	Peers     map[string]int `json:"peerConnections"`
+	// Authorization is the workload's inbound authorization; absent when no
+	// policy selects it and every identity of the mesh may reach it.
+	Authorization *AuthzDump `json:"authorization,omitempty"`
+}
+
+// AuthzDump summarizes the inbound authorization in force.
+type AuthzDump struct {
+	// Selected: an allow policy selects the workload, so what no allow
+	// rule matches is denied.
+	Selected   bool `json:"selected"`
+	AllowRules int  `json:"allowRules"`
+	DenyRules  int  `json:"denyRules"`
+	// Policies are the policies the rules come from.
+	Policies []string `json:"policies"`
 }
 
 // WorkloadDump is the proxy's own workload.
@@ -82,6 +96,14 @@ func (p *Proxy) ConfigDump() any {
 	d.Workload = &WorkloadDump{Ref: w.Ref.String(), Address: w.Address, InboundPort: w.InboundPort, Ports: []PortDump{}}
 	for _, wp := range w.Ports {
 		d.Workload.Ports = append(d.Workload.Ports, PortDump{Name: wp.Name, Port: wp.Port, Protocol: string(wp.Protocol)})
+	}
+	if a := cfg.Authz; a != nil {
+		d.Authorization = &AuthzDump{Selected: a.Selected, AllowRules: len(a.Allow), DenyRules: len(a.Deny), Policies: []string{}}
+		for _, g := range slices.Concat(a.Allow, a.Deny) {
+			if !slices.Contains(d.Authorization.Policies, g.Policy) {
+				d.Authorization.Policies = append(d.Authorization.Policies, g.Policy)
+			}
+		}
 	}
 
 	p.mu.Lock()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -9,19 +10,23 @@ import (
 	"net/http/httputil"
 	"time"
 
+	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/proxy/authz"
 	"github.com/weftmesh/weft/internal/proxy/meshheader"
 	"github.com/weftmesh/weft/internal/proxy/tunnel"
 )
 
 // startInbound serves mesh traffic from peer proxies on ln: HTTP/2 only.
 func (p *Proxy) startInbound(addr string, ln net.Listener) *server {
-	if p.opts.WrapInbound != nil {
-		ln = p.opts.WrapInbound(ln)
+	if p.opts.InboundTLS != nil {
+		ln = newMixedListener(ln, p.opts.InboundTLS, p.permissive, p.log)
 	}
-	// HTTP2 for the day the listener yields *tls.Conn; UnencryptedHTTP2
-	// for h2c with prior knowledge, which is what peers speak today.
+	// HTTP2 over mTLS is what peers speak; h2c with prior knowledge is what
+	// they speak without identities (tests); HTTP/1.1 is for plaintext
+	// clients from outside the mesh in permissive mode.
 	var protos http.Protocols
+	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
 	protos.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
@@ -55,6 +60,11 @@ type appTarget struct {
 func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	wl := p.cur.Load().cfg.Workload
 	port, err := meshheader.ParseTargetPort(r.Header)
+	if errors.Is(err, meshheader.ErrMissing) && r.TLS == nil && len(wl.Ports) == 1 {
+		// A plaintext client from outside the mesh (permissive mode) does
+		// not name a port; a workload with one port needs none.
+		port, err = wl.Ports[0].Port, nil
+	}
 	if err != nil {
 		p.refuse(w, r, http.StatusBadRequest, "inbound", err.Error())
 		return
@@ -74,6 +84,9 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("port %d is not a declared port of workload %s", port, wl.Ref))
 		return
 	}
+	if !p.authorize(w, r, port) {
+		return
+	}
 	appAddr := model.HostPort(p.opts.AppAddress, port)
 	if r.Method == http.MethodConnect {
 		p.serveInboundTunnel(w, r, appAddr)
@@ -86,6 +99,65 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), appKey{}, &appTarget{addr: appAddr, start: time.Now()})
 	p.toApp[proto].ServeHTTP(w, r.WithContext(ctx))
+}
+
+// permissive reports whether the workload accepts plaintext clients now.
+func (p *Proxy) permissive() bool {
+	st := p.cur.Load()
+	return st != nil && st.cfg.Authz != nil && st.cfg.Authz.Permissive
+}
+
+// authorize checks the request, or the tunnel a CONNECT opens, against
+// the workload's authorization, and answers a denial: 403 for HTTP,
+// PERMISSION_DENIED for gRPC; a refused tunnel's client proxy closes the
+// client's connection. Every decision is counted; denials are logged with
+// the source identity.
+func (p *Proxy) authorize(w http.ResponseWriter, r *http.Request, port uint32) bool {
+	principal, source := peerIdentity(r.TLS)
+	req := authz.Request{Source: principal, Port: port}
+	if r.Method != http.MethodConnect {
+		req.HTTP = r
+	}
+	d := p.cur.Load().authz.Decide(req)
+	decision := "allow"
+	if !d.Allowed {
+		decision = "deny"
+	}
+	p.metrics.authz.WithLabelValues(decision, d.Policy, source).Inc()
+	if d.Allowed {
+		return true
+	}
+	why := "denied by " + d.Policy
+	switch {
+	case d.Matched:
+	case d.Policy == "":
+		why = "no authorization policy allows it"
+	default:
+		why = "no rule of " + d.Policy + " allows it"
+	}
+	p.log.Warn("inbound denied", "source_identity", source, "port", port, "policy", d.Policy,
+		"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+	p.refuse(w, r, http.StatusForbidden, "inbound", fmt.Sprintf("%s to port %d: %s", source, port, why))
+	return false
+}
+
+// peerIdentity is the identity a verified peer certificate proves, and its
+// SPIFFE ID for logs and metrics; nil and "unauthenticated" for a
+// connection without one.
+func peerIdentity(cs *tls.ConnectionState) (*model.Principal, string) {
+	const none = "unauthenticated"
+	if cs == nil {
+		return nil, none
+	}
+	id, err := identity.PeerID(*cs)
+	if err != nil {
+		return nil, none
+	}
+	ns, sa, err := identity.ParseWorkloadID(id)
+	if err != nil {
+		return nil, id.String()
+	}
+	return &model.Principal{Namespace: ns, ServiceAccount: sa}, id.String()
 }
 
 // ownPort says which of the proxy's own listeners is on port, if one is.

@@ -166,11 +166,17 @@ func TestInboundRefusesBadRequests(t *testing.T) {
 			}
 		})
 	}
-	t.Run("HTTP/1 is not spoken", func(t *testing.T) {
+	t.Run("HTTP/1 naming no port, to a workload of two", func(t *testing.T) {
+		// HTTP/1 is for plaintext clients from outside the mesh; they reach
+		// a workload with one port only.
 		resp, err := h1Client().Get("http://" + s.inboundAddr() + "/")
-		if err == nil {
-			resp.Body.Close()
-			t.Fatalf("HTTP/1 request to the inbound got %d, want the connection refused", resp.StatusCode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.Contains(string(body), "Weft-Target-Port") {
+			t.Fatalf("got %d %q, want 400 asking for the port", resp.StatusCode, body)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/proxy/authz"
 	"github.com/weftmesh/weft/internal/proxy/balance"
 	"github.com/weftmesh/weft/internal/proxy/meshheader"
 	"github.com/weftmesh/weft/internal/proxy/pool"
@@ -37,9 +39,11 @@ type Options struct {
 	// Balancer names a balancer in package balance's registry; "" is
 	// balance.Default.
 	Balancer string
-	// WrapInbound, when set, wraps the inbound listener. It is the seam for
-	// mTLS: connections it returns may be *tls.Conn, negotiating "h2".
-	WrapInbound func(net.Listener) net.Listener
+	// InboundTLS, when set, is the mTLS server side of the inbound
+	// listener: clients must complete a handshake with it, except
+	// plaintext clients while the workload is in permissive mode. Nil
+	// serves plaintext only (peers with no identity, as in tests).
+	InboundTLS *tls.Config
 }
 
 const (
@@ -66,6 +70,7 @@ type Proxy struct {
 	toApp   map[string]*httputil.ReverseProxy
 	appRTs  []*http.Transport
 	tunnels tracker
+	metrics *metrics
 	// ctx lives until Shutdown has finished; tunnels outlive requests.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -103,6 +108,7 @@ func New(opts Options) *Proxy {
 		outbound:  map[uint32]*outboundListener{},
 		balancers: map[target]balance.Balancer{},
 		tunnels:   tracker{conns: map[net.Conn]struct{}{}},
+		metrics:   newMetrics(),
 	}
 	if _, err := balance.New(opts.Balancer); err != nil {
 		p.balErr = fmt.Errorf("proxy: options: %w", err)
@@ -138,6 +144,10 @@ func (p *Proxy) Apply(cfg *model.ProxyConfig) error {
 	w := cfg.Workload
 	if err := w.Validate(); err != nil {
 		return fmt.Errorf("proxy: apply version %d: workload %s: %w", cfg.Version, w.Ref, err)
+	}
+	authz, err := authz.Compile(cfg.Authz)
+	if err != nil {
+		return fmt.Errorf("proxy: apply version %d: authorization: %w", cfg.Version, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -179,6 +189,7 @@ func (p *Proxy) Apply(cfg *model.ProxyConfig) error {
 	}
 
 	st := p.buildState(cfg)
+	st.authz = authz
 	p.cur.Store(st)
 
 	if newIn != nil {

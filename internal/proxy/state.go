@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/proxy/authz"
 	"github.com/weftmesh/weft/internal/proxy/balance"
 	"github.com/weftmesh/weft/internal/proxy/pool"
 )
@@ -22,6 +23,8 @@ type state struct {
 	// accounts are the service accounts of those proxies, by address: the
 	// identity mTLS expects of the peer at each.
 	accounts map[string]model.Ref
+	// authz decides what may reach the workload; nil allows the mesh.
+	authz *authz.Policy
 }
 
 // target is what an outbound port leads to; balancers are kept per target

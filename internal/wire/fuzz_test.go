@@ -84,3 +84,39 @@ func FuzzApplyUpdate(f *testing.F) {
 		}
 	})
 }
+
+func FuzzAuthzFromProto(f *testing.F) {
+	for _, a := range []*model.Authz{nil, validAuthz()} {
+		raw, err := proto.Marshal(AuthzToProto(a))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var pb meshv1.AuthzUpdate
+		if err := proto.Unmarshal(raw, &pb); err != nil {
+			return
+		}
+		a, err := AuthzFromProto(&pb)
+		if err != nil {
+			if a != nil {
+				t.Fatalf("returned an authz with error %v", err)
+			}
+			return
+		}
+		if a == nil {
+			return
+		}
+		if err := a.Validate(); err != nil {
+			t.Fatalf("accepted an invalid authz: %v", err)
+		}
+		again, err := AuthzFromProto(AuthzToProto(a))
+		if err != nil {
+			t.Fatalf("round trip of an accepted authz failed: %v", err)
+		}
+		if !again.Equal(a) {
+			t.Fatalf("round trip changed the authz:\n got %+v\nwant %+v", again, a)
+		}
+	})
+}

@@ -274,8 +274,8 @@ type fixture struct {
 	c                        *client
 	b                        *backend
 	clientProxy, serverProxy *process
-	// serverInbound is server-0's proxy's inbound port.
-	serverInbound int
+	// serverInbound and serverAdmin are server-0's proxy's ports.
+	serverInbound, serverAdmin int
 }
 
 func serverSide(t *testing.T, cpArgs ...string) *fixture {
@@ -288,7 +288,7 @@ func serverSide(t *testing.T, cpArgs ...string) *fixture {
 	f0 := freePort(t)
 	m.write("server-0.yaml", serverYAML("server-0", b, f0, srvAdmin))
 	m.write("client.yaml", c.yaml())
-	f := &fixture{m: m, c: c, b: b, serverInbound: f0}
+	f := &fixture{m: m, c: c, b: b, serverInbound: f0, serverAdmin: srvAdmin}
 	f.serverProxy = m.proxy("e2e/server-0", "server", srvAdmin)
 	f.clientProxy = m.proxy("e2e/client-0", "client", c.admin)
 	waitReady(t, srvAdmin)

@@ -207,6 +207,10 @@ type StreamResponse struct {
 	// certificate now: that is how a root rotation reaches every proxy.
 	TrustBundle   [][]byte `protobuf:"bytes,4,rep,name=trust_bundle,json=trustBundle,proto3" json:"trust_bundle,omitempty"`
 	BundleVersion uint64   `protobuf:"varint,5,opt,name=bundle_version,json=bundleVersion,proto3" json:"bundle_version,omitempty"`
+	// The workload's inbound authorization: in the first response that
+	// carries the workload, and again whenever it changes. It replaces what
+	// the proxy had.
+	Authz         *AuthzUpdate `protobuf:"bytes,6,opt,name=authz,proto3" json:"authz,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -276,6 +280,370 @@ func (x *StreamResponse) GetBundleVersion() uint64 {
 	return 0
 }
 
+func (x *StreamResponse) GetAuthz() *AuthzUpdate {
+	if x != nil {
+		return x.Authz
+	}
+	return nil
+}
+
+type AuthzUpdate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unset when no policy selects the workload and it is in strict mTLS
+	// mode: every identity of the mesh may reach it, and only those.
+	Authz         *Authz `protobuf:"bytes,1,opt,name=authz,proto3" json:"authz,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthzUpdate) Reset() {
+	*x = AuthzUpdate{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthzUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthzUpdate) ProtoMessage() {}
+
+func (x *AuthzUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthzUpdate.ProtoReflect.Descriptor instead.
+func (*AuthzUpdate) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AuthzUpdate) GetAuthz() *Authz {
+	if x != nil {
+		return x.Authz
+	}
+	return nil
+}
+
+// Authz is a workload's inbound authorization, resolved from the policies
+// that select it: a request any deny rule matches is denied; otherwise,
+// when selected, only what an allow rule matches gets through.
+type Authz struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Selected bool                   `protobuf:"varint,1,opt,name=selected,proto3" json:"selected,omitempty"`
+	Allow    []*AuthzGrant          `protobuf:"bytes,2,rep,name=allow,proto3" json:"allow,omitempty"`
+	Deny     []*AuthzGrant          `protobuf:"bytes,3,rep,name=deny,proto3" json:"deny,omitempty"`
+	// permissive: plaintext clients from outside the mesh may connect too;
+	// they have no identity, so rules naming sources never match them.
+	Permissive    bool `protobuf:"varint,4,opt,name=permissive,proto3" json:"permissive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Authz) Reset() {
+	*x = Authz{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Authz) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Authz) ProtoMessage() {}
+
+func (x *Authz) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Authz.ProtoReflect.Descriptor instead.
+func (*Authz) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Authz) GetSelected() bool {
+	if x != nil {
+		return x.Selected
+	}
+	return false
+}
+
+func (x *Authz) GetAllow() []*AuthzGrant {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *Authz) GetDeny() []*AuthzGrant {
+	if x != nil {
+		return x.Deny
+	}
+	return nil
+}
+
+func (x *Authz) GetPermissive() bool {
+	if x != nil {
+		return x.Permissive
+	}
+	return false
+}
+
+type AuthzGrant struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy the rule comes from, "Kind namespace/name": decisions name it.
+	Policy        string     `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	Rule          *AuthzRule `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthzGrant) Reset() {
+	*x = AuthzGrant{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthzGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthzGrant) ProtoMessage() {}
+
+func (x *AuthzGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthzGrant.ProtoReflect.Descriptor instead.
+func (*AuthzGrant) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AuthzGrant) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *AuthzGrant) GetRule() *AuthzRule {
+	if x != nil {
+		return x.Rule
+	}
+	return nil
+}
+
+// AuthzRule: every field left empty matches anything; a rule with methods,
+// paths or headers never matches an opaque TCP connection.
+type AuthzRule struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	From    []*Principal           `protobuf:"bytes,1,rep,name=from,proto3" json:"from,omitempty"`
+	Ports   []uint32               `protobuf:"varint,2,rep,packed,name=ports,proto3" json:"ports,omitempty"`
+	Methods []string               `protobuf:"bytes,3,rep,name=methods,proto3" json:"methods,omitempty"`
+	Paths   []*PathMatch           `protobuf:"bytes,4,rep,name=paths,proto3" json:"paths,omitempty"`
+	// Header name to an RE2 expression the value must match whole.
+	Headers       map[string]string `protobuf:"bytes,5,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthzRule) Reset() {
+	*x = AuthzRule{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthzRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthzRule) ProtoMessage() {}
+
+func (x *AuthzRule) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthzRule.ProtoReflect.Descriptor instead.
+func (*AuthzRule) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AuthzRule) GetFrom() []*Principal {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *AuthzRule) GetPorts() []uint32 {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *AuthzRule) GetMethods() []string {
+	if x != nil {
+		return x.Methods
+	}
+	return nil
+}
+
+func (x *AuthzRule) GetPaths() []*PathMatch {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
+func (x *AuthzRule) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+// Principal is a source identity; "*" in a field matches any value.
+type Principal struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Namespace      string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	ServiceAccount string                 `protobuf:"bytes,2,opt,name=service_account,json=serviceAccount,proto3" json:"service_account,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Principal) Reset() {
+	*x = Principal{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Principal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Principal) ProtoMessage() {}
+
+func (x *Principal) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Principal.ProtoReflect.Descriptor instead.
+func (*Principal) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Principal) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Principal) GetServiceAccount() string {
+	if x != nil {
+		return x.ServiceAccount
+	}
+	return ""
+}
+
+type PathMatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exact, PathPrefix or RegularExpression.
+	Type          string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PathMatch) Reset() {
+	*x = PathMatch{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathMatch) ProtoMessage() {}
+
+func (x *PathMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathMatch.ProtoReflect.Descriptor instead.
+func (*PathMatch) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PathMatch) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *PathMatch) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 type ServiceUpdate struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Ref   *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
@@ -297,7 +665,7 @@ type ServiceUpdate struct {
 
 func (x *ServiceUpdate) Reset() {
 	*x = ServiceUpdate{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[3]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -309,7 +677,7 @@ func (x *ServiceUpdate) String() string {
 func (*ServiceUpdate) ProtoMessage() {}
 
 func (x *ServiceUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[3]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -322,7 +690,7 @@ func (x *ServiceUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceUpdate.ProtoReflect.Descriptor instead.
 func (*ServiceUpdate) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{3}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ServiceUpdate) GetRef() *Ref {
@@ -377,7 +745,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[4]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -389,7 +757,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[4]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -402,7 +770,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{4}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Service) GetRef() *Ref {
@@ -430,7 +798,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[5]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +810,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[5]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +823,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{5}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ServicePort) GetName() string {
@@ -498,7 +866,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[6]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +878,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[6]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +891,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{6}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Endpoint) GetId() string {
@@ -596,7 +964,7 @@ type Workload struct {
 
 func (x *Workload) Reset() {
 	*x = Workload{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[7]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +976,7 @@ func (x *Workload) String() string {
 func (*Workload) ProtoMessage() {}
 
 func (x *Workload) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[7]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +989,7 @@ func (x *Workload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workload.ProtoReflect.Descriptor instead.
 func (*Workload) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{7}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Workload) GetRef() *Ref {
@@ -691,7 +1059,7 @@ type WorkloadPort struct {
 
 func (x *WorkloadPort) Reset() {
 	*x = WorkloadPort{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[8]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +1071,7 @@ func (x *WorkloadPort) String() string {
 func (*WorkloadPort) ProtoMessage() {}
 
 func (x *WorkloadPort) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[8]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +1084,7 @@ func (x *WorkloadPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadPort.ProtoReflect.Descriptor instead.
 func (*WorkloadPort) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{8}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WorkloadPort) GetName() string {
@@ -752,7 +1120,7 @@ type Outbound struct {
 
 func (x *Outbound) Reset() {
 	*x = Outbound{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[9]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +1132,7 @@ func (x *Outbound) String() string {
 func (*Outbound) ProtoMessage() {}
 
 func (x *Outbound) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[9]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +1145,7 @@ func (x *Outbound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outbound.ProtoReflect.Descriptor instead.
 func (*Outbound) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{9}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Outbound) GetService() *Ref {
@@ -812,7 +1180,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +1192,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +1205,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{10}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RegisterRequest) GetWorkload() *Workload {
@@ -864,7 +1232,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +1244,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +1257,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{11}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RegisterResponse) GetLeaseId() string {
@@ -915,7 +1283,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1295,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1308,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{12}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RenewRequest) GetLeaseId() string {
@@ -959,7 +1327,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1339,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1352,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{13}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RenewResponse) GetTtlSeconds() uint32 {
@@ -1003,7 +1371,7 @@ type DeregisterRequest struct {
 
 func (x *DeregisterRequest) Reset() {
 	*x = DeregisterRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1383,7 @@ func (x *DeregisterRequest) String() string {
 func (*DeregisterRequest) ProtoMessage() {}
 
 func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1396,7 @@ func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{14}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeregisterRequest) GetLeaseId() string {
@@ -1046,7 +1414,7 @@ type DeregisterResponse struct {
 
 func (x *DeregisterResponse) Reset() {
 	*x = DeregisterResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1426,7 @@ func (x *DeregisterResponse) String() string {
 func (*DeregisterResponse) ProtoMessage() {}
 
 func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1439,7 @@ func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{15}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{21}
 }
 
 type CertifyRequest struct {
@@ -1086,7 +1454,7 @@ type CertifyRequest struct {
 
 func (x *CertifyRequest) Reset() {
 	*x = CertifyRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1466,7 @@ func (x *CertifyRequest) String() string {
 func (*CertifyRequest) ProtoMessage() {}
 
 func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1479,7 @@ func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyRequest.ProtoReflect.Descriptor instead.
 func (*CertifyRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{16}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CertifyRequest) GetCsr() []byte {
@@ -1141,7 +1509,7 @@ type CertifyResponse struct {
 
 func (x *CertifyResponse) Reset() {
 	*x = CertifyResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1521,7 @@ func (x *CertifyResponse) String() string {
 func (*CertifyResponse) ProtoMessage() {}
 
 func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1534,7 @@ func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyResponse.ProtoReflect.Descriptor instead.
 func (*CertifyResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{17}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CertifyResponse) GetChain() [][]byte {
@@ -1201,13 +1569,42 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\rStreamRequest\x12-\n" +
 	"\bworkload\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\bworkload\x12/\n" +
 	"\tsubscribe\x18\x02 \x03(\v2\x11.weft.mesh.v1.RefR\tsubscribe\x123\n" +
-	"\vunsubscribe\x18\x03 \x03(\v2\x11.weft.mesh.v1.RefR\vunsubscribe\"\xe1\x01\n" +
+	"\vunsubscribe\x18\x03 \x03(\v2\x11.weft.mesh.v1.RefR\vunsubscribe\"\x92\x02\n" +
 	"\x0eStreamResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x122\n" +
 	"\bworkload\x18\x02 \x01(\v2\x16.weft.mesh.v1.WorkloadR\bworkload\x127\n" +
 	"\bservices\x18\x03 \x03(\v2\x1b.weft.mesh.v1.ServiceUpdateR\bservices\x12!\n" +
 	"\ftrust_bundle\x18\x04 \x03(\fR\vtrustBundle\x12%\n" +
-	"\x0ebundle_version\x18\x05 \x01(\x04R\rbundleVersion\"\xdf\x01\n" +
+	"\x0ebundle_version\x18\x05 \x01(\x04R\rbundleVersion\x12/\n" +
+	"\x05authz\x18\x06 \x01(\v2\x19.weft.mesh.v1.AuthzUpdateR\x05authz\"8\n" +
+	"\vAuthzUpdate\x12)\n" +
+	"\x05authz\x18\x01 \x01(\v2\x13.weft.mesh.v1.AuthzR\x05authz\"\xa1\x01\n" +
+	"\x05Authz\x12\x1a\n" +
+	"\bselected\x18\x01 \x01(\bR\bselected\x12.\n" +
+	"\x05allow\x18\x02 \x03(\v2\x18.weft.mesh.v1.AuthzGrantR\x05allow\x12,\n" +
+	"\x04deny\x18\x03 \x03(\v2\x18.weft.mesh.v1.AuthzGrantR\x04deny\x12\x1e\n" +
+	"\n" +
+	"permissive\x18\x04 \x01(\bR\n" +
+	"permissive\"Q\n" +
+	"\n" +
+	"AuthzGrant\x12\x16\n" +
+	"\x06policy\x18\x01 \x01(\tR\x06policy\x12+\n" +
+	"\x04rule\x18\x02 \x01(\v2\x17.weft.mesh.v1.AuthzRuleR\x04rule\"\x93\x02\n" +
+	"\tAuthzRule\x12+\n" +
+	"\x04from\x18\x01 \x03(\v2\x17.weft.mesh.v1.PrincipalR\x04from\x12\x14\n" +
+	"\x05ports\x18\x02 \x03(\rR\x05ports\x12\x18\n" +
+	"\amethods\x18\x03 \x03(\tR\amethods\x12-\n" +
+	"\x05paths\x18\x04 \x03(\v2\x17.weft.mesh.v1.PathMatchR\x05paths\x12>\n" +
+	"\aheaders\x18\x05 \x03(\v2$.weft.mesh.v1.AuthzRule.HeadersEntryR\aheaders\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
+	"\tPrincipal\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12'\n" +
+	"\x0fservice_account\x18\x02 \x01(\tR\x0eserviceAccount\"5\n" +
+	"\tPathMatch\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xdf\x01\n" +
 	"\rServiceUpdate\x12#\n" +
 	"\x03ref\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\x03ref\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x12\x16\n" +
@@ -1311,69 +1708,84 @@ func file_api_mesh_v1_mesh_proto_rawDescGZIP() []byte {
 }
 
 var file_api_mesh_v1_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_api_mesh_v1_mesh_proto_goTypes = []any{
 	(Protocol)(0),              // 0: weft.mesh.v1.Protocol
 	(*Ref)(nil),                // 1: weft.mesh.v1.Ref
 	(*StreamRequest)(nil),      // 2: weft.mesh.v1.StreamRequest
 	(*StreamResponse)(nil),     // 3: weft.mesh.v1.StreamResponse
-	(*ServiceUpdate)(nil),      // 4: weft.mesh.v1.ServiceUpdate
-	(*Service)(nil),            // 5: weft.mesh.v1.Service
-	(*ServicePort)(nil),        // 6: weft.mesh.v1.ServicePort
-	(*Endpoint)(nil),           // 7: weft.mesh.v1.Endpoint
-	(*Workload)(nil),           // 8: weft.mesh.v1.Workload
-	(*WorkloadPort)(nil),       // 9: weft.mesh.v1.WorkloadPort
-	(*Outbound)(nil),           // 10: weft.mesh.v1.Outbound
-	(*RegisterRequest)(nil),    // 11: weft.mesh.v1.RegisterRequest
-	(*RegisterResponse)(nil),   // 12: weft.mesh.v1.RegisterResponse
-	(*RenewRequest)(nil),       // 13: weft.mesh.v1.RenewRequest
-	(*RenewResponse)(nil),      // 14: weft.mesh.v1.RenewResponse
-	(*DeregisterRequest)(nil),  // 15: weft.mesh.v1.DeregisterRequest
-	(*DeregisterResponse)(nil), // 16: weft.mesh.v1.DeregisterResponse
-	(*CertifyRequest)(nil),     // 17: weft.mesh.v1.CertifyRequest
-	(*CertifyResponse)(nil),    // 18: weft.mesh.v1.CertifyResponse
-	nil,                        // 19: weft.mesh.v1.Endpoint.LabelsEntry
-	nil,                        // 20: weft.mesh.v1.Endpoint.TargetPortsEntry
-	nil,                        // 21: weft.mesh.v1.Workload.LabelsEntry
+	(*AuthzUpdate)(nil),        // 4: weft.mesh.v1.AuthzUpdate
+	(*Authz)(nil),              // 5: weft.mesh.v1.Authz
+	(*AuthzGrant)(nil),         // 6: weft.mesh.v1.AuthzGrant
+	(*AuthzRule)(nil),          // 7: weft.mesh.v1.AuthzRule
+	(*Principal)(nil),          // 8: weft.mesh.v1.Principal
+	(*PathMatch)(nil),          // 9: weft.mesh.v1.PathMatch
+	(*ServiceUpdate)(nil),      // 10: weft.mesh.v1.ServiceUpdate
+	(*Service)(nil),            // 11: weft.mesh.v1.Service
+	(*ServicePort)(nil),        // 12: weft.mesh.v1.ServicePort
+	(*Endpoint)(nil),           // 13: weft.mesh.v1.Endpoint
+	(*Workload)(nil),           // 14: weft.mesh.v1.Workload
+	(*WorkloadPort)(nil),       // 15: weft.mesh.v1.WorkloadPort
+	(*Outbound)(nil),           // 16: weft.mesh.v1.Outbound
+	(*RegisterRequest)(nil),    // 17: weft.mesh.v1.RegisterRequest
+	(*RegisterResponse)(nil),   // 18: weft.mesh.v1.RegisterResponse
+	(*RenewRequest)(nil),       // 19: weft.mesh.v1.RenewRequest
+	(*RenewResponse)(nil),      // 20: weft.mesh.v1.RenewResponse
+	(*DeregisterRequest)(nil),  // 21: weft.mesh.v1.DeregisterRequest
+	(*DeregisterResponse)(nil), // 22: weft.mesh.v1.DeregisterResponse
+	(*CertifyRequest)(nil),     // 23: weft.mesh.v1.CertifyRequest
+	(*CertifyResponse)(nil),    // 24: weft.mesh.v1.CertifyResponse
+	nil,                        // 25: weft.mesh.v1.AuthzRule.HeadersEntry
+	nil,                        // 26: weft.mesh.v1.Endpoint.LabelsEntry
+	nil,                        // 27: weft.mesh.v1.Endpoint.TargetPortsEntry
+	nil,                        // 28: weft.mesh.v1.Workload.LabelsEntry
 }
 var file_api_mesh_v1_mesh_proto_depIdxs = []int32{
 	1,  // 0: weft.mesh.v1.StreamRequest.workload:type_name -> weft.mesh.v1.Ref
 	1,  // 1: weft.mesh.v1.StreamRequest.subscribe:type_name -> weft.mesh.v1.Ref
 	1,  // 2: weft.mesh.v1.StreamRequest.unsubscribe:type_name -> weft.mesh.v1.Ref
-	8,  // 3: weft.mesh.v1.StreamResponse.workload:type_name -> weft.mesh.v1.Workload
-	4,  // 4: weft.mesh.v1.StreamResponse.services:type_name -> weft.mesh.v1.ServiceUpdate
-	1,  // 5: weft.mesh.v1.ServiceUpdate.ref:type_name -> weft.mesh.v1.Ref
-	5,  // 6: weft.mesh.v1.ServiceUpdate.service:type_name -> weft.mesh.v1.Service
-	7,  // 7: weft.mesh.v1.ServiceUpdate.upserted:type_name -> weft.mesh.v1.Endpoint
-	1,  // 8: weft.mesh.v1.Service.ref:type_name -> weft.mesh.v1.Ref
-	6,  // 9: weft.mesh.v1.Service.ports:type_name -> weft.mesh.v1.ServicePort
-	0,  // 10: weft.mesh.v1.ServicePort.protocol:type_name -> weft.mesh.v1.Protocol
-	1,  // 11: weft.mesh.v1.Endpoint.workload:type_name -> weft.mesh.v1.Ref
-	1,  // 12: weft.mesh.v1.Endpoint.service_account:type_name -> weft.mesh.v1.Ref
-	19, // 13: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
-	20, // 14: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
-	1,  // 15: weft.mesh.v1.Workload.ref:type_name -> weft.mesh.v1.Ref
-	21, // 16: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
-	9,  // 17: weft.mesh.v1.Workload.ports:type_name -> weft.mesh.v1.WorkloadPort
-	10, // 18: weft.mesh.v1.Workload.outbound:type_name -> weft.mesh.v1.Outbound
-	0,  // 19: weft.mesh.v1.WorkloadPort.protocol:type_name -> weft.mesh.v1.Protocol
-	1,  // 20: weft.mesh.v1.Outbound.service:type_name -> weft.mesh.v1.Ref
-	8,  // 21: weft.mesh.v1.RegisterRequest.workload:type_name -> weft.mesh.v1.Workload
-	2,  // 22: weft.mesh.v1.Discovery.Stream:input_type -> weft.mesh.v1.StreamRequest
-	17, // 23: weft.mesh.v1.Identity.Certify:input_type -> weft.mesh.v1.CertifyRequest
-	11, // 24: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
-	13, // 25: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
-	15, // 26: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
-	3,  // 27: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
-	18, // 28: weft.mesh.v1.Identity.Certify:output_type -> weft.mesh.v1.CertifyResponse
-	12, // 29: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
-	14, // 30: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
-	16, // 31: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
-	27, // [27:32] is the sub-list for method output_type
-	22, // [22:27] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	14, // 3: weft.mesh.v1.StreamResponse.workload:type_name -> weft.mesh.v1.Workload
+	10, // 4: weft.mesh.v1.StreamResponse.services:type_name -> weft.mesh.v1.ServiceUpdate
+	4,  // 5: weft.mesh.v1.StreamResponse.authz:type_name -> weft.mesh.v1.AuthzUpdate
+	5,  // 6: weft.mesh.v1.AuthzUpdate.authz:type_name -> weft.mesh.v1.Authz
+	6,  // 7: weft.mesh.v1.Authz.allow:type_name -> weft.mesh.v1.AuthzGrant
+	6,  // 8: weft.mesh.v1.Authz.deny:type_name -> weft.mesh.v1.AuthzGrant
+	7,  // 9: weft.mesh.v1.AuthzGrant.rule:type_name -> weft.mesh.v1.AuthzRule
+	8,  // 10: weft.mesh.v1.AuthzRule.from:type_name -> weft.mesh.v1.Principal
+	9,  // 11: weft.mesh.v1.AuthzRule.paths:type_name -> weft.mesh.v1.PathMatch
+	25, // 12: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.AuthzRule.HeadersEntry
+	1,  // 13: weft.mesh.v1.ServiceUpdate.ref:type_name -> weft.mesh.v1.Ref
+	11, // 14: weft.mesh.v1.ServiceUpdate.service:type_name -> weft.mesh.v1.Service
+	13, // 15: weft.mesh.v1.ServiceUpdate.upserted:type_name -> weft.mesh.v1.Endpoint
+	1,  // 16: weft.mesh.v1.Service.ref:type_name -> weft.mesh.v1.Ref
+	12, // 17: weft.mesh.v1.Service.ports:type_name -> weft.mesh.v1.ServicePort
+	0,  // 18: weft.mesh.v1.ServicePort.protocol:type_name -> weft.mesh.v1.Protocol
+	1,  // 19: weft.mesh.v1.Endpoint.workload:type_name -> weft.mesh.v1.Ref
+	1,  // 20: weft.mesh.v1.Endpoint.service_account:type_name -> weft.mesh.v1.Ref
+	26, // 21: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
+	27, // 22: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
+	1,  // 23: weft.mesh.v1.Workload.ref:type_name -> weft.mesh.v1.Ref
+	28, // 24: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
+	15, // 25: weft.mesh.v1.Workload.ports:type_name -> weft.mesh.v1.WorkloadPort
+	16, // 26: weft.mesh.v1.Workload.outbound:type_name -> weft.mesh.v1.Outbound
+	0,  // 27: weft.mesh.v1.WorkloadPort.protocol:type_name -> weft.mesh.v1.Protocol
+	1,  // 28: weft.mesh.v1.Outbound.service:type_name -> weft.mesh.v1.Ref
+	14, // 29: weft.mesh.v1.RegisterRequest.workload:type_name -> weft.mesh.v1.Workload
+	2,  // 30: weft.mesh.v1.Discovery.Stream:input_type -> weft.mesh.v1.StreamRequest
+	23, // 31: weft.mesh.v1.Identity.Certify:input_type -> weft.mesh.v1.CertifyRequest
+	17, // 32: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
+	19, // 33: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
+	21, // 34: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
+	3,  // 35: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
+	24, // 36: weft.mesh.v1.Identity.Certify:output_type -> weft.mesh.v1.CertifyResponse
+	18, // 37: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
+	20, // 38: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
+	22, // 39: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
+	35, // [35:40] is the sub-list for method output_type
+	30, // [30:35] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_api_mesh_v1_mesh_proto_init() }
@@ -1387,7 +1799,7 @@ func file_api_mesh_v1_mesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_mesh_v1_mesh_proto_rawDesc), len(file_api_mesh_v1_mesh_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -10,6 +10,8 @@ import (
 type Proxy interface {
 	Ready() bool
 	ConfigDump() any
+	// Metrics serves the proxy's metrics in the Prometheus text format.
+	Metrics() http.Handler
 }
 
 // NewHandler serves
@@ -17,6 +19,7 @@ type Proxy interface {
 //	/live    200 while the process runs
 //	/ready   200 once the proxy serves a config, else 503
 //	/config  the proxy's ConfigDump as JSON
+//	/metrics the proxy's Prometheus metrics
 func NewHandler(p Proxy, logger *slog.Logger) http.Handler {
 	if logger == nil {
 		logger = slog.Default()
@@ -45,5 +48,6 @@ func NewHandler(p Proxy, logger *slog.Logger) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(append(body, '\n'))
 	})
+	mux.Handle("GET /metrics", p.Metrics())
 	return mux
 }

@@ -11,6 +11,9 @@ type fakeProxy struct{ ready bool }
 
 func (f *fakeProxy) Ready() bool     { return f.ready }
 func (f *fakeProxy) ConfigDump() any { return map[string]any{"version": 7} }
+func (f *fakeProxy) Metrics() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("weft_up 1\n")) })
+}
 
 func TestHandler(t *testing.T) {
 	tests := []struct {
@@ -53,3 +56,11 @@ func TestHandler(t *testing.T) {
 }
 
 var _ http.Handler = NewHandler(&fakeProxy{}, nil)
+
+func TestMetricsRoute(t *testing.T) {
+	rec := httptest.NewRecorder()
+	NewHandler(&fakeProxy{}, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != http.StatusOK || rec.Body.String() != "weft_up 1\n" {
+		t.Fatalf("GET /metrics: %d %q", rec.Code, rec.Body.String())
+	}
+}

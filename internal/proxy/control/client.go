@@ -66,6 +66,7 @@ type Client struct {
 	// streams so a disconnection changes nothing.
 	own      *model.Workload
 	services map[model.Ref]*model.ServiceState
+	authz    *model.Authz
 	version  uint64
 }
 
@@ -307,6 +308,14 @@ func (c *Client) apply(s *session, resp *meshv1.StreamResponse) (*model.ProxyCon
 		}
 		own = w
 	}
+	var authz *model.Authz
+	if resp.GetAuthz() != nil {
+		a, err := wire.AuthzFromProto(resp.GetAuthz())
+		if err != nil {
+			return nil, err
+		}
+		authz = a
+	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -333,13 +342,16 @@ func (c *Client) apply(s *session, resp *meshv1.StreamResponse) (*model.ProxyCon
 	if own != nil {
 		c.own = own
 	}
+	if resp.GetAuthz() != nil {
+		c.authz = authz
+	}
 	for r, st := range next {
 		c.services[r] = st
 		s.synced[r] = struct{}{}
 	}
 	c.version = resp.GetVersion()
 
-	cfg := &model.ProxyConfig{Version: c.version, Workload: c.own, Services: make(map[model.Ref]*model.ServiceState, len(c.want))}
+	cfg := &model.ProxyConfig{Version: c.version, Workload: c.own, Authz: c.authz, Services: make(map[model.Ref]*model.ServiceState, len(c.want))}
 	for r := range c.want {
 		if st := c.services[r]; st != nil {
 			cfg.Services[r] = st

@@ -332,17 +332,21 @@ func (s *Source) apply() {
 			c.PutServices = append(c.PutServices, o.Service)
 		case o.Workload != nil:
 			c.PutWorkloads = append(c.PutWorkloads, o.Workload)
+		case o.Policy != nil:
+			c.PutPolicies = append(c.PutPolicies, o.Policy)
 		}
 	}
-	for k := range s.applied {
+	for k, old := range s.applied {
 		if _, ok := want[k]; ok {
 			continue
 		}
-		switch k.Kind {
-		case manifest.KindService:
+		switch {
+		case old.Service != nil:
 			c.DeleteServices = append(c.DeleteServices, k.Ref)
-		case manifest.KindWorkload:
+		case old.Workload != nil:
 			c.DeleteWorkloads = append(c.DeleteWorkloads, k.Ref)
+		case old.Policy != nil:
+			c.DeletePolicies = append(c.DeletePolicies, old.Policy.Key())
 		}
 	}
 	if err := s.opts.Store.Apply(SourceName, c); err != nil {
@@ -368,6 +372,8 @@ func sameObject(a, b manifest.Object) bool {
 		return a.Service.Equal(b.Service)
 	case a.Workload != nil && b.Workload != nil:
 		return a.Workload.Equal(b.Workload)
+	case a.Policy != nil && b.Policy != nil:
+		return a.Policy.EqualPolicy(b.Policy)
 	}
 	return false
 }

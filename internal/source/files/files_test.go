@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -201,5 +202,82 @@ func TestOversizedFileKeepsObjectsAndClearsWhenRestored(t *testing.T) {
 	s.Sync()
 	if st := s.Status(); len(st.Problems) != 0 {
 		t.Fatalf("problems = %+v after restoring the same content", st.Problems)
+	}
+}
+
+// policyYAML is an AuthorizationPolicy allowing methods and a TCPRoute on
+// port, in one file.
+func policyYAML(methods string, port int) string {
+	return strings.NewReplacer("METHODS", methods, "PORT", strconv.Itoa(port)).Replace(`apiVersion: weft.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: readers, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  rules: [{from: [{serviceAccount: web}], methods: [METHODS]}]
+---
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: TCPRoute
+metadata: {name: admin, namespace: demo}
+spec:
+  matches: {ports: [PORT]}
+`)
+}
+
+func TestPolicyKeepsLastGood(t *testing.T) {
+	s, store, dir := newSource(t)
+	readers := model.PolicyKey{Kind: model.KindAuthorizationPolicy, Ref: model.Ref{Namespace: "demo", Name: "readers"}}
+	admin := model.PolicyKey{Kind: model.KindTCPRoute, Ref: model.Ref{Namespace: "demo", Name: "admin"}}
+	steps := []struct {
+		desc string
+		// content of policy.yaml; "" removes it.
+		content string
+		// wantMethods of the policy's rule and wantPort of the route; none
+		// when the objects should be gone.
+		wantMethods []string
+		wantPort    uint32
+		wantProblem string
+	}{
+		{"added", policyYAML("GET", 9000), []string{"GET"}, 9000, ""},
+		{"changed", policyYAML("GET, HEAD", 9000), []string{"GET", "HEAD"}, 9000, ""},
+		{"made invalid, beside a valid change", policyYAML("GET, get", 9001), []string{"GET", "HEAD"}, 9001,
+			`policy.yaml: authorizationpolicy demo/readers: spec.rules[0].methods[1]: "get": want an HTTP method`},
+		{"fixed", policyYAML("POST", 9001), []string{"POST"}, 9001, ""},
+		{"removed", "", nil, 0, ""},
+	}
+	for _, step := range steps {
+		path := filepath.Join(dir, "policy.yaml")
+		if step.content == "" {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			write(t, dir, "policy.yaml", step.content)
+		}
+		s.Sync()
+		got := map[model.PolicyKey]model.Policy{}
+		for _, p := range store.Snapshot().Policies() {
+			got[p.Key()] = p
+		}
+		if step.wantMethods == nil {
+			if len(got) != 0 {
+				t.Errorf("%s: policies = %v, want none", step.desc, got)
+			}
+		} else {
+			p, ok := got[readers].(*model.AuthorizationPolicy)
+			if !ok || !slices.Equal(p.Rules[0].Methods, step.wantMethods) {
+				t.Errorf("%s: policy = %+v, want methods %v", step.desc, got[readers], step.wantMethods)
+			}
+			if r, ok := got[admin].(*model.TCPRoute); !ok || !slices.Equal(r.Ports, []uint32{step.wantPort}) {
+				t.Errorf("%s: route = %+v, want port %d", step.desc, got[admin], step.wantPort)
+			}
+		}
+		st := s.Status()
+		switch {
+		case step.wantProblem == "" && len(st.Problems) != 0:
+			t.Errorf("%s: problems = %+v, want none", step.desc, st.Problems)
+		case step.wantProblem != "" && (len(st.Problems) != 1 || st.Problems[0].Object != "authorizationpolicy demo/readers" ||
+			!strings.Contains(st.Problems[0].Message, step.wantProblem)):
+			t.Errorf("%s: problems = %+v, want one with %q", step.desc, st.Problems, step.wantProblem)
+		}
 	}
 }

@@ -1,0 +1,79 @@
+package manifest_test
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"testing"
+
+	"github.com/weftmesh/weft/internal/demo"
+	"github.com/weftmesh/weft/internal/manifest"
+	"github.com/weftmesh/weft/internal/model"
+)
+
+// manifestBlocks are a document's ```yaml fences and the bodies of its
+// shell heredocs (cat > file <<'EOF' ... EOF).
+var manifestBlocks = regexp.MustCompile("(?ms)^```yaml\n(.*?)^```$|<<'EOF'\n(.*?)^EOF$")
+
+// TestAuthorizationDocExamples decodes every manifest docs/authorization.md
+// shows and checks that the services and service accounts they name are
+// the demo's, which its walkthrough runs them against.
+func TestAuthorizationDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/authorization.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	services, accounts := map[string]bool{}, map[model.Principal]bool{}
+	for name, data := range demo.NewLayout(20000).Manifests {
+		d := manifest.Decode(name, data)
+		if err := d.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range d.Objects {
+			if o.Service != nil {
+				services[o.Service.Ref.Name] = true
+			}
+			if o.Workload != nil {
+				accounts[model.Principal{Namespace: o.Workload.Ref.Namespace, ServiceAccount: o.Workload.Identity().Name}] = true
+			}
+		}
+	}
+	known := func(p model.Principal) bool {
+		return p.Namespace == "*" || p.ServiceAccount == "*" || accounts[p]
+	}
+	blocks := manifestBlocks.FindAllSubmatch(doc, -1)
+	if len(blocks) < 5 {
+		t.Fatalf("found %d manifests in the doc; is the pattern still right?", len(blocks))
+	}
+	for i, m := range blocks {
+		where := fmt.Sprintf("docs/authorization.md manifest %d", i+1)
+		d := manifest.Decode(where, append(m[1], m[2]...))
+		if err := d.Err(); err != nil {
+			t.Error(err)
+		}
+		for _, o := range d.Objects {
+			switch p := o.Policy.(type) {
+			case *model.AuthorizationPolicy:
+				if s := p.Target.Service; s != "" && !services[s] {
+					t.Errorf("%s: %s targets service %s, which the demo does not have", where, o.Key, s)
+				}
+				if sa := p.Target.ServiceAccount; sa != "" && !known(model.Principal{Namespace: p.Ref.Namespace, ServiceAccount: sa}) {
+					t.Errorf("%s: %s targets service account %s, which the demo does not have", where, o.Key, sa)
+				}
+				for _, r := range p.Rules {
+					for _, f := range r.From {
+						if !known(f) {
+							t.Errorf("%s: %s allows %v, which the demo does not have", where, o.Key, f)
+						}
+					}
+				}
+			case *model.TrafficTarget:
+				for _, f := range append([]model.Principal{p.Destination}, p.Sources...) {
+					if !known(f) {
+						t.Errorf("%s: %s names %v, which the demo does not have", where, o.Key, f)
+					}
+				}
+			}
+		}
+	}
+}
