@@ -15,9 +15,23 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/weftmesh/weft/internal/controlplane"
 )
+
+// privileged are the flags of a command that calls the admin API with the
+// admin token.
+type privileged struct{ admin, stateDir string }
+
+func (p *privileged) add(f *pflag.FlagSet) {
+	f.StringVar(&p.admin, "admin", DefaultAdminAddr, "control plane admin API address")
+	f.StringVar(&p.stateDir, "state-dir", mustDefaultStateDir(), "the control plane's state directory (holds the admin token)")
+}
+
+func (p *privileged) post(ctx context.Context, path string, body, into any) error {
+	return adminClient{p.admin}.post(ctx, p.stateDir, path, body, into)
+}
 
 // post makes an admin API call that needs the admin token, which lives in
 // the control plane's state directory.
@@ -91,7 +105,7 @@ func newIdentityCommand() *cobra.Command {
 		},
 	}
 	o.add(cmd)
-	cmd.AddCommand(newTokenCommand(), newRotateCommand())
+	cmd.AddCommand(newTokenCommand(), newRevokeCommand(), newRotateCommand())
 	return cmd
 }
 
@@ -110,20 +124,20 @@ func short(fp string) string {
 }
 
 func newTokenCommand() *cobra.Command {
-	var admin, stateDir string
+	var pf privileged
 	var req controlplane.TokenRequest
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Mint a join token: the proof a new workload's proxy gives for its first certificate",
-		Long: `Mint a join token bound to one identity (namespace and service account),
-optionally limited to one workload. Give it to the proxy in the
+		Long: `Mint a join token bound to one identity (namespace and service account).
+Give it to the proxy in the
 WEFT_JOIN_TOKEN environment variable or a file (--token-file): it is a
 secret, so keep it off command lines.`,
 		Example: `  weft identity token --namespace shop --service-account catalog --ttl 1h > catalog.token`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var resp controlplane.TokenResponse
-			if err := (adminClient{admin}).post(cmd.Context(), stateDir, "/api/v1/identity/tokens", req, &resp); err != nil {
+			if err := pf.post(cmd.Context(), "/api/v1/identity/tokens", req, &resp); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), resp.Token)
@@ -132,18 +146,39 @@ secret, so keep it off command lines.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&admin, "admin", DefaultAdminAddr, "control plane admin API address")
-	f.StringVar(&stateDir, "state-dir", mustDefaultStateDir(), "the control plane's state directory (holds the admin token)")
+	pf.add(f)
 	f.StringVar(&req.Namespace, "namespace", "", "namespace of the identity")
 	f.StringVar(&req.ServiceAccount, "service-account", "default", "service account of the identity")
-	f.StringVar(&req.Workload, "workload", "", "limit the token to this workload name")
 	f.StringVar(&req.TTL, "ttl", "1h", "how long the token stays valid")
 	_ = cmd.MarkFlagRequired("namespace")
 	return cmd
 }
 
+func newRevokeCommand() *cobra.Command {
+	var pf privileged
+	var req controlplane.RevokeRequest
+	cmd := &cobra.Command{
+		Use:   "revoke",
+		Short: "Revoke a join token before it expires (certificates already issued stay valid)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := pf.post(cmd.Context(), "/api/v1/identity/tokens/revoke", req, &req); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "join token %s revoked\n", req.ID)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	pf.add(f)
+	f.StringVar(&req.ID, "id", "", "the token's ID, as weft identity token printed it")
+	_ = cmd.MarkFlagRequired("id")
+	return cmd
+}
+
 func newRotateCommand() *cobra.Command {
-	var admin, stateDir, step string
+	var pf privileged
+	var step string
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "rotate",
@@ -161,7 +196,7 @@ Wait between steps until 'weft identity' shows the expected live leaves.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var id controlplane.Identity
 			req := controlplane.RotateRequest{Step: step, Force: force}
-			if err := (adminClient{admin}).post(cmd.Context(), stateDir, "/api/v1/identity/rotate", req, &id); err != nil {
+			if err := pf.post(cmd.Context(), "/api/v1/identity/rotate", req, &id); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rotation step %s done; phase now %q, %d root(s) in the bundle\n", step, id.RotationPhase, len(id.Anchors))
@@ -169,8 +204,7 @@ Wait between steps until 'weft identity' shows the expected live leaves.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&admin, "admin", DefaultAdminAddr, "control plane admin API address")
-	f.StringVar(&stateDir, "state-dir", mustDefaultStateDir(), "the control plane's state directory (holds the admin token)")
+	pf.add(f)
 	f.StringVar(&step, "step", "", "prepare, activate or finish")
 	f.BoolVar(&force, "force", false, "with finish: remove the old root even while certificates under it are live")
 	_ = cmd.MarkFlagRequired("step")

@@ -20,7 +20,23 @@ const maxTokenTTL = 30 * 24 * time.Hour
 func (cp *ControlPlane) identityRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/identity", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Identity()) })
 	mux.Handle("POST /api/v1/identity/tokens", cp.requireAdmin(http.HandlerFunc(cp.mintToken)))
+	mux.Handle("POST /api/v1/identity/tokens/revoke", cp.requireAdmin(http.HandlerFunc(cp.revokeToken)))
 	mux.Handle("POST /api/v1/identity/rotate", cp.requireAdmin(http.HandlerFunc(cp.rotate)))
+}
+
+// revokeToken refuses a join token from now on, before it expires.
+func (cp *ControlPlane) revokeToken(w http.ResponseWriter, r *http.Request) {
+	var req RevokeRequest
+	if err := decodeBody(r, &req); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := cp.ca.RevokeToken(req.ID); err != nil {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("id: %v", err))
+		return
+	}
+	cp.opts.Logger.Info("join token revoked", "token_id", req.ID)
+	writeJSON(w, req)
 }
 
 // Identity describes the trust anchors and the intermediate.
@@ -75,11 +91,6 @@ func (cp *ControlPlane) mintToken(w http.ResponseWriter, r *http.Request) {
 	if err := model.ValidateDNSLabel(req.ServiceAccount); err != nil {
 		fe.Add("serviceAccount", "%v", err)
 	}
-	if req.Workload != "" {
-		if err := model.ValidateDNSLabel(req.Workload); err != nil {
-			fe.Add("workload", "%v", err)
-		}
-	}
 	ttl := time.Hour
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
@@ -92,7 +103,7 @@ func (cp *ControlPlane) mintToken(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	resp, err := cp.JoinToken(req.Namespace, req.ServiceAccount, req.Workload, ttl)
+	resp, err := cp.JoinToken(req.Namespace, req.ServiceAccount, ttl)
 	if err != nil {
 		httpError(w, http.StatusInternalServerError, err.Error())
 		return
@@ -100,10 +111,9 @@ func (cp *ControlPlane) mintToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, resp)
 }
 
-// JoinToken mints a join token for identity namespace/serviceAccount,
-// limited to one workload's name if workload is set.
-func (cp *ControlPlane) JoinToken(namespace, serviceAccount, workload string, ttl time.Duration) (TokenResponse, error) {
-	tok, err := cp.ca.MintToken(identity.TokenClaims{Namespace: namespace, ServiceAccount: serviceAccount, Workload: workload, Expires: time.Now().Add(ttl)})
+// JoinToken mints a join token for identity namespace/serviceAccount.
+func (cp *ControlPlane) JoinToken(namespace, serviceAccount string, ttl time.Duration) (TokenResponse, error) {
+	tok, err := cp.ca.MintToken(identity.TokenClaims{Namespace: namespace, ServiceAccount: serviceAccount, Expires: time.Now().Add(ttl)})
 	if err != nil {
 		return TokenResponse{}, fmt.Errorf("mint join token: %w", err)
 	}
@@ -111,7 +121,7 @@ func (cp *ControlPlane) JoinToken(namespace, serviceAccount, workload string, tt
 	if err != nil {
 		return TokenResponse{}, fmt.Errorf("mint join token: %w", err)
 	}
-	cp.opts.Logger.Info("join token minted", "token_id", claims.ID, "namespace", namespace, "service_account", serviceAccount, "workload", workload, "expires", claims.Expires)
+	cp.opts.Logger.Info("join token minted", "token_id", claims.ID, "namespace", namespace, "service_account", serviceAccount, "expires", claims.Expires)
 	return TokenResponse{Token: tok, ID: claims.ID, Expires: claims.Expires}, nil
 }
 

@@ -95,8 +95,6 @@ type Anchor struct {
 type TokenRequest struct {
 	Namespace      string `json:"namespace"`
 	ServiceAccount string `json:"serviceAccount"`
-	// Workload, if set, limits the token to that workload's name.
-	Workload string `json:"workload,omitempty"`
 	// TTL as a Go duration ("1h"); "" means an hour.
 	TTL string `json:"ttl,omitempty"`
 }
@@ -106,6 +104,12 @@ type TokenResponse struct {
 	Token   string    `json:"token"`
 	ID      string    `json:"id"`
 	Expires time.Time `json:"expires"`
+}
+
+// RevokeRequest is POST /api/v1/identity/tokens/revoke.
+type RevokeRequest struct {
+	// ID is the token's ID, as weft identity token printed it.
+	ID string `json:"id"`
 }
 
 // RotateRequest is POST /api/v1/identity/rotate.

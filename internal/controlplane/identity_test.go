@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,7 +94,7 @@ func joinAs(t *testing.T, cp *ControlPlane, token string) (*identity.Source, *gr
 
 func token(t *testing.T, cp *ControlPlane, ns, sa string) string {
 	t.Helper()
-	tok, err := cp.JoinToken(ns, sa, "", time.Hour)
+	tok, err := cp.JoinToken(ns, sa, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,5 +202,51 @@ func TestControlPlaneRefuses(t *testing.T) {
 	_, err = meshv1.NewIdentityClient(pinned).Certify(ctx, &meshv1.CertifyRequest{Csr: []byte("x"), Token: good})
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "pin") {
 		t.Errorf("certify through a wrong pin: %v, want the handshake refused over the pin", err)
+	}
+}
+
+func TestRevokedJoinTokenGetsNoCertificate(t *testing.T) {
+	cp := startControlPlane(t)
+	tok, err := cp.JoinToken("shop", "catalog", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(bearer, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://"+cp.AdminAddr()+"/api/v1/identity/tokens/revoke", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := post("wrong", `{"id":"`+tok.ID+`"}`); code != http.StatusUnauthorized {
+		t.Fatalf("revoke without the admin token: %d, want 401", code)
+	}
+	if code, body := post(cp.adminToken, `{"id":"no such/id"}`); code != http.StatusBadRequest || !strings.Contains(body, "id:") {
+		t.Fatalf("revoke a malformed ID: %d %s, want 400 naming the id", code, body)
+	}
+	if code, body := post(cp.adminToken, `{"id":"`+tok.ID+`"}`); code != http.StatusOK {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+
+	td := spiffeid.RequireTrustDomainFromString(cp.TrustDomain())
+	trust, _, err := control.NewTrust(td, tok.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(cp.GRPCAddr(), grpc.WithTransportCredentials(trust.Credentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = meshv1.NewIdentityClient(conn).Certify(ctx, &meshv1.CertifyRequest{Csr: []byte("x"), Token: tok.Token})
+	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("certify with a revoked token: %v, want Unauthenticated saying it is revoked", err)
 	}
 }

@@ -26,25 +26,23 @@ const (
 var ErrTokenMalformed = errors.New("malformed join token")
 
 // TokenClaims is what a join token grants: the workload identity
-// ns/sa (optionally only for the workload named Workload), until Expires,
+// ns/sa, until Expires,
 // for a control plane whose active root has pin Root (see RootPin).
 type TokenClaims struct {
 	ID             string
 	Namespace      string
 	ServiceAccount string
-	Workload       string
 	Expires        time.Time
 	Root           string
 }
 
 // tokenWire is the JSON form; its field order is the canonical order.
 type tokenWire struct {
-	ID       string `json:"id"`
-	NS       string `json:"ns"`
-	SA       string `json:"sa"`
-	Workload string `json:"workload,omitempty"`
-	Exp      int64  `json:"exp"`
-	Root     string `json:"root"`
+	ID   string `json:"id"`
+	NS   string `json:"ns"`
+	SA   string `json:"sa"`
+	Exp  int64  `json:"exp"`
+	Root string `json:"root"`
 }
 
 func (c TokenClaims) validate() error {
@@ -72,7 +70,7 @@ func TokenSigningInput(c TokenClaims) (string, error) {
 	if err := c.validate(); err != nil {
 		return "", err
 	}
-	b, err := json.Marshal(tokenWire{ID: c.ID, NS: c.Namespace, SA: c.ServiceAccount, Workload: c.Workload, Exp: c.Expires.Unix(), Root: c.Root})
+	b, err := json.Marshal(tokenWire{ID: c.ID, NS: c.Namespace, SA: c.ServiceAccount, Exp: c.Expires.Unix(), Root: c.Root})
 	if err != nil {
 		return "", err
 	}
@@ -112,7 +110,7 @@ func SplitToken(tok string) (signingInput string, mac []byte, c TokenClaims, err
 	if err := dec.Decode(&w); err != nil {
 		return "", nil, TokenClaims{}, fmt.Errorf("%w: claims are not valid JSON", ErrTokenMalformed)
 	}
-	c = TokenClaims{ID: w.ID, Namespace: w.NS, ServiceAccount: w.SA, Workload: w.Workload, Expires: time.Unix(w.Exp, 0), Root: w.Root}
+	c = TokenClaims{ID: w.ID, Namespace: w.NS, ServiceAccount: w.SA, Expires: time.Unix(w.Exp, 0), Root: w.Root}
 	canon, err := TokenSigningInput(c)
 	if err != nil {
 		return "", nil, TokenClaims{}, err

@@ -171,7 +171,7 @@ func (m *mesh) reconcile(ctx context.Context) {
 // join token for the workload's identity.
 func (m *mesh) joinToken(w *model.Workload) func() ([]string, error) {
 	return func() ([]string, error) {
-		tok, err := m.cp.JoinToken(w.Ref.Namespace, w.Identity().Name, w.Ref.Name, 10*time.Minute)
+		tok, err := m.cp.JoinToken(w.Ref.Namespace, w.Identity().Name, 10*time.Minute)
 		if err != nil {
 			return nil, err
 		}

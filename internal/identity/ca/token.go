@@ -79,15 +79,12 @@ func (c *CA) mac(signingInput string) []byte {
 }
 
 // MintToken returns a join token for the workload identity cl.Namespace /
-// cl.ServiceAccount (limited to cl.Workload when set), valid until
+// cl.ServiceAccount, valid until
 // cl.Expires. An empty cl.ID gets a random one; an empty cl.Root gets the
 // pin of the active root. A Root given must pin a root of the bundle.
 func (c *CA) MintToken(cl identity.TokenClaims) (string, error) {
 	if _, err := identity.WorkloadID(c.td, cl.Namespace, cl.ServiceAccount); err != nil {
 		return "", fmt.Errorf("mint join token: %w", err)
-	}
-	if len(cl.Workload) > 253 {
-		return "", errors.New("mint join token: workload name longer than 253 characters")
 	}
 	if !cl.Expires.After(c.now()) {
 		return "", errors.New("mint join token: expiry must be in the future")

@@ -28,7 +28,7 @@ func TestTokens(t *testing.T) {
 		}
 		return tok
 	}
-	good := mint(identity.TokenClaims{Namespace: "shop", ServiceAccount: "catalog", Workload: "catalog-0", Expires: now.Add(time.Hour)})
+	good := mint(identity.TokenClaims{Namespace: "shop", ServiceAccount: "catalog", Expires: now.Add(time.Hour)})
 	short := mint(identity.TokenClaims{Namespace: "shop", ServiceAccount: "catalog", Expires: now.Add(time.Second)})
 	revoked := mint(identity.TokenClaims{Namespace: "shop", ServiceAccount: "catalog", Expires: now.Add(time.Hour)})
 	otherTok, err := other.MintToken(identity.TokenClaims{Namespace: "shop", ServiceAccount: "catalog", Expires: now.Add(time.Hour)})
@@ -50,7 +50,7 @@ func TestTokens(t *testing.T) {
 
 	if cl, err := c.VerifyToken(good); err != nil {
 		t.Fatalf("good token: %v", err)
-	} else if cl.Namespace != "shop" || cl.ServiceAccount != "catalog" || cl.Workload != "catalog-0" || cl.Root != identity.RootPin(c.ActiveRoot()) || cl.ID == "" {
+	} else if cl.Namespace != "shop" || cl.ServiceAccount != "catalog" || cl.Root != identity.RootPin(c.ActiveRoot()) || cl.ID == "" {
 		t.Errorf("claims %+v", cl)
 	}
 	if cl, err := identity.ParseTokenUnverified(good); err != nil || cl.Root != identity.RootPin(c.ActiveRoot()) {
