@@ -93,11 +93,7 @@ func run(args []string) int {
 	case <-ctx.Done():
 		return 0
 	}
-	conn, err := control.Dial(cfg.controlPlane, trust.Credentials())
-	if err != nil {
-		logger.Error("control plane", "error", err)
-		return 1
-	}
+	conn := control.NewConn(cfg.controlPlane, trust.Credentials(), src.Leaf)
 	defer conn.Close()
 
 	code := 0

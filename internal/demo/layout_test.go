@@ -87,7 +87,8 @@ func decodeLayout(t *testing.T, l Layout) decoded {
 				if h.APIVersion != "v1" {
 					t.Errorf("%s service %s: apiVersion %q", file, s.Metadata.Name, h.APIVersion)
 				}
-				if file != s.Metadata.Name+".yaml" {
+				// A service's versions live beside it: catalog-v1 in catalog.yaml.
+				if app := s.Spec.Selector["app"]; file != app+".yaml" || (s.Metadata.Name != app && s.Metadata.Name != app+"-"+s.Spec.Selector["version"]) {
 					t.Errorf("service %s is in %s", s.Metadata.Name, file)
 				}
 				d.services[s.Metadata.Name] = s
@@ -117,8 +118,13 @@ func TestLayoutManifests(t *testing.T) {
 				t.Fatalf("files %v, want %v", got, want)
 			}
 			d := decodeLayout(t, l)
-			if len(d.services) != 4 || len(d.workloads) != 6 {
-				t.Fatalf("%d services, %d workloads; want 4 and 6", len(d.services), len(d.workloads))
+			if len(d.services) != 6 || len(d.workloads) != 6 {
+				t.Fatalf("%d services, %d workloads; want 6 (catalog-v1 and catalog-v2 among them) and 6", len(d.services), len(d.workloads))
+			}
+			for _, v := range []string{"v1", "v2"} {
+				if s := d.services["catalog-"+v]; s.Spec.Selector["version"] != v || s.Spec.Selector["app"] != "catalog" {
+					t.Errorf("service catalog-%s selects %v", v, s.Spec.Selector)
+				}
 			}
 
 			seen := map[int]string{}

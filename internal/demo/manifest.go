@@ -2,6 +2,7 @@ package demo
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -16,8 +17,23 @@ func manifest(base int, svc *service) []byte {
 	fmt.Fprintf(&b, "# weft demo: %s. Written by `weft up --demo` (port base %d).\n", name, base)
 	docs := 0
 	if svc != nil {
-		writeService(&b, svc)
+		writeService(&b, svc, "")
 		docs++
+		// A service per version too, as backends of traffic splits and
+		// canary routes (catalog-v1, catalog-v2).
+		var versions []string
+		for _, w := range workloads {
+			if w.app == svc.name && w.version != "" && !slices.Contains(versions, w.version) {
+				versions = append(versions, w.version)
+			}
+		}
+		if len(versions) > 1 {
+			for _, v := range versions {
+				b.WriteString("---\n")
+				writeService(&b, svc, v)
+				docs++
+			}
+		}
 	}
 	for i, w := range workloads {
 		if (svc == nil && w.portName == "") || (svc != nil && w.app == svc.name) {
@@ -31,7 +47,13 @@ func manifest(base int, svc *service) []byte {
 	return []byte(b.String())
 }
 
-func writeService(b *strings.Builder, s *service) {
+// writeService writes s, or with a version, the service of that version's
+// workloads alone, named s.name-version.
+func writeService(b *strings.Builder, s *service, version string) {
+	name, selector := s.name, ""
+	if version != "" {
+		name, selector = s.name+"-"+version, "\n    version: "+version
+	}
 	fmt.Fprintf(b, `apiVersion: v1
 kind: Service
 metadata:
@@ -39,13 +61,13 @@ metadata:
   namespace: %s
 spec:
   selector:
-    app: %s
+    app: %s%s
   ports:
   - name: %s
     port: %d
     targetPort: %s
     appProtocol: %s
-`, s.name, Namespace, s.name, s.portName, s.port, s.portName, s.appProtocol)
+`, name, Namespace, s.name, selector, s.portName, s.port, s.portName, s.appProtocol)
 }
 
 func writeWorkload(b *strings.Builder, w workload, p ports) {

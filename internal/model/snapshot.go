@@ -13,6 +13,9 @@ type ServiceState struct {
 	Service *Service
 	// Endpoints, sorted by ID.
 	Endpoints []*Endpoint
+	// Routes are the rules of the routes attached to the service; nil
+	// when none is, and requests go to the service's own endpoints.
+	Routes *RouteTable
 	// Version is the snapshot version in which this state was made.
 	Version uint64
 }

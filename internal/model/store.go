@@ -97,7 +97,7 @@ func (s *Store) Apply(source string, c Changes) error {
 		authz:      old.authz,
 		superseded: make(chan struct{}),
 	}
-	b := &batch{Store: s, next: next, dirty: map[Ref]bool{}, authzNamespaces: map[string]bool{}, authzWorkloads: map[Ref]bool{}}
+	b := &batch{Store: s, next: next, dirty: map[Ref]bool{}, authzNamespaces: map[string]bool{}, authzWorkloads: map[Ref]bool{}, routeNamespaces: map[string]bool{}}
 	var errs []error
 	for _, r := range c.DeleteServices {
 		errs = append(errs, b.deleteService(source, r))
@@ -139,6 +139,9 @@ type batch struct {
 	// whose policies or services changed, and workloads that changed.
 	authzNamespaces map[string]bool
 	authzWorkloads  map[Ref]bool
+	// routeNamespaces hold route objects that changed: their services'
+	// route tables are resolved again.
+	routeNamespaces map[string]bool
 }
 
 func (b *batch) conflict(kind string, r Ref, owner string) error {
@@ -259,7 +262,7 @@ func (b *batch) deletePolicy(source string, k PolicyKey) error {
 	delete(b.nsPolicies[k.Ref.Namespace], k)
 	b.writePolicies()
 	delete(b.next.policies, k)
-	b.authzNamespaces[k.Ref.Namespace] = true
+	b.policyChanged(k)
 	b.changed = true
 	return nil
 }
@@ -280,9 +283,30 @@ func (b *batch) putPolicy(source string, p Policy) error {
 	b.nsPolicies[k.Ref.Namespace][k] = true
 	b.writePolicies()
 	b.next.policies[k] = p
-	b.authzNamespaces[k.Ref.Namespace] = true
+	b.policyChanged(k)
 	b.changed = true
 	return nil
+}
+
+// policyChanged marks what a changed policy object may change.
+func (b *batch) policyChanged(k PolicyKey) {
+	switch k.Kind {
+	case KindHTTPRoute, KindGRPCRoute, KindTrafficSplit:
+		b.routeNamespaces[k.Ref.Namespace] = true
+	default:
+		b.authzNamespaces[k.Ref.Namespace] = true
+	}
+}
+
+// routes returns the route objects of namespace ns, sorted by key.
+func (b *batch) routes(ns string) []*Route {
+	var out []*Route
+	for _, k := range slices.SortedFunc(maps.Keys(b.nsPolicies[ns]), comparePolicyKeys) {
+		if r, ok := b.policies[k].obj.(*Route); ok {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // publish makes a new ServiceState for each service that changed, and
@@ -290,14 +314,23 @@ func (b *batch) putPolicy(source string, p Policy) error {
 // different one.
 func (b *batch) publish() {
 	b.publishAuthz()
+	for ns := range b.routeNamespaces {
+		for r := range b.nsServices[ns] {
+			b.dirty[r] = true
+		}
+	}
 	if len(b.dirty) == 0 {
 		return
 	}
 	b.writeServices()
+	routes := map[string][]*Route{}
 	for r := range b.dirty {
+		if _, ok := routes[r.Namespace]; !ok {
+			routes[r.Namespace] = b.routes(r.Namespace)
+		}
 		eps := slices.Collect(maps.Values(b.endpoints[r]))
 		slices.SortFunc(eps, func(a, c *Endpoint) int { return cmp.Compare(a.ID, c.ID) })
-		b.next.services[r] = &ServiceState{Service: b.services[r].obj, Endpoints: eps, Version: b.next.Version}
+		b.next.services[r] = &ServiceState{Service: b.services[r].obj, Endpoints: eps, Routes: resolveRoutes(r, routes[r.Namespace]), Version: b.next.Version}
 	}
 }
 

@@ -59,6 +59,20 @@ type appTarget struct {
 // serveInbound checks a request from a peer proxy and hands it to the app.
 func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	wl := p.cur.Load().cfg.Workload
+	if p.opts.InboundTLS != nil && r.TLS == nil {
+		// A plaintext client: let in at accept time because the workload
+		// was permissive. It may have turned strict since, and plaintext
+		// clients only ever get HTTP, never a tunnel to an app port.
+		switch {
+		case !p.permissive():
+			w.Header().Set("Connection", "close")
+			p.refuse(w, r, http.StatusForbidden, "inbound", fmt.Sprintf("workload %s is in strict mTLS mode: plaintext is refused", wl.Ref))
+			return
+		case r.Method == http.MethodConnect:
+			p.refuse(w, r, http.StatusForbidden, "inbound", "plaintext clients may not open tunnels")
+			return
+		}
+	}
 	port, err := meshheader.ParseTargetPort(r.Header)
 	if errors.Is(err, meshheader.ErrMissing) && r.TLS == nil && len(wl.Ports) == 1 {
 		// A plaintext client from outside the mesh (permissive mode) does

@@ -120,6 +120,12 @@ func (p *Proxy) tunnelTCP(o *outboundListener, rt *route, c net.Conn) {
 		c.Close()
 		return
 	}
+	rt, err := rt.forOpaque()
+	if err != nil {
+		p.log.Warn("opaque connection refused", "port", o.port, "reason", err.Error(), "remote", c.RemoteAddr().String())
+		c.Close()
+		return
+	}
 	s, ep, done, err := p.dialEndpoint(rt, "")
 	switch {
 	case err != nil && ep == nil:
@@ -164,6 +170,10 @@ type upstream struct {
 	route *route
 	proto string
 	start time.Time
+	// client is the client's own context: when it is alive and the
+	// request's is not, the route's timeout ended the request.
+	client  context.Context
+	timeout time.Duration
 	// addr and endpoint are those of the last peer proxy tried; empty when
 	// the route offered none.
 	addr     string
@@ -204,12 +214,28 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 				fmt.Sprintf("local port %d no longer leads to a service", port))
 			return
 		}
-		if isUpgrade(r) {
-			p.serveUpgrade(w, r, rt)
-			return
-		}
 		if r.Method == http.MethodConnect {
 			p.refuse(w, r, http.StatusMethodNotAllowed, "outbound", "CONNECT is not supported on an outbound port")
+			return
+		}
+		target, rule, code, err := rt.forRequest(r)
+		if err != nil {
+			p.refuse(w, r, code, "outbound", err.Error())
+			return
+		}
+		ctx := r.Context()
+		var timeout time.Duration
+		if rule != nil {
+			rule.modifyHeaders(r.Header)
+			if rule.timeout > 0 {
+				timeout = rule.timeout
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+		}
+		if isUpgrade(r) {
+			p.serveUpgrade(w, r, target)
 			return
 		}
 		if r.ProtoMajor == 1 {
@@ -217,7 +243,7 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 			// flows back; an error only means the server can't.
 			_ = http.NewResponseController(w).EnableFullDuplex()
 		}
-		u := &upstream{route: rt, proto: meshheader.ProtoOf(r), start: time.Now()}
+		u := &upstream{route: target, proto: meshheader.ProtoOf(r), start: time.Now(), client: r.Context(), timeout: timeout}
 		// Deferred: ReverseProxy aborts a response broken mid-body with a
 		// panic (http.ErrAbortHandler), and the balancer must still hear.
 		defer func() {
@@ -225,7 +251,7 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 				u.done(u.err)
 			}
 		}()
-		p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), upstreamKey{}, u)))
+		p.forward.ServeHTTP(w, r.WithContext(context.WithValue(ctx, upstreamKey{}, u)))
 	})
 }
 
@@ -240,6 +266,10 @@ func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			u := r.Context().Value(upstreamKey{}).(*upstream)
 			u.err = err
+			if r.Context().Err() != nil && u.client.Err() == nil {
+				p.timedOut(w, r, u.timeout)
+				return
+			}
 			if r.Context().Err() != nil {
 				p.log.Debug("outbound request canceled", "endpoint", u.endpoint, "path", r.URL.Path, "error", err)
 				return

@@ -188,7 +188,10 @@ func (p *Proxy) Apply(cfg *model.ProxyConfig) error {
 		newOut[o.LocalPort] = ln
 	}
 
-	st := p.buildState(cfg)
+	st, err := p.buildState(cfg)
+	if err != nil {
+		return abort(err)
+	}
 	st.authz = authz
 	p.cur.Store(st)
 
@@ -315,6 +318,18 @@ func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, code int, side, m
 		return
 	}
 	http.Error(w, "weft "+side+": "+msg, code)
+}
+
+// timedOut answers a request the route's timeout cut: 504, or for gRPC
+// DEADLINE_EXCEEDED, as Gateway API's timeouts.request says.
+func (p *Proxy) timedOut(w http.ResponseWriter, r *http.Request, timeout time.Duration) {
+	msg := fmt.Sprintf("weft outbound: the route's request timeout (%s) passed", timeout)
+	p.log.Info("request timed out", "path", r.URL.Path, "timeout", timeout.String())
+	if isGRPC(r) {
+		writeGRPCError(w, grpcDeadlineExceeded, msg)
+		return
+	}
+	http.Error(w, msg, http.StatusGatewayTimeout)
 }
 
 // upstreamFailed answers a request whose upstream failed before it

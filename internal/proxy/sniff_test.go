@@ -10,9 +10,13 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/model"
 )
 
 func selfSigned(t *testing.T) *tls.Config {
@@ -114,5 +118,64 @@ func TestMixedListener(t *testing.T) {
 	// Close ends Accept.
 	l.Close()
 	for range accepted {
+	}
+}
+
+// TestPlaintextFollowsTheModeInForce: a plaintext client let in while the
+// workload was permissive loses it on its open connection when the
+// workload turns strict, and never gets a tunnel.
+func TestPlaintextFollowsTheModeInForce(t *testing.T) {
+	appLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "app") })}
+	go app.Serve(appLn)
+	t.Cleanup(func() { app.Close() })
+	appPort := uint32(appLn.Addr().(*net.TCPAddr).Port)
+
+	inLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inPort := uint32(inLn.Addr().(*net.TCPAddr).Port)
+	inLn.Close()
+
+	p := New(Options{Logger: slog.New(slog.DiscardHandler), InboundTLS: selfSigned(t), DrainTimeout: time.Second})
+	t.Cleanup(func() { p.Shutdown(t.Context()) })
+	wl := &model.Workload{Ref: model.Ref{Namespace: "demo", Name: "api-0"}, Address: "127.0.0.1", InboundPort: inPort,
+		Ports: []model.WorkloadPort{{Port: appPort, Protocol: model.ProtocolHTTP1}}}
+	apply := func(v uint64, a *model.Authz) {
+		t.Helper()
+		if err := p.Apply(&model.ProxyConfig{Version: v, Workload: wl, Authz: a}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(1, &model.Authz{Permissive: true})
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 10 * time.Second}
+	do := func(method string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+model.HostPort("127.0.0.1", inPort)+"/", nil)
+		if method == http.MethodConnect {
+			req.Host = "127.0.0.1:1"
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := do("GET"); code != 200 || body != "app" {
+		t.Fatalf("permissive plaintext GET: %d %q", code, body)
+	}
+	if code, body := do(http.MethodConnect); code != 403 || !strings.Contains(body, "may not open tunnels") {
+		t.Fatalf("permissive plaintext CONNECT: %d %q, want 403", code, body)
+	}
+	apply(2, nil)
+	if code, body := do("GET"); code != 403 || !strings.Contains(body, "strict mTLS mode") {
+		t.Fatalf("plaintext GET on a connection opened while permissive, now strict: %d %q, want 403", code, body)
 	}
 }

@@ -43,36 +43,25 @@ type route struct {
 	// endpoints serving the service port; the balancer holds the same set.
 	endpoints []*model.Endpoint
 	bal       balance.Balancer
+	// table routes the service's requests to backend services, when routes
+	// attach to it; nil sends them to its own endpoints.
+	table *routeTable
 }
 
 // buildState derives the request-path state of cfg, reusing and updating
 // balancers by target. It must be called with p.mu held.
-func (p *Proxy) buildState(cfg *model.ProxyConfig) *state {
+func (p *Proxy) buildState(cfg *model.ProxyConfig) (*state, error) {
 	st := &state{cfg: cfg, routes: map[uint32]*route{}, peers: map[string]bool{}, accounts: map[string]model.Ref{}}
 	updated := map[target]bool{}
 	for _, o := range cfg.Workload.Outbound {
-		rt := &route{out: o, svc: cfg.Services[o.Service]}
-		if rt.svc != nil && rt.svc.Service != nil {
-			rt.port, rt.hasPort = rt.svc.Service.Port(o.Port)
-		}
-		if rt.hasPort {
-			for _, ep := range rt.svc.Endpoints {
-				if _, ok := ep.TargetPorts[o.Port]; ok {
-					rt.endpoints = append(rt.endpoints, ep)
-				}
+		rt := p.targetRoute(cfg, o, updated)
+		if rt.svc != nil && rt.svc.Routes != nil {
+			table, err := p.compileTable(cfg, rt, updated)
+			if err != nil {
+				return nil, fmt.Errorf("routes of service %s: %w", o.Service, err)
 			}
+			rt.table = table
 		}
-		key := target{service: o.Service, port: o.Port}
-		b := p.balancers[key]
-		if b == nil {
-			b = p.newBalancer()
-			p.balancers[key] = b
-		}
-		if !updated[key] {
-			b.Update(rt.endpoints)
-			updated[key] = true
-		}
-		rt.bal = b
 		st.routes[o.LocalPort] = rt
 	}
 	for key := range p.balancers {
@@ -86,7 +75,35 @@ func (p *Proxy) buildState(cfg *model.ProxyConfig) *state {
 			st.accounts[ep.HostPort()] = ep.ServiceAccount
 		}
 	}
-	return st
+	return st, nil
+}
+
+// targetRoute is the route to o's service and port, with the balancer of
+// that target, updated once per config (updated records which).
+func (p *Proxy) targetRoute(cfg *model.ProxyConfig, o model.Outbound, updated map[target]bool) *route {
+	rt := &route{out: o, svc: cfg.Services[o.Service]}
+	if rt.svc != nil && rt.svc.Service != nil {
+		rt.port, rt.hasPort = rt.svc.Service.Port(o.Port)
+	}
+	if rt.hasPort {
+		for _, ep := range rt.svc.Endpoints {
+			if _, ok := ep.TargetPorts[o.Port]; ok {
+				rt.endpoints = append(rt.endpoints, ep)
+			}
+		}
+	}
+	key := target{service: o.Service, port: o.Port}
+	b := p.balancers[key]
+	if b == nil {
+		b = p.newBalancer()
+		p.balancers[key] = b
+	}
+	if !updated[key] {
+		b.Update(rt.endpoints)
+		updated[key] = true
+	}
+	rt.bal = b
+	return rt
 }
 
 // protocol is how the outbound port's connections are carried.

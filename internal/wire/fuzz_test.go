@@ -120,3 +120,33 @@ func FuzzAuthzFromProto(f *testing.F) {
 		}
 	})
 }
+
+func FuzzRoutesFromProto(f *testing.F) {
+	for _, tbl := range []*model.RouteTable{nil, validRoutes()} {
+		raw, err := proto.Marshal(RoutesToProto(tbl))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var pb meshv1.RoutesUpdate
+		if err := proto.Unmarshal(raw, &pb); err != nil {
+			return
+		}
+		tbl, err := RoutesFromProto(&pb)
+		if err != nil || tbl == nil {
+			if err != nil && tbl != nil {
+				t.Fatalf("returned a table with error %v", err)
+			}
+			return
+		}
+		if err := tbl.Validate(); err != nil {
+			t.Fatalf("accepted an invalid table: %v", err)
+		}
+		again, err := RoutesFromProto(RoutesToProto(tbl))
+		if err != nil || !again.Equal(tbl) {
+			t.Fatalf("round trip: %v\n got %+v\nwant %+v", err, again, tbl)
+		}
+	})
+}

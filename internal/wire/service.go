@@ -157,6 +157,7 @@ func FullUpdate(ref model.Ref, st *model.ServiceState) *meshv1.ServiceUpdate {
 	}
 	u.Exists = true
 	u.Service = ServiceToProto(st.Service)
+	u.Routes = RoutesToProto(st.Routes)
 	u.Upserted = make([]*meshv1.Endpoint, len(st.Endpoints))
 	for i, e := range st.Endpoints {
 		u.Upserted[i] = EndpointToProto(e)
@@ -180,8 +181,15 @@ func ApplyUpdate(base *model.ServiceState, u *meshv1.ServiceUpdate, version uint
 		return nil, fmt.Errorf("service %s: delta with no full state before it", ref)
 	}
 	out := &model.ServiceState{Version: version}
-	if base != nil {
-		out.Service = base.Service
+	if base != nil && !u.GetFull() {
+		out.Service, out.Routes = base.Service, base.Routes
+	}
+	if u.GetRoutes() != nil {
+		routes, err := RoutesFromProto(u.GetRoutes())
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", ref, err)
+		}
+		out.Routes = routes
 	}
 	if u.GetService() != nil {
 		svc, err := serviceFromProto(u.GetService(), "service")

@@ -92,6 +92,15 @@ func TestLeafRotationUnderLoadLosesNothing(t *testing.T) {
 
 func TestRootRotationUnderLoadLosesNothing(t *testing.T) {
 	f := serverSide(t, "--leaf-ttl", "6s")
+	// A self-registered workload must keep its lease across the rotation:
+	// its renewals go on connections made under its current certificate.
+	registered(t, f.m, "server-r", startBackend(t, "server-r"), freePort(t), "3s")
+	eventually(t, 15*time.Second, "server-r registered", func() error {
+		if !strings.Contains(f.m.endpoints("e2e/http"), "server-r") {
+			return fmt.Errorf("http endpoints: %s", f.m.endpoints("e2e/http"))
+		}
+		return nil
+	})
 	tr := startTraffic(t, fmt.Sprintf("http://127.0.0.1:%d/", f.c.http))
 	rotate := func(step string, extra ...string) {
 		t.Helper()
@@ -123,6 +132,10 @@ func TestRootRotationUnderLoadLosesNothing(t *testing.T) {
 	if n := roots(); n != 1 {
 		t.Errorf("%d roots after finish, want 1", n)
 	}
-	time.Sleep(2 * time.Second)
+	// Longer than server-r's lease: it renewed under the new root.
+	time.Sleep(5 * time.Second)
+	if !strings.Contains(f.m.endpoints("e2e/http"), "server-r") {
+		t.Errorf("server-r lost its registration after the rotation: %s", f.m.endpoints("e2e/http"))
+	}
 	tr.check(t)
 }

@@ -658,7 +658,10 @@ type ServiceUpdate struct {
 	// Endpoints added or changed, whole.
 	Upserted []*Endpoint `protobuf:"bytes,5,rep,name=upserted,proto3" json:"upserted,omitempty"`
 	// IDs of endpoints removed.
-	Removed       []string `protobuf:"bytes,6,rep,name=removed,proto3" json:"removed,omitempty"`
+	Removed []string `protobuf:"bytes,6,rep,name=removed,proto3" json:"removed,omitempty"`
+	// The service's routing: always in a full state, and in a delta when it
+	// changed. It replaces what the proxy had.
+	Routes        *RoutesUpdate `protobuf:"bytes,7,opt,name=routes,proto3" json:"routes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -735,6 +738,444 @@ func (x *ServiceUpdate) GetRemoved() []string {
 	return nil
 }
 
+func (x *ServiceUpdate) GetRoutes() *RoutesUpdate {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+type RoutesUpdate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unset when no route attaches to the service: requests go to its own
+	// endpoints.
+	Table         *RouteTable `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoutesUpdate) Reset() {
+	*x = RoutesUpdate{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoutesUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoutesUpdate) ProtoMessage() {}
+
+func (x *RoutesUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoutesUpdate.ProtoReflect.Descriptor instead.
+func (*RoutesUpdate) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RoutesUpdate) GetTable() *RouteTable {
+	if x != nil {
+		return x.Table
+	}
+	return nil
+}
+
+// RouteTable is every rule of the routes attached to a service, in the
+// order requests try them.
+type RouteTable struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rules         []*RouteRule           `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteTable) Reset() {
+	*x = RouteTable{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteTable) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteTable) ProtoMessage() {}
+
+func (x *RouteTable) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteTable.ProtoReflect.Descriptor instead.
+func (*RouteTable) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RouteTable) GetRules() []*RouteRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+type RouteRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The route it comes from, "Kind namespace/name".
+	Route string `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
+	// The service port it applies to; 0 is every port.
+	Port     uint32          `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Match    *RouteMatch     `protobuf:"bytes,3,opt,name=match,proto3" json:"match,omitempty"`
+	Backends []*RouteBackend `protobuf:"bytes,4,rep,name=backends,proto3" json:"backends,omitempty"`
+	// Bounds the whole request; 0 is none.
+	TimeoutMs      uint64          `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	RequestHeaders *HeaderModifier `protobuf:"bytes,6,opt,name=request_headers,json=requestHeaders,proto3" json:"request_headers,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RouteRule) Reset() {
+	*x = RouteRule{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteRule) ProtoMessage() {}
+
+func (x *RouteRule) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteRule.ProtoReflect.Descriptor instead.
+func (*RouteRule) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RouteRule) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
+func (x *RouteRule) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *RouteRule) GetMatch() *RouteMatch {
+	if x != nil {
+		return x.Match
+	}
+	return nil
+}
+
+func (x *RouteRule) GetBackends() []*RouteBackend {
+	if x != nil {
+		return x.Backends
+	}
+	return nil
+}
+
+func (x *RouteRule) GetTimeoutMs() uint64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *RouteRule) GetRequestHeaders() *HeaderModifier {
+	if x != nil {
+		return x.RequestHeaders
+	}
+	return nil
+}
+
+type RouteMatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unset matches every path.
+	Path          *PathMatch    `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Method        string        `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	Headers       []*ValueMatch `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty"`
+	Query         []*ValueMatch `protobuf:"bytes,4,rep,name=query,proto3" json:"query,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteMatch) Reset() {
+	*x = RouteMatch{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteMatch) ProtoMessage() {}
+
+func (x *RouteMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
+func (*RouteMatch) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RouteMatch) GetPath() *PathMatch {
+	if x != nil {
+		return x.Path
+	}
+	return nil
+}
+
+func (x *RouteMatch) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *RouteMatch) GetHeaders() []*ValueMatch {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *RouteMatch) GetQuery() []*ValueMatch {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
+type ValueMatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// value is an RE2 expression the value must match whole.
+	Regex         bool `protobuf:"varint,3,opt,name=regex,proto3" json:"regex,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValueMatch) Reset() {
+	*x = ValueMatch{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValueMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValueMatch) ProtoMessage() {}
+
+func (x *ValueMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValueMatch.ProtoReflect.Descriptor instead.
+func (*ValueMatch) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ValueMatch) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ValueMatch) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *ValueMatch) GetRegex() bool {
+	if x != nil {
+		return x.Regex
+	}
+	return false
+}
+
+type RouteBackend struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A service of the parent's namespace.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// 0 is the port the request came for.
+	Port          uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Weight        uint32 `protobuf:"varint,3,opt,name=weight,proto3" json:"weight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteBackend) Reset() {
+	*x = RouteBackend{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteBackend) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteBackend) ProtoMessage() {}
+
+func (x *RouteBackend) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteBackend.ProtoReflect.Descriptor instead.
+func (*RouteBackend) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RouteBackend) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *RouteBackend) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *RouteBackend) GetWeight() uint32 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+type HeaderModifier struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Set           map[string]string      `protobuf:"bytes,1,rep,name=set,proto3" json:"set,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Add           map[string]string      `protobuf:"bytes,2,rep,name=add,proto3" json:"add,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Remove        []string               `protobuf:"bytes,3,rep,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeaderModifier) Reset() {
+	*x = HeaderModifier{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeaderModifier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeaderModifier) ProtoMessage() {}
+
+func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
+func (*HeaderModifier) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HeaderModifier) GetSet() map[string]string {
+	if x != nil {
+		return x.Set
+	}
+	return nil
+}
+
+func (x *HeaderModifier) GetAdd() map[string]string {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *HeaderModifier) GetRemove() []string {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
 type Service struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ref           *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
@@ -745,7 +1186,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +1198,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +1211,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{10}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Service) GetRef() *Ref {
@@ -798,7 +1239,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +1251,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +1264,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{11}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ServicePort) GetName() string {
@@ -866,7 +1307,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1319,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1332,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{12}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Endpoint) GetId() string {
@@ -964,7 +1405,7 @@ type Workload struct {
 
 func (x *Workload) Reset() {
 	*x = Workload{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1417,7 @@ func (x *Workload) String() string {
 func (*Workload) ProtoMessage() {}
 
 func (x *Workload) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1430,7 @@ func (x *Workload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workload.ProtoReflect.Descriptor instead.
 func (*Workload) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{13}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Workload) GetRef() *Ref {
@@ -1059,7 +1500,7 @@ type WorkloadPort struct {
 
 func (x *WorkloadPort) Reset() {
 	*x = WorkloadPort{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1512,7 @@ func (x *WorkloadPort) String() string {
 func (*WorkloadPort) ProtoMessage() {}
 
 func (x *WorkloadPort) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1525,7 @@ func (x *WorkloadPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadPort.ProtoReflect.Descriptor instead.
 func (*WorkloadPort) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{14}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WorkloadPort) GetName() string {
@@ -1120,7 +1561,7 @@ type Outbound struct {
 
 func (x *Outbound) Reset() {
 	*x = Outbound{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1573,7 @@ func (x *Outbound) String() string {
 func (*Outbound) ProtoMessage() {}
 
 func (x *Outbound) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1586,7 @@ func (x *Outbound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outbound.ProtoReflect.Descriptor instead.
 func (*Outbound) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{15}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Outbound) GetService() *Ref {
@@ -1180,7 +1621,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1633,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1646,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{16}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RegisterRequest) GetWorkload() *Workload {
@@ -1232,7 +1673,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1685,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1698,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{17}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RegisterResponse) GetLeaseId() string {
@@ -1283,7 +1724,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1736,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1749,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{18}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RenewRequest) GetLeaseId() string {
@@ -1327,7 +1768,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1780,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1793,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{19}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RenewResponse) GetTtlSeconds() uint32 {
@@ -1371,7 +1812,7 @@ type DeregisterRequest struct {
 
 func (x *DeregisterRequest) Reset() {
 	*x = DeregisterRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1824,7 @@ func (x *DeregisterRequest) String() string {
 func (*DeregisterRequest) ProtoMessage() {}
 
 func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1837,7 @@ func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{20}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeregisterRequest) GetLeaseId() string {
@@ -1414,7 +1855,7 @@ type DeregisterResponse struct {
 
 func (x *DeregisterResponse) Reset() {
 	*x = DeregisterResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1867,7 @@ func (x *DeregisterResponse) String() string {
 func (*DeregisterResponse) ProtoMessage() {}
 
 func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1880,7 @@ func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{21}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{28}
 }
 
 type CertifyRequest struct {
@@ -1454,7 +1895,7 @@ type CertifyRequest struct {
 
 func (x *CertifyRequest) Reset() {
 	*x = CertifyRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1907,7 @@ func (x *CertifyRequest) String() string {
 func (*CertifyRequest) ProtoMessage() {}
 
 func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1920,7 @@ func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyRequest.ProtoReflect.Descriptor instead.
 func (*CertifyRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{22}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CertifyRequest) GetCsr() []byte {
@@ -1509,7 +1950,7 @@ type CertifyResponse struct {
 
 func (x *CertifyResponse) Reset() {
 	*x = CertifyResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1962,7 @@ func (x *CertifyResponse) String() string {
 func (*CertifyResponse) ProtoMessage() {}
 
 func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1975,7 @@ func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyResponse.ProtoReflect.Descriptor instead.
 func (*CertifyResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{23}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CertifyResponse) GetChain() [][]byte {
@@ -1604,14 +2045,53 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\x0fservice_account\x18\x02 \x01(\tR\x0eserviceAccount\"5\n" +
 	"\tPathMatch\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xdf\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\x93\x02\n" +
 	"\rServiceUpdate\x12#\n" +
 	"\x03ref\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\x03ref\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x12\x16\n" +
 	"\x06exists\x18\x03 \x01(\bR\x06exists\x12/\n" +
 	"\aservice\x18\x04 \x01(\v2\x15.weft.mesh.v1.ServiceR\aservice\x122\n" +
 	"\bupserted\x18\x05 \x03(\v2\x16.weft.mesh.v1.EndpointR\bupserted\x12\x18\n" +
-	"\aremoved\x18\x06 \x03(\tR\aremoved\"_\n" +
+	"\aremoved\x18\x06 \x03(\tR\aremoved\x122\n" +
+	"\x06routes\x18\a \x01(\v2\x1a.weft.mesh.v1.RoutesUpdateR\x06routes\">\n" +
+	"\fRoutesUpdate\x12.\n" +
+	"\x05table\x18\x01 \x01(\v2\x18.weft.mesh.v1.RouteTableR\x05table\";\n" +
+	"\n" +
+	"RouteTable\x12-\n" +
+	"\x05rules\x18\x01 \x03(\v2\x17.weft.mesh.v1.RouteRuleR\x05rules\"\x83\x02\n" +
+	"\tRouteRule\x12\x14\n" +
+	"\x05route\x18\x01 \x01(\tR\x05route\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12.\n" +
+	"\x05match\x18\x03 \x01(\v2\x18.weft.mesh.v1.RouteMatchR\x05match\x126\n" +
+	"\bbackends\x18\x04 \x03(\v2\x1a.weft.mesh.v1.RouteBackendR\bbackends\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x05 \x01(\x04R\ttimeoutMs\x12E\n" +
+	"\x0frequest_headers\x18\x06 \x01(\v2\x1c.weft.mesh.v1.HeaderModifierR\x0erequestHeaders\"\xb5\x01\n" +
+	"\n" +
+	"RouteMatch\x12+\n" +
+	"\x04path\x18\x01 \x01(\v2\x17.weft.mesh.v1.PathMatchR\x04path\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x122\n" +
+	"\aheaders\x18\x03 \x03(\v2\x18.weft.mesh.v1.ValueMatchR\aheaders\x12.\n" +
+	"\x05query\x18\x04 \x03(\v2\x18.weft.mesh.v1.ValueMatchR\x05query\"L\n" +
+	"\n" +
+	"ValueMatch\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x14\n" +
+	"\x05regex\x18\x03 \x01(\bR\x05regex\"T\n" +
+	"\fRouteBackend\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x16\n" +
+	"\x06weight\x18\x03 \x01(\rR\x06weight\"\x8a\x02\n" +
+	"\x0eHeaderModifier\x127\n" +
+	"\x03set\x18\x01 \x03(\v2%.weft.mesh.v1.HeaderModifier.SetEntryR\x03set\x127\n" +
+	"\x03add\x18\x02 \x03(\v2%.weft.mesh.v1.HeaderModifier.AddEntryR\x03add\x12\x16\n" +
+	"\x06remove\x18\x03 \x03(\tR\x06remove\x1a6\n" +
+	"\bSetEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
+	"\bAddEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"_\n" +
 	"\aService\x12#\n" +
 	"\x03ref\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\x03ref\x12/\n" +
 	"\x05ports\x18\x02 \x03(\v2\x19.weft.mesh.v1.ServicePortR\x05ports\"i\n" +
@@ -1708,7 +2188,7 @@ func file_api_mesh_v1_mesh_proto_rawDescGZIP() []byte {
 }
 
 var file_api_mesh_v1_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_api_mesh_v1_mesh_proto_goTypes = []any{
 	(Protocol)(0),              // 0: weft.mesh.v1.Protocol
 	(*Ref)(nil),                // 1: weft.mesh.v1.Ref
@@ -1721,30 +2201,39 @@ var file_api_mesh_v1_mesh_proto_goTypes = []any{
 	(*Principal)(nil),          // 8: weft.mesh.v1.Principal
 	(*PathMatch)(nil),          // 9: weft.mesh.v1.PathMatch
 	(*ServiceUpdate)(nil),      // 10: weft.mesh.v1.ServiceUpdate
-	(*Service)(nil),            // 11: weft.mesh.v1.Service
-	(*ServicePort)(nil),        // 12: weft.mesh.v1.ServicePort
-	(*Endpoint)(nil),           // 13: weft.mesh.v1.Endpoint
-	(*Workload)(nil),           // 14: weft.mesh.v1.Workload
-	(*WorkloadPort)(nil),       // 15: weft.mesh.v1.WorkloadPort
-	(*Outbound)(nil),           // 16: weft.mesh.v1.Outbound
-	(*RegisterRequest)(nil),    // 17: weft.mesh.v1.RegisterRequest
-	(*RegisterResponse)(nil),   // 18: weft.mesh.v1.RegisterResponse
-	(*RenewRequest)(nil),       // 19: weft.mesh.v1.RenewRequest
-	(*RenewResponse)(nil),      // 20: weft.mesh.v1.RenewResponse
-	(*DeregisterRequest)(nil),  // 21: weft.mesh.v1.DeregisterRequest
-	(*DeregisterResponse)(nil), // 22: weft.mesh.v1.DeregisterResponse
-	(*CertifyRequest)(nil),     // 23: weft.mesh.v1.CertifyRequest
-	(*CertifyResponse)(nil),    // 24: weft.mesh.v1.CertifyResponse
-	nil,                        // 25: weft.mesh.v1.AuthzRule.HeadersEntry
-	nil,                        // 26: weft.mesh.v1.Endpoint.LabelsEntry
-	nil,                        // 27: weft.mesh.v1.Endpoint.TargetPortsEntry
-	nil,                        // 28: weft.mesh.v1.Workload.LabelsEntry
+	(*RoutesUpdate)(nil),       // 11: weft.mesh.v1.RoutesUpdate
+	(*RouteTable)(nil),         // 12: weft.mesh.v1.RouteTable
+	(*RouteRule)(nil),          // 13: weft.mesh.v1.RouteRule
+	(*RouteMatch)(nil),         // 14: weft.mesh.v1.RouteMatch
+	(*ValueMatch)(nil),         // 15: weft.mesh.v1.ValueMatch
+	(*RouteBackend)(nil),       // 16: weft.mesh.v1.RouteBackend
+	(*HeaderModifier)(nil),     // 17: weft.mesh.v1.HeaderModifier
+	(*Service)(nil),            // 18: weft.mesh.v1.Service
+	(*ServicePort)(nil),        // 19: weft.mesh.v1.ServicePort
+	(*Endpoint)(nil),           // 20: weft.mesh.v1.Endpoint
+	(*Workload)(nil),           // 21: weft.mesh.v1.Workload
+	(*WorkloadPort)(nil),       // 22: weft.mesh.v1.WorkloadPort
+	(*Outbound)(nil),           // 23: weft.mesh.v1.Outbound
+	(*RegisterRequest)(nil),    // 24: weft.mesh.v1.RegisterRequest
+	(*RegisterResponse)(nil),   // 25: weft.mesh.v1.RegisterResponse
+	(*RenewRequest)(nil),       // 26: weft.mesh.v1.RenewRequest
+	(*RenewResponse)(nil),      // 27: weft.mesh.v1.RenewResponse
+	(*DeregisterRequest)(nil),  // 28: weft.mesh.v1.DeregisterRequest
+	(*DeregisterResponse)(nil), // 29: weft.mesh.v1.DeregisterResponse
+	(*CertifyRequest)(nil),     // 30: weft.mesh.v1.CertifyRequest
+	(*CertifyResponse)(nil),    // 31: weft.mesh.v1.CertifyResponse
+	nil,                        // 32: weft.mesh.v1.AuthzRule.HeadersEntry
+	nil,                        // 33: weft.mesh.v1.HeaderModifier.SetEntry
+	nil,                        // 34: weft.mesh.v1.HeaderModifier.AddEntry
+	nil,                        // 35: weft.mesh.v1.Endpoint.LabelsEntry
+	nil,                        // 36: weft.mesh.v1.Endpoint.TargetPortsEntry
+	nil,                        // 37: weft.mesh.v1.Workload.LabelsEntry
 }
 var file_api_mesh_v1_mesh_proto_depIdxs = []int32{
 	1,  // 0: weft.mesh.v1.StreamRequest.workload:type_name -> weft.mesh.v1.Ref
 	1,  // 1: weft.mesh.v1.StreamRequest.subscribe:type_name -> weft.mesh.v1.Ref
 	1,  // 2: weft.mesh.v1.StreamRequest.unsubscribe:type_name -> weft.mesh.v1.Ref
-	14, // 3: weft.mesh.v1.StreamResponse.workload:type_name -> weft.mesh.v1.Workload
+	21, // 3: weft.mesh.v1.StreamResponse.workload:type_name -> weft.mesh.v1.Workload
 	10, // 4: weft.mesh.v1.StreamResponse.services:type_name -> weft.mesh.v1.ServiceUpdate
 	4,  // 5: weft.mesh.v1.StreamResponse.authz:type_name -> weft.mesh.v1.AuthzUpdate
 	5,  // 6: weft.mesh.v1.AuthzUpdate.authz:type_name -> weft.mesh.v1.Authz
@@ -1753,39 +2242,50 @@ var file_api_mesh_v1_mesh_proto_depIdxs = []int32{
 	7,  // 9: weft.mesh.v1.AuthzGrant.rule:type_name -> weft.mesh.v1.AuthzRule
 	8,  // 10: weft.mesh.v1.AuthzRule.from:type_name -> weft.mesh.v1.Principal
 	9,  // 11: weft.mesh.v1.AuthzRule.paths:type_name -> weft.mesh.v1.PathMatch
-	25, // 12: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.AuthzRule.HeadersEntry
+	32, // 12: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.AuthzRule.HeadersEntry
 	1,  // 13: weft.mesh.v1.ServiceUpdate.ref:type_name -> weft.mesh.v1.Ref
-	11, // 14: weft.mesh.v1.ServiceUpdate.service:type_name -> weft.mesh.v1.Service
-	13, // 15: weft.mesh.v1.ServiceUpdate.upserted:type_name -> weft.mesh.v1.Endpoint
-	1,  // 16: weft.mesh.v1.Service.ref:type_name -> weft.mesh.v1.Ref
-	12, // 17: weft.mesh.v1.Service.ports:type_name -> weft.mesh.v1.ServicePort
-	0,  // 18: weft.mesh.v1.ServicePort.protocol:type_name -> weft.mesh.v1.Protocol
-	1,  // 19: weft.mesh.v1.Endpoint.workload:type_name -> weft.mesh.v1.Ref
-	1,  // 20: weft.mesh.v1.Endpoint.service_account:type_name -> weft.mesh.v1.Ref
-	26, // 21: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
-	27, // 22: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
-	1,  // 23: weft.mesh.v1.Workload.ref:type_name -> weft.mesh.v1.Ref
-	28, // 24: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
-	15, // 25: weft.mesh.v1.Workload.ports:type_name -> weft.mesh.v1.WorkloadPort
-	16, // 26: weft.mesh.v1.Workload.outbound:type_name -> weft.mesh.v1.Outbound
-	0,  // 27: weft.mesh.v1.WorkloadPort.protocol:type_name -> weft.mesh.v1.Protocol
-	1,  // 28: weft.mesh.v1.Outbound.service:type_name -> weft.mesh.v1.Ref
-	14, // 29: weft.mesh.v1.RegisterRequest.workload:type_name -> weft.mesh.v1.Workload
-	2,  // 30: weft.mesh.v1.Discovery.Stream:input_type -> weft.mesh.v1.StreamRequest
-	23, // 31: weft.mesh.v1.Identity.Certify:input_type -> weft.mesh.v1.CertifyRequest
-	17, // 32: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
-	19, // 33: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
-	21, // 34: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
-	3,  // 35: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
-	24, // 36: weft.mesh.v1.Identity.Certify:output_type -> weft.mesh.v1.CertifyResponse
-	18, // 37: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
-	20, // 38: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
-	22, // 39: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
-	35, // [35:40] is the sub-list for method output_type
-	30, // [30:35] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	18, // 14: weft.mesh.v1.ServiceUpdate.service:type_name -> weft.mesh.v1.Service
+	20, // 15: weft.mesh.v1.ServiceUpdate.upserted:type_name -> weft.mesh.v1.Endpoint
+	11, // 16: weft.mesh.v1.ServiceUpdate.routes:type_name -> weft.mesh.v1.RoutesUpdate
+	12, // 17: weft.mesh.v1.RoutesUpdate.table:type_name -> weft.mesh.v1.RouteTable
+	13, // 18: weft.mesh.v1.RouteTable.rules:type_name -> weft.mesh.v1.RouteRule
+	14, // 19: weft.mesh.v1.RouteRule.match:type_name -> weft.mesh.v1.RouteMatch
+	16, // 20: weft.mesh.v1.RouteRule.backends:type_name -> weft.mesh.v1.RouteBackend
+	17, // 21: weft.mesh.v1.RouteRule.request_headers:type_name -> weft.mesh.v1.HeaderModifier
+	9,  // 22: weft.mesh.v1.RouteMatch.path:type_name -> weft.mesh.v1.PathMatch
+	15, // 23: weft.mesh.v1.RouteMatch.headers:type_name -> weft.mesh.v1.ValueMatch
+	15, // 24: weft.mesh.v1.RouteMatch.query:type_name -> weft.mesh.v1.ValueMatch
+	33, // 25: weft.mesh.v1.HeaderModifier.set:type_name -> weft.mesh.v1.HeaderModifier.SetEntry
+	34, // 26: weft.mesh.v1.HeaderModifier.add:type_name -> weft.mesh.v1.HeaderModifier.AddEntry
+	1,  // 27: weft.mesh.v1.Service.ref:type_name -> weft.mesh.v1.Ref
+	19, // 28: weft.mesh.v1.Service.ports:type_name -> weft.mesh.v1.ServicePort
+	0,  // 29: weft.mesh.v1.ServicePort.protocol:type_name -> weft.mesh.v1.Protocol
+	1,  // 30: weft.mesh.v1.Endpoint.workload:type_name -> weft.mesh.v1.Ref
+	1,  // 31: weft.mesh.v1.Endpoint.service_account:type_name -> weft.mesh.v1.Ref
+	35, // 32: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
+	36, // 33: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
+	1,  // 34: weft.mesh.v1.Workload.ref:type_name -> weft.mesh.v1.Ref
+	37, // 35: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
+	22, // 36: weft.mesh.v1.Workload.ports:type_name -> weft.mesh.v1.WorkloadPort
+	23, // 37: weft.mesh.v1.Workload.outbound:type_name -> weft.mesh.v1.Outbound
+	0,  // 38: weft.mesh.v1.WorkloadPort.protocol:type_name -> weft.mesh.v1.Protocol
+	1,  // 39: weft.mesh.v1.Outbound.service:type_name -> weft.mesh.v1.Ref
+	21, // 40: weft.mesh.v1.RegisterRequest.workload:type_name -> weft.mesh.v1.Workload
+	2,  // 41: weft.mesh.v1.Discovery.Stream:input_type -> weft.mesh.v1.StreamRequest
+	30, // 42: weft.mesh.v1.Identity.Certify:input_type -> weft.mesh.v1.CertifyRequest
+	24, // 43: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
+	26, // 44: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
+	28, // 45: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
+	3,  // 46: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
+	31, // 47: weft.mesh.v1.Identity.Certify:output_type -> weft.mesh.v1.CertifyResponse
+	25, // 48: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
+	27, // 49: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
+	29, // 50: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
+	46, // [46:51] is the sub-list for method output_type
+	41, // [41:46] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_api_mesh_v1_mesh_proto_init() }
@@ -1799,7 +2299,7 @@ func file_api_mesh_v1_mesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_mesh_v1_mesh_proto_rawDesc), len(file_api_mesh_v1_mesh_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/proxy/match"
 )
 
 // Policy is a compiled authorization. The nil Policy allows everything:
@@ -27,14 +28,8 @@ type rule struct {
 	from    []model.Principal
 	ports   []uint32
 	methods []string
-	paths   []pathMatcher
+	paths   []func(path string) bool
 	headers []headerMatcher
-}
-
-type pathMatcher struct {
-	typ   model.PathMatchType
-	value string
-	re    *regexp.Regexp
 }
 
 type headerMatcher struct {
@@ -73,18 +68,14 @@ func Compile(a *model.Authz) (*Policy, error) {
 func compileRule(g model.AuthzGrant) (rule, error) {
 	r := rule{policy: g.Policy, from: g.Rule.From, ports: g.Rule.Ports, methods: g.Rule.Methods}
 	for _, pm := range g.Rule.Paths {
-		m := pathMatcher{typ: pm.Type, value: pm.Value}
-		if pm.Type == model.PathRegex {
-			re, err := anchored(pm.Value)
-			if err != nil {
-				return rule{}, fmt.Errorf("%s: path %q: %w", g.Policy, pm.Value, err)
-			}
-			m.re = re
+		m, err := match.Path(pm)
+		if err != nil {
+			return rule{}, fmt.Errorf("%s: %w", g.Policy, err)
 		}
 		r.paths = append(r.paths, m)
 	}
 	for _, name := range slices.Sorted(maps.Keys(g.Rule.Headers)) {
-		re, err := anchored(g.Rule.Headers[name])
+		re, err := match.Whole(g.Rule.Headers[name])
 		if err != nil {
 			return rule{}, fmt.Errorf("%s: header %s: %w", g.Policy, name, err)
 		}
@@ -92,9 +83,6 @@ func compileRule(g model.AuthzGrant) (rule, error) {
 	}
 	return r, nil
 }
-
-// anchored compiles an expression that must match a whole value.
-func anchored(expr string) (*regexp.Regexp, error) { return regexp.Compile(`^(?:` + expr + `)$`) }
 
 // Request is what a decision looks at.
 type Request struct {
@@ -156,7 +144,7 @@ func (r *rule) matches(req Request) bool {
 	if len(r.methods) > 0 && !slices.Contains(r.methods, req.HTTP.Method) && !slices.Contains(r.methods, "*") {
 		return false
 	}
-	if len(r.paths) > 0 && !slices.ContainsFunc(r.paths, func(m pathMatcher) bool { return m.matches(req.HTTP.URL.Path) }) {
+	if len(r.paths) > 0 && !slices.ContainsFunc(r.paths, func(m func(string) bool) bool { return m(req.HTTP.URL.Path) }) {
 		return false
 	}
 	for _, h := range r.headers {
@@ -174,19 +162,4 @@ func principalMatches(f model.Principal, src *model.Principal) bool {
 		return false
 	}
 	return (f.Namespace == "*" || f.Namespace == src.Namespace) && (f.ServiceAccount == "*" || f.ServiceAccount == src.ServiceAccount)
-}
-
-func (m pathMatcher) matches(path string) bool {
-	switch m.typ {
-	case model.PathExact:
-		return path == m.value
-	case model.PathPrefix:
-		// Gateway API semantics: a prefix matches whole path segments.
-		if !strings.HasPrefix(path, m.value) {
-			return false
-		}
-		return len(path) == len(m.value) || strings.HasSuffix(m.value, "/") || path[len(m.value)] == '/'
-	default:
-		return m.re.MatchString(path)
-	}
 }

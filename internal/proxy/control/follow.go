@@ -52,8 +52,8 @@ type follower struct {
 	latest chan *model.ProxyConfig
 
 	mu sync.Mutex
-	// applied is the workload of the config in force; nil before the first.
-	applied *model.Workload
+	// applied is the config in force; nil before the first.
+	applied *model.ProxyConfig
 	waiting bool
 }
 
@@ -74,8 +74,8 @@ func (f *follower) offer(pc *model.ProxyConfig) {
 	f.mu.Lock()
 	applied := f.applied
 	f.mu.Unlock()
-	calls := OutboundServices(pc.Workload)
-	f.c.SetSubscriptions(union(calls, OutboundServices(applied)))
+	calls := Calls(pc)
+	f.c.SetSubscriptions(union(calls, Calls(applied)))
 	if !f.c.answered(calls) {
 		return // the full states asked for come with a later config
 	}
@@ -116,13 +116,13 @@ func (f *follower) apply(pc *model.ProxyConfig) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err == nil {
-		f.applied = pc.Workload
+		f.applied = pc
 		f.waiting = false
-		f.c.SetSubscriptions(OutboundServices(pc.Workload))
+		f.c.SetSubscriptions(Calls(pc))
 		return nil
 	}
-	if f.applied != nil && !f.applied.Equal(pc.Workload) {
-		keep := &model.ProxyConfig{Version: pc.Version, Workload: f.applied, Services: pc.Services}
+	if f.applied != nil && !f.applied.Workload.Equal(pc.Workload) {
+		keep := &model.ProxyConfig{Version: pc.Version, Workload: f.applied.Workload, Services: pc.Services, Authz: pc.Authz}
 		if kerr := f.a.Apply(keep); kerr != nil {
 			f.log.Warn("service updates not applied to the workload in force", "version", pc.Version, "err", kerr)
 		}
@@ -130,14 +130,20 @@ func (f *follower) apply(pc *model.ProxyConfig) error {
 	return err
 }
 
-// OutboundServices are the services a workload calls; nil calls none.
-func OutboundServices(w *model.Workload) []model.Ref {
-	if w == nil {
+// Calls are the services a config's workload calls, and the backends the
+// routes of those services send requests to; nil calls none.
+func Calls(pc *model.ProxyConfig) []model.Ref {
+	if pc == nil || pc.Workload == nil {
 		return nil
 	}
-	refs := make([]model.Ref, 0, len(w.Outbound))
-	for _, o := range w.Outbound {
+	refs := make([]model.Ref, 0, len(pc.Workload.Outbound))
+	for _, o := range pc.Workload.Outbound {
 		refs = append(refs, o.Service)
+		if st := pc.Services[o.Service]; st != nil {
+			for _, b := range st.Routes.Backends() {
+				refs = append(refs, model.Ref{Namespace: o.Service.Namespace, Name: b})
+			}
+		}
 	}
 	return union(refs)
 }
