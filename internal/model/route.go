@@ -71,7 +71,9 @@ type HeaderModifier struct {
 }
 
 // IsZero reports whether the modifier changes nothing.
-func (h HeaderModifier) IsZero() bool { return len(h.Set) == 0 && len(h.Add) == 0 && len(h.Remove) == 0 }
+func (h HeaderModifier) IsZero() bool {
+	return len(h.Set) == 0 && len(h.Add) == 0 && len(h.Remove) == 0
+}
 
 // RouteBackend is a Service of the route's namespace that takes a share
 // of the rule's requests. Port 0 is the port the request came for.
