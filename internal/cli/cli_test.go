@@ -104,6 +104,29 @@ func TestGet(t *testing.T) {
 	}
 }
 
+func TestGetRoutes(t *testing.T) {
+	routes, err := os.ReadFile("testdata/routes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := startControlPlane(t, map[string]string{"routes.yaml": string(routes)})
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"get-routes", nil},
+		{"get-routes-json", []string{"-o", "json"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := run(t, append([]string{"get", "routes", "--admin", cp.AdminAddr()}, tc.args...)...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			golden(t, tc.name, out)
+		})
+	}
+}
+
 func TestStatusReportsProblems(t *testing.T) {
 	cp := startControlPlane(t, map[string]string{
 		"bad.yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: shop}\nspec:\n  ports: [{port: 0}]\n",

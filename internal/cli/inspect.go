@@ -63,6 +63,7 @@ func (o *outputFlags) validate() error {
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // for people and jq: "->" rather than "-\u003e"
 	return enc.Encode(v)
 }
 
@@ -110,10 +111,10 @@ func newStatusCommand() *cobra.Command {
 func newGetCommand() *cobra.Command {
 	o := &outputFlags{}
 	cmd := &cobra.Command{
-		Use:       "get (services|workloads|policies|proxies|problems)",
-		Short:     "List the mesh's services, workloads, policies, connected proxies or manifest problems",
+		Use:       "get (services|workloads|policies|routes|proxies|problems)",
+		Short:     "List the mesh's services, workloads, policies, routes, connected proxies or manifest problems",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"services", "workloads", "policies", "proxies", "problems"},
+		ValidArgs: []string{"services", "workloads", "policies", "routes", "proxies", "problems"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.validate(); err != nil {
 				return err
@@ -166,6 +167,15 @@ func newGetCommand() *cobra.Command {
 				for _, p := range ps {
 					fmt.Fprintf(tw, "%s\t%s/%s\t%s\n", p.Kind, p.Namespace, p.Name, p.Summary)
 				}
+			case "routes", "route":
+				var rs []controlplane.Route
+				if err := c.get(cmd.Context(), "/api/v1/routes", &rs); err != nil {
+					return err
+				}
+				if o.output == "json" {
+					return printJSON(out, rs)
+				}
+				printRoutes(out, tw, rs)
 			case "proxies", "proxy":
 				var st controlplane.Status
 				if err := c.get(cmd.Context(), "/api/v1/status", &st); err != nil {
@@ -195,13 +205,47 @@ func newGetCommand() *cobra.Command {
 					fmt.Fprintf(tw, "%s\t%s\t%s\n", p.File, orNone(p.Object), p.Message)
 				}
 			default:
-				return fmt.Errorf("unknown resource %q: want services, workloads, policies, proxies or problems", args[0])
+				return fmt.Errorf("unknown resource %q: want services, workloads, policies, routes, proxies or problems", args[0])
 			}
 			return nil
 		},
 	}
 	o.add(cmd)
 	return cmd
+}
+
+// printRoutes writes the routes' table, then why each route is not in
+// force on a parent, or what fails where it is.
+func printRoutes(out io.Writer, tw *tabwriter.Writer, rs []controlplane.Route) {
+	fmt.Fprintln(tw, "KIND\tROUTE\tPARENTS\tSTATUS\tSUMMARY")
+	var notes []string
+	for _, r := range rs {
+		name := r.Namespace + "/" + r.Name
+		inForce := 0
+		for _, st := range r.Status {
+			if st.InForce {
+				inForce++
+			}
+			for _, reason := range st.Reasons {
+				notes = append(notes, fmt.Sprintf("%s %s on %s: %s", r.Kind, name, st.Parent, reason))
+			}
+		}
+		status := "in force"
+		switch {
+		case inForce == 0:
+			status = "not in force"
+		case inForce < len(r.Status):
+			status = "partly in force"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Kind, name, strings.Join(r.Parents, ","), status, r.Summary)
+	}
+	if len(notes) > 0 {
+		tw.Flush()
+		fmt.Fprintln(out)
+		for _, n := range notes {
+			fmt.Fprintln(out, n)
+		}
+	}
 }
 
 func labels(m map[string]string) string {

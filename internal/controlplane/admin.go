@@ -13,6 +13,7 @@ func (cp *ControlPlane) adminHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/services", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Services()) })
 	mux.HandleFunc("GET /api/v1/workloads", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Workloads()) })
 	mux.HandleFunc("GET /api/v1/policies", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Policies()) })
+	mux.HandleFunc("GET /api/v1/routes", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Routes()) })
 	cp.identityRoutes(mux)
 	return mux
 }

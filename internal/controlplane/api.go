@@ -129,10 +129,14 @@ type Policy struct {
 	Summary string `json:"summary"`
 }
 
-// Policies lists every policy object, by kind, namespace and name.
+// Policies lists every policy object but routes, which Routes lists, by
+// kind, namespace and name.
 func (cp *ControlPlane) Policies() []Policy {
 	out := []Policy{}
 	for _, p := range cp.store.Snapshot().Policies() {
+		if _, ok := p.(*model.Route); ok {
+			continue
+		}
 		k := p.Key()
 		out = append(out, Policy{Kind: k.Kind, Namespace: k.Ref.Namespace, Name: k.Ref.Name, Summary: policySummary(p)})
 	}
@@ -213,4 +217,237 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return strconv.Itoa(n) + " " + noun + "s"
+}
+
+// Route is one entry of GET /api/v1/routes.
+type Route struct {
+	// Kind is HTTPRoute, GRPCRoute or TrafficSplit.
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Parents are the Services the route attaches to, "catalog" or, on one
+	// port, "catalog:80".
+	Parents []string `json:"parents"`
+	// Summary says in one line what the rules do.
+	Summary string `json:"summary"`
+	// Status says, for each parent, whether the route is in force there.
+	Status []RouteStatus `json:"status"`
+}
+
+// RouteStatus is a route's state on one parent.
+type RouteStatus struct {
+	Parent  string `json:"parent"`
+	InForce bool   `json:"inForce"`
+	// Reasons say why the route is not in force, or what fails although
+	// it is.
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+// Routes lists every route object, by kind, namespace and name, with
+// where it is in force.
+func (cp *ControlPlane) Routes() []Route { return routes(cp.store.Snapshot()) }
+
+// routes reads the status of each route from the route tables the model
+// resolved for its parents, so it says what proxies are told.
+func routes(snap *model.Snapshot) []Route {
+	out := []Route{}
+	var all []*model.Route
+	for _, p := range snap.Policies() {
+		if r, ok := p.(*model.Route); ok {
+			all = append(all, r)
+		}
+	}
+	for _, r := range all {
+		k := r.Key()
+		rt := Route{Kind: k.Kind, Namespace: k.Ref.Namespace, Name: k.Ref.Name, Parents: []string{}, Summary: routeSummary(r), Status: []RouteStatus{}}
+		var missing []string
+		for _, b := range routeBackends(r) {
+			ref := model.Ref{Namespace: k.Ref.Namespace, Name: b}
+			if _, ok := snap.Service(ref); !ok {
+				missing = append(missing, fmt.Sprintf("backend service %s does not exist; its share of requests fails with 500", ref))
+			}
+		}
+		for _, p := range r.Parents {
+			name := routeParent(p)
+			rt.Parents = append(rt.Parents, name)
+			st := RouteStatus{Parent: name}
+			ref := model.Ref{Namespace: k.Ref.Namespace, Name: p.Service}
+			svc, ok := snap.Service(ref)
+			switch {
+			case !ok:
+				st.Reasons = []string{fmt.Sprintf("service %s does not exist", ref)}
+			case p.Port != 0 && !hasPort(svc.Service, p.Port):
+				st.Reasons = []string{fmt.Sprintf("service %s has no port %d", ref, p.Port)}
+			case inTable(svc.Routes, k.String(), p.Port):
+				st.InForce = true
+				st.Reasons = append(slices.Clone(missing), backendPortProblems(snap, r, svc.Service, p)...)
+			default:
+				st.Reasons = []string{notInForce(r, p, all)}
+			}
+			rt.Status = append(rt.Status, st)
+		}
+		out = append(out, rt)
+	}
+	return out
+}
+
+func hasPort(s *model.Service, port uint32) bool {
+	_, ok := s.Port(port)
+	return ok
+}
+
+// backendPortProblems lists the ports a route's existing backends lack
+// for calls to parent p: a backend's own port, or else every port p takes
+// calls on, which a backend without a port is called on.
+func backendPortProblems(snap *model.Snapshot, r *model.Route, parent *model.Service, p model.RouteParent) []string {
+	var callPorts []uint32
+	if p.Port != 0 {
+		callPorts = []uint32{p.Port}
+	} else {
+		for _, sp := range parent.Ports {
+			callPorts = append(callPorts, sp.Port)
+		}
+	}
+	var out []string
+	for _, rule := range r.Rules {
+		for _, b := range rule.Backends {
+			ref := model.Ref{Namespace: r.Ref.Namespace, Name: b.Service}
+			bs, ok := snap.Service(ref)
+			if !ok {
+				continue
+			}
+			ports := callPorts
+			if b.Port != 0 {
+				ports = []uint32{b.Port}
+			}
+			for _, port := range ports {
+				msg := fmt.Sprintf("backend service %s has no port %d", ref, port)
+				if !hasPort(bs.Service, port) && !slices.Contains(out, msg) {
+					out = append(out, msg)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// inTable reports whether a service's route table has rules of the named
+// route on port.
+func inTable(t *model.RouteTable, route string, port uint32) bool {
+	if t == nil {
+		return false
+	}
+	for _, r := range t.Rules {
+		if r.Route == route && r.Port == port {
+			return true
+		}
+	}
+	return false
+}
+
+// notInForce explains why a route is missing from its existing parent's
+// table: a TrafficSplit gives way to the Gateway API routes of the same
+// service.
+func notInForce(r *model.Route, p model.RouteParent, all []*model.Route) string {
+	if r.Kind == model.KindTrafficSplit {
+		for _, o := range all {
+			if o.Kind == model.KindTrafficSplit || o.Ref.Namespace != r.Ref.Namespace {
+				continue
+			}
+			for _, op := range o.Parents {
+				if op.Service == p.Service {
+					return fmt.Sprintf("%s addresses the same service; Gateway API routes take precedence over SMI TrafficSplit", o.Key())
+				}
+			}
+		}
+	}
+	return "not in the service's route table"
+}
+
+func routeParent(p model.RouteParent) string {
+	if p.Port == 0 {
+		return p.Service
+	}
+	return p.Service + ":" + strconv.FormatUint(uint64(p.Port), 10)
+}
+
+// routeBackends lists the services a route sends requests to, each once.
+func routeBackends(r *model.Route) []string {
+	var out []string
+	for _, rule := range r.Rules {
+		for _, b := range rule.Backends {
+			if !slices.Contains(out, b.Service) {
+				out = append(out, b.Service)
+			}
+		}
+	}
+	return out
+}
+
+// routeSummary is a route's rules in one line, e.g. "2 rules; header
+// x-canary=always -> backends catalog-v2; backends catalog-v1 90,
+// catalog-v2 10, timeout 2s". Weights show when a rule has more than one
+// backend or one of weight other than 1; ports are left to the manifest.
+func routeSummary(r *model.Route) string {
+	parts := []string{plural(len(r.Rules), "rule")}
+	for _, rule := range r.Rules {
+		var matches []string
+		for _, m := range rule.Matches {
+			matches = append(matches, matchSummary(m))
+		}
+		s := ""
+		if len(matches) > 0 {
+			s = strings.Join(matches, " or ") + " -> "
+		}
+		backends := make([]string, len(rule.Backends))
+		for i, b := range rule.Backends {
+			backends[i] = b.Service
+			if len(rule.Backends) > 1 || b.Weight != 1 {
+				backends[i] += " " + strconv.FormatUint(uint64(b.Weight), 10)
+			}
+		}
+		s += "backends " + strings.Join(backends, ", ")
+		if rule.Timeout > 0 {
+			s += ", timeout " + rule.Timeout.String()
+		}
+		if !rule.RequestHeaders.IsZero() {
+			s += ", request headers changed"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// matchSummary is a match in a few words: "GET exact /a header x=1".
+func matchSummary(m model.RouteMatch) string {
+	var words []string
+	if m.Method != "" {
+		words = append(words, m.Method)
+	}
+	if p := m.Path; p != nil {
+		switch p.Type {
+		case model.PathExact:
+			words = append(words, "exact "+p.Value)
+		case model.PathPrefix:
+			words = append(words, "prefix "+p.Value)
+		default:
+			words = append(words, "regex "+p.Value)
+		}
+	}
+	for _, l := range []struct {
+		what string
+		vs   []model.ValueMatch
+	}{{"header", m.Headers}, {"query", m.Query}} {
+		for _, v := range l.vs {
+			op := "="
+			if v.Regex {
+				op = "~"
+			}
+			words = append(words, l.what+" "+v.Name+op+v.Value)
+		}
+	}
+	if len(words) == 0 {
+		return "any"
+	}
+	return strings.Join(words, " ")
 }

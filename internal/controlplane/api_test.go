@@ -1,8 +1,11 @@
 package controlplane
 
 import (
+	"encoding/json"
+	"reflect"
 	"testing"
 
+	"github.com/weftmesh/weft/internal/manifest"
 	"github.com/weftmesh/weft/internal/model"
 )
 
@@ -35,5 +38,124 @@ func TestPolicySummary(t *testing.T) {
 				t.Errorf("summary = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	const manifests = `
+apiVersion: v1
+kind: Service
+metadata: {name: catalog, namespace: demo}
+spec: {selector: {app: catalog}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: catalog-v1, namespace: demo}
+spec: {selector: {app: catalog, version: v1}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: stock, namespace: demo}
+spec: {selector: {app: stock}, ports: [{name: grpc, port: 9090}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog-canary, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog, port: 80}]
+  rules:
+  - matches: [{headers: [{name: x-canary, value: always}]}, {path: {type: Exact, value: /new}, method: GET}]
+    backendRefs: [{name: catalog-v2, port: 80}]
+  - backendRefs: [{name: catalog-v1, port: 80, weight: 90}, {name: catalog-v2, port: 80, weight: 10}]
+    timeouts: {request: 2s}
+    filters: [{type: RequestHeaderModifier, requestHeaderModifier: {remove: [x-debug]}}]
+---
+apiVersion: split.smi-spec.io/v1alpha4
+kind: TrafficSplit
+metadata: {name: catalog-split, namespace: demo}
+spec:
+  service: catalog
+  backends: [{service: catalog-v1, weight: 90}, {service: catalog-v2, weight: 10}]
+---
+apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata: {name: stock-split, namespace: demo}
+spec:
+  service: stock
+  backends: [{service: stock, weight: 9}, {service: catalog-v1, weight: 1}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: wrong-port, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog-v1, port: 8080}]
+  rules: [{backendRefs: [{name: catalog-v1}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: two-parents, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog-v1}, {group: "", kind: Service, name: gone, port: 9090}]
+  rules:
+  - matches: [{method: {service: weft.demo.v1.Stock}}]
+    backendRefs: [{name: stock, port: 9090}]
+`
+	d := manifest.Decode("routes.yaml", []byte(manifests))
+	if err := d.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var c model.Changes
+	for _, o := range d.Objects {
+		if o.Service != nil {
+			c.PutServices = append(c.PutServices, o.Service)
+		} else {
+			c.PutPolicies = append(c.PutPolicies, o.Policy)
+		}
+	}
+	store := model.NewStore()
+	if err := store.Apply("test", c); err != nil {
+		t.Fatal(err)
+	}
+	missingV2 := "backend service demo/catalog-v2 does not exist; its share of requests fails with 500"
+	want := []Route{
+		{Kind: model.KindGRPCRoute, Namespace: "demo", Name: "two-parents", Parents: []string{"catalog-v1", "gone:9090"},
+			Summary: "1 rule; prefix /weft.demo.v1.Stock/ -> backends stock",
+			Status: []RouteStatus{
+				{Parent: "catalog-v1", InForce: true},
+				{Parent: "gone:9090", Reasons: []string{"service demo/gone does not exist"}},
+			}},
+		{Kind: model.KindHTTPRoute, Namespace: "demo", Name: "catalog-canary", Parents: []string{"catalog:80"},
+			Summary: "2 rules; header x-canary=always or GET exact /new -> backends catalog-v2; backends catalog-v1 90, catalog-v2 10, timeout 2s, request headers changed",
+			Status:  []RouteStatus{{Parent: "catalog:80", InForce: true, Reasons: []string{missingV2}}}},
+		{Kind: model.KindHTTPRoute, Namespace: "demo", Name: "wrong-port", Parents: []string{"catalog-v1:8080"},
+			Summary: "1 rule; backends catalog-v1",
+			Status:  []RouteStatus{{Parent: "catalog-v1:8080", Reasons: []string{"service demo/catalog-v1 has no port 8080"}}}},
+		{Kind: model.KindTrafficSplit, Namespace: "demo", Name: "catalog-split", Parents: []string{"catalog"},
+			Summary: "1 rule; backends catalog-v1 90, catalog-v2 10",
+			Status: []RouteStatus{{Parent: "catalog", Reasons: []string{
+				"HTTPRoute demo/catalog-canary addresses the same service; Gateway API routes take precedence over SMI TrafficSplit",
+			}}}},
+		{Kind: model.KindTrafficSplit, Namespace: "demo", Name: "stock-split", Parents: []string{"stock"},
+			Summary: "1 rule; backends stock 9, catalog-v1 1",
+			Status:  []RouteStatus{{Parent: "stock", InForce: true, Reasons: []string{"backend service demo/catalog-v1 has no port 9090"}}}},
+	}
+	got := routes(store.Snapshot())
+	if !reflect.DeepEqual(got, want) {
+		gotJSON, _ := json.MarshalIndent(got, "", "  ")
+		wantJSON, _ := json.MarshalIndent(want, "", "  ")
+		t.Errorf("routes =\n%s\nwant\n%s", gotJSON, wantJSON)
+	}
+}
+
+func TestRouteSummary(t *testing.T) {
+	r := &model.Route{Rules: []model.RouteRule{{
+		Matches: []model.RouteMatch{
+			{},
+			{Path: &model.PathMatch{Type: model.PathRegex, Value: "/v[0-9]+"}, Query: []model.ValueMatch{{Name: "beta", Value: "1|true", Regex: true}}},
+		},
+		Backends: []model.RouteBackend{{Service: "catalog-v2", Weight: 0}},
+	}}}
+	if got, want := routeSummary(r), "1 rule; any or regex /v[0-9]+ query beta~1|true -> backends catalog-v2 0"; got != want {
+		t.Errorf("summary = %q, want %q", got, want)
 	}
 }

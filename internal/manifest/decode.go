@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
@@ -184,6 +185,13 @@ var decoders = map[string]map[string]func(doc []byte, into *Object) error{
 	model.KindTCPRoute: {
 		smi.SpecsV1alpha4: decodePolicy(TCPRouteFromSMI),
 		smi.SpecsV1alpha3: decodePolicy(TCPRouteFromSMI),
+	},
+	model.KindHTTPRoute: {gwv1.GroupVersion.String(): decodePolicy(HTTPRouteFromV1)},
+	model.KindGRPCRoute: {gwv1.GroupVersion.String(): decodePolicy(GRPCRouteFromV1)},
+	model.KindTrafficSplit: {
+		smi.SplitV1alpha4: decodePolicy(TrafficSplitFromSMI),
+		smi.SplitV1alpha3: decodePolicy(TrafficSplitFromSMI),
+		smi.SplitV1alpha2: decodePolicy(TrafficSplitFromSMI),
 	},
 }
 

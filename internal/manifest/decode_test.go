@@ -199,7 +199,8 @@ func TestServicePortProtocolFromName(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, doc := range []string{goodService, goodWorkload, goodAuthorizationPolicy, goodTrafficTarget, goodHTTPRouteGroup, goodTCPRoute} {
+	for _, doc := range []string{goodService, goodWorkload, goodAuthorizationPolicy, goodTrafficTarget, goodHTTPRouteGroup, goodTCPRoute,
+		goodHTTPRoute, goodGRPCRoute, goodTrafficSplit} {
 		f.Add([]byte(doc))
 	}
 	f.Add([]byte(goodService + "\n---\n" + goodWorkload))

@@ -77,3 +77,76 @@ func TestAuthorizationDocExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestTrafficDocExamples decodes every manifest docs/traffic.md shows, and
+// testdata/routes.yaml, and checks that the services their routes name
+// are the demo's, which the doc's walkthrough runs them against.
+func TestTrafficDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/traffic.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	services := map[string]bool{}
+	for name, data := range demo.NewLayout(20000).Manifests {
+		d := manifest.Decode(name, data)
+		if err := d.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range d.Objects {
+			if o.Service != nil && o.Service.Ref.Namespace == demo.Namespace {
+				services[o.Service.Ref.Name] = true
+			}
+		}
+	}
+	for _, want := range []string{"catalog", "catalog-v1", "catalog-v2", "stock"} {
+		if !services[want] {
+			t.Errorf("the demo has no service %s, which the doc's walkthrough routes to", want)
+		}
+	}
+	blocks := manifestBlocks.FindAllSubmatch(doc, -1)
+	if len(blocks) < 8 {
+		t.Fatalf("found %d manifests in the doc; is the pattern still right?", len(blocks))
+	}
+	docs := map[string][]byte{}
+	for i, m := range blocks {
+		docs[fmt.Sprintf("docs/traffic.md manifest %d", i+1)] = append(m[1], m[2]...)
+	}
+	if docs["internal/manifest/testdata/routes.yaml"], err = os.ReadFile("testdata/routes.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for where, data := range docs {
+		d := manifest.Decode(where, data)
+		if err := d.Err(); err != nil {
+			t.Error(err)
+		}
+		for _, o := range d.Objects {
+			r, ok := o.Policy.(*model.Route)
+			if !ok {
+				t.Errorf("%s: %s is not a route", where, o.Key)
+				continue
+			}
+			kinds[r.Kind] = true
+			if r.Ref.Namespace != demo.Namespace {
+				t.Errorf("%s: %s is not in the demo's namespace", where, o.Key)
+			}
+			for _, p := range r.Parents {
+				if !services[p.Service] {
+					t.Errorf("%s: %s attaches to service %s, which the demo does not have", where, o.Key, p.Service)
+				}
+			}
+			for _, rule := range r.Rules {
+				for _, b := range rule.Backends {
+					if !services[b.Service] {
+						t.Errorf("%s: %s sends to service %s, which the demo does not have", where, o.Key, b.Service)
+					}
+				}
+			}
+		}
+	}
+	for _, k := range []string{model.KindHTTPRoute, model.KindGRPCRoute, model.KindTrafficSplit} {
+		if !kinds[k] {
+			t.Errorf("no %s among the examples", k)
+		}
+	}
+}

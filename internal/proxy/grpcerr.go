@@ -22,8 +22,9 @@ const (
 	grpcUnauthenticated  = 16
 )
 
-func isGRPC(r *http.Request) bool {
-	ct := r.Header.Get("Content-Type")
+func isGRPC(r *http.Request) bool { return isGRPCContentType(r.Header.Get("Content-Type")) }
+
+func isGRPCContentType(ct string) bool {
 	return ct == "application/grpc" || strings.HasPrefix(ct, "application/grpc+") || strings.HasPrefix(ct, "application/grpc;")
 }
 
@@ -43,6 +44,27 @@ func grpcCodeOf(httpCode int) int {
 		return grpcUnavailable
 	}
 	return grpcUnknown
+}
+
+// keepGRPCStatus turns a gRPC "trailers-only" response into one whose
+// status travels in trailers. A trailers-only response is only valid as a
+// single HEADERS frame that ends the stream, and a proxy that flushes the
+// headers it forwards (as it must, for streaming) splits it: the client
+// would then find no status at the end of the stream.
+func keepGRPCStatus(resp *http.Response) error {
+	if resp.Header.Get("Grpc-Status") == "" || !isGRPCContentType(resp.Header.Get("Content-Type")) {
+		return nil
+	}
+	if resp.Trailer == nil {
+		resp.Trailer = http.Header{}
+	}
+	for _, k := range []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin"} {
+		if v, ok := resp.Header[k]; ok {
+			resp.Trailer[k] = v
+			delete(resp.Header, k)
+		}
+	}
+	return nil
 }
 
 func writeGRPCError(w http.ResponseWriter, code int, msg string) {

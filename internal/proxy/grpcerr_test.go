@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -62,6 +63,32 @@ func TestGRPCErrors(t *testing.T) {
 			p.upstreamFailed(rec, r, time.Now().Add(-tc.age), "outbound", "reset")
 			if rec.Code != tc.wantHTTP || rec.Header().Get("Grpc-Status") != tc.wantStatus {
 				t.Fatalf("got HTTP %d grpc-status %q, want %d %q", rec.Code, rec.Header().Get("Grpc-Status"), tc.wantHTTP, tc.wantStatus)
+			}
+		})
+	}
+}
+
+func TestKeepGRPCStatus(t *testing.T) {
+	tests := []struct {
+		desc        string
+		header      http.Header
+		wantTrailer string
+	}{
+		{"trailers-only gRPC response", http.Header{"Content-Type": {"application/grpc"}, "Grpc-Status": {"7"}, "Grpc-Message": {"denied"}}, "7"},
+		{"gRPC response with a body", http.Header{"Content-Type": {"application/grpc+proto"}}, ""},
+		{"not gRPC", http.Header{"Content-Type": {"text/plain"}, "Grpc-Status": {"7"}}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			resp := &http.Response{Header: tc.header}
+			if err := keepGRPCStatus(resp); err != nil {
+				t.Fatal(err)
+			}
+			if got := resp.Trailer.Get("Grpc-Status"); got != tc.wantTrailer {
+				t.Fatalf("trailer grpc-status %q, want %q", got, tc.wantTrailer)
+			}
+			if tc.wantTrailer != "" && (resp.Header.Get("Grpc-Status") != "" || resp.Trailer.Get("Grpc-Message") != "denied") {
+				t.Fatalf("status not moved whole: header %v trailer %v", resp.Header, resp.Trailer)
 			}
 		})
 	}

@@ -227,9 +227,10 @@ func (p *Proxy) newAppProxy(rt http.RoundTripper) *httputil.ReverseProxy {
 			rewriteCommon(pr)
 			pr.Out.URL.Host = pr.In.Context().Value(appKey{}).(*appTarget).addr
 		},
-		Transport:     rt,
-		FlushInterval: -1,
-		ErrorLog:      p.httpLog,
+		Transport:      rt,
+		ModifyResponse: keepGRPCStatus,
+		FlushInterval:  -1,
+		ErrorLog:       p.httpLog,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {
 				p.log.Debug("inbound request canceled", "path", r.URL.Path, "error", err)

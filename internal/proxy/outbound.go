@@ -259,10 +259,11 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		// The transport sets the peer proxy and the mesh headers, per try.
-		Rewrite:       rewriteCommon,
-		Transport:     retryConnect{p},
-		FlushInterval: -1,
-		ErrorLog:      p.httpLog,
+		Rewrite:        rewriteCommon,
+		Transport:      retryConnect{p},
+		ModifyResponse: keepGRPCStatus,
+		FlushInterval:  -1,
+		ErrorLog:       p.httpLog,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			u := r.Context().Value(upstreamKey{}).(*upstream)
 			u.err = err

@@ -19,7 +19,7 @@ type Applier interface {
 // cause is often outside the proxy and goes away.
 const (
 	firstApplyRetry = 500 * time.Millisecond
-	maxApplyRetry   = 30 * time.Second
+	maxApplyRetry   = 5 * time.Second
 )
 
 // Follow runs c and keeps a's config current until ctx ends or c fails for

@@ -1,0 +1,582 @@
+package manifest
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/weftmesh/weft/api/smi"
+	"github.com/weftmesh/weft/internal/model"
+)
+
+// Routes: Gateway API's HTTPRoute and GRPCRoute attached to Services
+// (GAMMA) and SMI's TrafficSplit all become a model.Route. Gateway API's
+// defaults, which Kubernetes' API server fills in, apply here too, so a
+// manifest means the same in both modes. What weft does not implement
+// (yet) is refused, naming the field, and never ignored: a route that
+// silently did less than it says would be worse than none.
+
+// HTTPRouteFromV1 converts and validates a Gateway API HTTPRoute
+// (gateway.networking.k8s.io/v1).
+func HTTPRouteFromV1(r *gwv1.HTTPRoute) (*model.Route, error) {
+	var fe model.FieldErrors
+	ns := namespaceOf(r.Namespace)
+	out := &model.Route{
+		Kind:    model.KindHTTPRoute,
+		Ref:     model.Ref{Namespace: ns, Name: r.Name},
+		Parents: routeParents(&fe, ns, r.Spec.CommonRouteSpec),
+	}
+	refuseHostnames(&fe, r.Spec.Hostnames)
+	if len(r.Spec.Rules) == 0 {
+		fe.Add("spec.rules", "name at least one rule")
+	}
+	for i, rule := range r.Spec.Rules {
+		f := fmt.Sprintf("spec.rules[%d]", i)
+		var rr model.RouteRule
+		for j, m := range rule.Matches {
+			rr.Matches = append(rr.Matches, httpRouteMatch(&fe, fmt.Sprintf("%s.matches[%d]", f, j), m))
+		}
+		rr.Matches = matchesAll(rr.Matches)
+		filters := make([]routeFilter, len(rule.Filters))
+		for j, fl := range rule.Filters {
+			filters[j] = httpFilter(fl)
+		}
+		rr.RequestHeaders = routeFilters(&fe, f+".filters", filters)
+		for j, b := range rule.BackendRefs {
+			bf := fmt.Sprintf("%s.backendRefs[%d]", f, j)
+			for k, fl := range b.Filters {
+				refuseBackendFilter(&fe, fmt.Sprintf("%s.filters[%d]", bf, k), string(fl.Type))
+			}
+			rr.Backends = append(rr.Backends, routeBackend(&fe, bf, ns, b.BackendRef))
+		}
+		if t := rule.Timeouts; t != nil {
+			if t.Request != nil {
+				rr.Timeout = gatewayDuration(&fe, f+".timeouts.request", *t.Request)
+			}
+			if t.BackendRequest != nil {
+				fe.Add(f+".timeouts.backendRequest", "not supported yet: bound the whole request with timeouts.request")
+			}
+		}
+		if rule.Retry != nil {
+			fe.Add(f+".retry", "retries are not supported yet")
+		}
+		if rule.SessionPersistence != nil {
+			fe.Add(f+".sessionPersistence", "not supported yet")
+		}
+		out.Rules = append(out.Rules, rr)
+	}
+	return checked(fe, out)
+}
+
+// GRPCRouteFromV1 converts and validates a Gateway API GRPCRoute
+// (gateway.networking.k8s.io/v1). A gRPC method is the HTTP/2 path
+// /package.Service/Method, so method matches become path matches; the
+// HTTP method is left unmatched, since every gRPC call is a POST.
+func GRPCRouteFromV1(r *gwv1.GRPCRoute) (*model.Route, error) {
+	var fe model.FieldErrors
+	ns := namespaceOf(r.Namespace)
+	out := &model.Route{
+		Kind:    model.KindGRPCRoute,
+		Ref:     model.Ref{Namespace: ns, Name: r.Name},
+		Parents: routeParents(&fe, ns, r.Spec.CommonRouteSpec),
+	}
+	refuseHostnames(&fe, r.Spec.Hostnames)
+	if len(r.Spec.Rules) == 0 {
+		fe.Add("spec.rules", "name at least one rule")
+	}
+	for i, rule := range r.Spec.Rules {
+		f := fmt.Sprintf("spec.rules[%d]", i)
+		var rr model.RouteRule
+		for j, m := range rule.Matches {
+			rr.Matches = append(rr.Matches, grpcRouteMatch(&fe, fmt.Sprintf("%s.matches[%d]", f, j), m))
+		}
+		rr.Matches = matchesAll(rr.Matches)
+		filters := make([]routeFilter, len(rule.Filters))
+		for j, fl := range rule.Filters {
+			filters[j] = grpcFilter(fl)
+		}
+		rr.RequestHeaders = routeFilters(&fe, f+".filters", filters)
+		for j, b := range rule.BackendRefs {
+			bf := fmt.Sprintf("%s.backendRefs[%d]", f, j)
+			for k, fl := range b.Filters {
+				refuseBackendFilter(&fe, fmt.Sprintf("%s.filters[%d]", bf, k), string(fl.Type))
+			}
+			rr.Backends = append(rr.Backends, routeBackend(&fe, bf, ns, b.BackendRef))
+		}
+		if rule.SessionPersistence != nil {
+			fe.Add(f+".sessionPersistence", "not supported yet")
+		}
+		out.Rules = append(out.Rules, rr)
+	}
+	return checkedAs(fe, out, grpcFieldName)
+}
+
+// TrafficSplitFromSMI converts and validates an SMI TrafficSplit of
+// split.smi-spec.io v1alpha4, v1alpha3 or v1alpha2: one rule without
+// matches, on every port of the root service, whose backends take the
+// port the request came for.
+func TrafficSplitFromSMI(t *smi.TrafficSplit) (*model.Route, error) {
+	var fe model.FieldErrors
+	out := &model.Route{
+		Kind:    model.KindTrafficSplit,
+		Ref:     model.Ref{Namespace: namespaceOf(t.Namespace), Name: t.Name},
+		Parents: []model.RouteParent{{Service: t.Spec.Service}},
+	}
+	if len(t.Spec.Matches) > 0 {
+		// Matches refer to HTTPRouteGroups, which the model would have to
+		// resolve, and send what they do not match to the root service's
+		// own endpoints: an HTTPRoute says both plainly.
+		if t.APIVersion == smi.SplitV1alpha2 {
+			fe.Add("spec.matches", "a %s TrafficSplit has no matches; use an HTTPRoute for matches", smi.SplitV1alpha2)
+		} else {
+			fe.Add("spec.matches", "not supported yet; use an HTTPRoute for matches")
+		}
+	}
+	var rule model.RouteRule
+	for i, b := range t.Spec.Backends {
+		f := fmt.Sprintf("spec.backends[%d]", i)
+		rb := model.RouteBackend{Service: b.Service}
+		switch w := b.Weight; {
+		case w == nil:
+			fe.Add(f+".weight", "must be set")
+		case *w < 0:
+			fe.Add(f+".weight", "must not be negative, got %d", *w)
+		default:
+			// The model bounds weights far below; saturating keeps a huge
+			// one an error there rather than wrapping around.
+			rb.Weight = uint32(min(*w, math.MaxUint32))
+		}
+		rule.Backends = append(rule.Backends, rb)
+	}
+	out.Rules = []model.RouteRule{rule}
+	return checkedAs(fe, out, splitFieldName)
+}
+
+// splitFields map the model's field paths, which are Gateway API's, to a
+// TrafficSplit's own; the first pattern that matches applies.
+var splitFields = []struct {
+	from *regexp.Regexp
+	to   string
+}{
+	{regexp.MustCompile(`^spec\.parentRefs(\[0\]\.name)?$`), "spec.service"},
+	{regexp.MustCompile(`^spec\.rules\[0\]\.backendRefs\[(\d+)\]\.name$`), "spec.backends[$1].service"},
+	{regexp.MustCompile(`^spec\.rules\[0\]\.backendRefs`), "spec.backends"},
+}
+
+func splitFieldName(field string) string {
+	for _, m := range splitFields {
+		if m.from.MatchString(field) {
+			return m.from.ReplaceAllString(field, m.to)
+		}
+	}
+	return field
+}
+
+// grpcPathField is where the model reports the path a GRPCRoute's method
+// match became.
+var grpcPathField = regexp.MustCompile(`^(spec\.rules\[\d+\]\.matches\[\d+\])\.path\.(?:value|type)$`)
+
+func grpcFieldName(field string) string { return grpcPathField.ReplaceAllString(field, "$1.method") }
+
+// coreGroup reports whether a reference's group is Kubernetes' core group,
+// where Services are.
+func coreGroup(g string) bool { return g == "" || g == "core" }
+
+// routeParents reads parentRefs: Services of the route's own namespace
+// (GAMMA "producer" routes), each on one port or all of them.
+func routeParents(fe *model.FieldErrors, ns string, spec gwv1.CommonRouteSpec) []model.RouteParent {
+	var out []model.RouteParent
+	for i, p := range spec.ParentRefs {
+		f := fmt.Sprintf("spec.parentRefs[%d]", i)
+		kind := "Gateway" // Gateway API's default
+		if p.Kind != nil && *p.Kind != "" {
+			kind = string(*p.Kind)
+		}
+		switch {
+		case kind != KindService:
+			fe.Add(f+".kind", "weft supports Service parents (GAMMA); %s is not supported", kind)
+		case p.Group == nil:
+			fe.Add(f+".group", `must be "" for a Service: Gateway API reads an omitted group as %s`, gwv1.GroupName)
+		case !coreGroup(string(*p.Group)):
+			fe.Add(f+".group", `%q: a Service parent is in the core group, ""`, *p.Group)
+		}
+		if p.Namespace != nil && string(*p.Namespace) != ns {
+			fe.Add(f+".namespace", "%q: weft attaches a route to Services of its own namespace (%s); consumer routes are not supported yet", *p.Namespace, ns)
+		}
+		if p.SectionName != nil && *p.SectionName != "" {
+			fe.Add(f+".sectionName", "not supported yet: give the Service port as port")
+		}
+		rp := model.RouteParent{Service: string(p.Name)}
+		if p.Port != nil {
+			rp.Port = portNumber(fe, f+".port", *p.Port)
+		}
+		if slices.Contains(out, rp) {
+			fe.Add(f, "names Service %s, port %d, a second time", rp.Service, rp.Port)
+		}
+		out = append(out, rp)
+	}
+	if s := spec.UseDefaultGateways; s != "" && s != gwv1.GatewayDefaultScopeNone {
+		fe.Add("spec.useDefaultGateways", "%q: weft supports Service parents (GAMMA); Gateways are not supported", s)
+	}
+	return out
+}
+
+// refuseHostnames: GAMMA says meshes should not infer anything from a
+// route's hostnames, and ignoring what a user wrote would mislead.
+func refuseHostnames(fe *model.FieldErrors, hostnames []gwv1.Hostname) {
+	if len(hostnames) > 0 {
+		fe.Add("spec.hostnames", "not used by routes attached to a Service (GAMMA): match the Host header instead")
+	}
+}
+
+// routeBackend reads a backendRef: a Service of the route's namespace.
+func routeBackend(fe *model.FieldErrors, field, ns string, b gwv1.BackendRef) model.RouteBackend {
+	out := model.RouteBackend{Service: string(b.Name), Weight: 1}
+	kind, group := KindService, "" // Gateway API's defaults for backends
+	if b.Kind != nil && *b.Kind != "" {
+		kind = string(*b.Kind)
+	}
+	if b.Group != nil {
+		group = string(*b.Group)
+	}
+	switch {
+	case kind != KindService:
+		fe.Add(field+".kind", "%q: weft routes to Services only", kind)
+	case !coreGroup(group):
+		fe.Add(field+".group", `%q: a Service backend is in the core group, ""`, group)
+	}
+	if b.Namespace != nil && string(*b.Namespace) != ns {
+		fe.Add(field+".namespace", "%q: backends in other namespaces are not supported yet; name a Service of the route's namespace (%s)", *b.Namespace, ns)
+	}
+	if b.Port != nil {
+		out.Port = portNumber(fe, field+".port", *b.Port)
+	}
+	if w := b.Weight; w != nil {
+		if *w < 0 {
+			fe.Add(field+".weight", "must not be negative, got %d", *w)
+		} else {
+			out.Weight = uint32(*w)
+		}
+	}
+	return out
+}
+
+// routeFilter is what weft reads of an HTTPRoute's or a GRPCRoute's
+// filter: its type, its RequestHeaderModifier, and which other settings
+// it has, since only a filter of their own type may have them.
+type routeFilter struct {
+	typ            string
+	requestHeaders *gwv1.HTTPHeaderFilter
+	others         []string
+}
+
+func httpFilter(f gwv1.HTTPRouteFilter) routeFilter {
+	return routeFilter{typ: string(f.Type), requestHeaders: f.RequestHeaderModifier, others: setFields(map[string]bool{
+		"responseHeaderModifier": f.ResponseHeaderModifier != nil,
+		"requestMirror":          f.RequestMirror != nil,
+		"requestRedirect":        f.RequestRedirect != nil,
+		"urlRewrite":             f.URLRewrite != nil,
+		"cors":                   f.CORS != nil,
+		"externalAuth":           f.ExternalAuth != nil,
+		"extensionRef":           f.ExtensionRef != nil,
+	})}
+}
+
+func grpcFilter(f gwv1.GRPCRouteFilter) routeFilter {
+	return routeFilter{typ: string(f.Type), requestHeaders: f.RequestHeaderModifier, others: setFields(map[string]bool{
+		"responseHeaderModifier": f.ResponseHeaderModifier != nil,
+		"requestMirror":          f.RequestMirror != nil,
+		"extensionRef":           f.ExtensionRef != nil,
+	})}
+}
+
+func setFields(set map[string]bool) []string {
+	var out []string
+	for name, ok := range set {
+		if ok {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// routeFilters reads a rule's filters: weft supports one
+// RequestHeaderModifier and refuses every other type.
+func routeFilters(fe *model.FieldErrors, field string, filters []routeFilter) model.HeaderModifier {
+	var out model.HeaderModifier
+	seen := false
+	for i, f := range filters {
+		ff := fmt.Sprintf("%s[%d]", field, i)
+		switch {
+		case f.typ == "":
+			fe.Add(ff+".type", "must be set")
+			continue
+		case f.typ != string(gwv1.HTTPRouteFilterRequestHeaderModifier):
+			fe.Add(ff+".type", "%q: not supported yet (weft supports RequestHeaderModifier)", f.typ)
+			continue
+		}
+		for _, o := range f.others {
+			fe.Add(ff+"."+o, "set in a filter of type RequestHeaderModifier")
+		}
+		switch {
+		case f.requestHeaders == nil:
+			fe.Add(ff+".requestHeaderModifier", "must be set for type RequestHeaderModifier")
+		case seen:
+			fe.Add(ff, "a rule has at most one RequestHeaderModifier filter")
+		default:
+			seen = true
+			out = headerModifier(fe, ff+".requestHeaderModifier", f.requestHeaders)
+		}
+	}
+	return out
+}
+
+func refuseBackendFilter(fe *model.FieldErrors, field, typ string) {
+	fe.Add(field, "%s: filters on a backendRef are not supported yet", typ)
+}
+
+// headerModifier reads a RequestHeaderModifier. Header names are case
+// insensitive: one named twice in a list, in any case, is an error.
+func headerModifier(fe *model.FieldErrors, field string, h *gwv1.HTTPHeaderFilter) model.HeaderModifier {
+	headers := func(list string, hs []gwv1.HTTPHeader) map[string]string {
+		var out map[string]string
+		seen := map[string]bool{}
+		for i, hd := range hs {
+			f := fmt.Sprintf("%s.%s[%d]", field, list, i)
+			name := string(hd.Name)
+			if !checkHeaderName(fe, f+".name", name, seen) {
+				continue
+			}
+			if !httpguts.ValidHeaderFieldValue(hd.Value) {
+				fe.Add(f+".value", "%q is not a valid header value", hd.Value)
+			}
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[name] = hd.Value
+		}
+		return out
+	}
+	out := model.HeaderModifier{Set: headers("set", h.Set), Add: headers("add", h.Add)}
+	seen := map[string]bool{}
+	for i, name := range h.Remove {
+		if checkHeaderName(fe, fmt.Sprintf("%s.remove[%d]", field, i), name, seen) {
+			out.Remove = append(out.Remove, name)
+		}
+	}
+	return out
+}
+
+func checkHeaderName(fe *model.FieldErrors, field, name string, seen map[string]bool) bool {
+	switch key := strings.ToLower(name); {
+	case !httpguts.ValidHeaderFieldName(name):
+		fe.Add(field, "%q is not a header name", name)
+	case seen[key]:
+		fe.Add(field, "header %q is given twice", name)
+	default:
+		seen[key] = true
+		return true
+	}
+	return false
+}
+
+// matchesAll drops a rule's matches when every one matches any request,
+// as Gateway API's default match (PathPrefix /) does: the model's rule
+// without matches.
+func matchesAll(ms []model.RouteMatch) []model.RouteMatch {
+	for _, m := range ms {
+		if !m.Equal(model.RouteMatch{}) {
+			return ms
+		}
+	}
+	return nil
+}
+
+// gatewayMethods are the methods Gateway API's HTTPRouteMatch allows.
+var gatewayMethods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+func httpRouteMatch(fe *model.FieldErrors, field string, m gwv1.HTTPRouteMatch) model.RouteMatch {
+	var out model.RouteMatch
+	if m.Path != nil {
+		out.Path = httpPathMatch(fe, field+".path", m.Path)
+	}
+	if m.Method != nil {
+		out.Method = string(*m.Method)
+		if !slices.Contains(gatewayMethods, out.Method) {
+			fe.Add(field+".method", "%q: want an HTTP method in upper case", out.Method)
+		}
+	}
+	for i, h := range m.Headers {
+		out.Headers = append(out.Headers, valueMatch(fe, fmt.Sprintf("%s.headers[%d]", field, i), string(h.Name), h.Value, h.Type))
+	}
+	for i, q := range m.QueryParams {
+		out.Query = append(out.Query, valueMatch(fe, fmt.Sprintf("%s.queryParams[%d]", field, i), string(q.Name), q.Value, q.Type))
+	}
+	return out
+}
+
+// valueMatch reads a header or query parameter match; the type defaults
+// to Exact.
+func valueMatch[T ~string](fe *model.FieldErrors, field, name, value string, typ *T) model.ValueMatch {
+	out := model.ValueMatch{Name: name, Value: value}
+	if typ != nil {
+		switch string(*typ) {
+		case "Exact":
+		case "RegularExpression":
+			out.Regex = true
+		default:
+			fe.Add(field+".type", "%q: want Exact or RegularExpression", string(*typ))
+		}
+	}
+	return out
+}
+
+var pathTypes = map[gwv1.PathMatchType]model.PathMatchType{
+	gwv1.PathMatchExact:             model.PathExact,
+	gwv1.PathMatchPathPrefix:        model.PathPrefix,
+	gwv1.PathMatchRegularExpression: model.PathRegex,
+}
+
+// httpPathMatch reads a path match, PathPrefix / by default. A prefix of
+// / matches every path, as no path match does, so it becomes none; a
+// prefix's trailing slash is dropped, since Gateway API ignores it.
+func httpPathMatch(fe *model.FieldErrors, field string, p *gwv1.HTTPPathMatch) *model.PathMatch {
+	typ, value := gwv1.PathMatchPathPrefix, "/"
+	if p.Type != nil {
+		typ = *p.Type
+	}
+	if p.Value != nil {
+		value = *p.Value
+	}
+	t, ok := pathTypes[typ]
+	if !ok {
+		fe.Add(field+".type", "%q: want Exact, PathPrefix or RegularExpression", typ)
+		return nil
+	}
+	if t != model.PathRegex && !checkPath(fe, field+".value", value) {
+		return nil
+	}
+	if t == model.PathPrefix {
+		if value == "/" {
+			return nil
+		}
+		value = strings.TrimSuffix(value, "/")
+	}
+	return &model.PathMatch{Type: t, Value: value}
+}
+
+// pathChars are the characters Gateway API allows in an Exact or
+// PathPrefix path.
+var pathChars = regexp.MustCompile(`^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$`)
+
+// checkPath applies Gateway API's rules for Exact and PathPrefix values:
+// absolute, normalized, no encoded slash.
+func checkPath(fe *model.FieldErrors, field, p string) bool {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		fe.Add(field, "%q: a path starts with /", p)
+	case !pathChars.MatchString(p):
+		fe.Add(field, "%q: a path has URL path characters and %%XX escapes only", p)
+	case strings.Contains(p, "//"), strings.Contains(p, "/./"), strings.Contains(p, "/../"),
+		strings.HasSuffix(p, "/."), strings.HasSuffix(p, "/.."), strings.Contains(strings.ToLower(p), "%2f"):
+		fe.Add(field, "%q: a path must be normalized (no //, /./, /../ or %%2F)", p)
+	default:
+		return true
+	}
+	return false
+}
+
+func grpcRouteMatch(fe *model.FieldErrors, field string, m gwv1.GRPCRouteMatch) model.RouteMatch {
+	var out model.RouteMatch
+	if m.Method != nil {
+		out.Path = grpcMethodPath(fe, field+".method", m.Method)
+	}
+	for i, h := range m.Headers {
+		out.Headers = append(out.Headers, valueMatch(fe, fmt.Sprintf("%s.headers[%d]", field, i), string(h.Name), h.Value, h.Type))
+	}
+	return out
+}
+
+// Names an Exact method match may have, as Gateway API validates them.
+var (
+	grpcServiceName = regexp.MustCompile(`^(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*$`)
+	grpcMethodName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z_0-9]*$`)
+)
+
+// grpcMethodPath turns a method match into a match of the path
+// /service/method: exact for both parts, a prefix for a service alone, and
+// a regular expression otherwise, each regular expression part in a group
+// of its own so that an alternation stays within its part.
+func grpcMethodPath(fe *model.FieldErrors, field string, m *gwv1.GRPCMethodMatch) *model.PathMatch {
+	typ := gwv1.GRPCMethodMatchExact
+	if m.Type != nil {
+		typ = *m.Type
+	}
+	var service, method string
+	if m.Service != nil {
+		service = *m.Service
+	}
+	if m.Method != nil {
+		method = *m.Method
+	}
+	if service == "" && method == "" {
+		fe.Add(field, "set service, method or both")
+		return nil
+	}
+	switch typ {
+	case gwv1.GRPCMethodMatchExact:
+		ok := true
+		if service != "" && !grpcServiceName.MatchString(service) {
+			fe.Add(field+".service", "%q is not a gRPC service name (package.Service)", service)
+			ok = false
+		}
+		if method != "" && !grpcMethodName.MatchString(method) {
+			fe.Add(field+".method", "%q is not a gRPC method name", method)
+			ok = false
+		}
+		switch {
+		case !ok:
+			return nil
+		case method == "":
+			return &model.PathMatch{Type: model.PathPrefix, Value: "/" + service + "/"}
+		case service == "":
+			return &model.PathMatch{Type: model.PathRegex, Value: "/[^/]+/" + regexp.QuoteMeta(method)}
+		}
+		return &model.PathMatch{Type: model.PathExact, Value: "/" + service + "/" + method}
+	case gwv1.GRPCMethodMatchRegularExpression:
+		part := func(name, re string) string {
+			if re == "" {
+				return "[^/]+"
+			}
+			if _, err := regexp.Compile(re); err != nil {
+				fe.Add(field+"."+name, "%q: %v", re, err)
+			}
+			return "(?:" + re + ")"
+		}
+		return &model.PathMatch{Type: model.PathRegex, Value: "/" + part("service", service) + "/" + part("method", method)}
+	}
+	fe.Add(field+".type", "%q: want Exact or RegularExpression", typ)
+	return nil
+}
+
+// gatewayDuration is GEP-2257's syntax: up to four numbers of up to five
+// digits, each with a unit of h, m, s or ms.
+var gatewayDurationSyntax = regexp.MustCompile(`^([0-9]{1,5}(h|m|s|ms)){1,4}$`)
+
+// gatewayDuration reads a Gateway API duration; 0s is none.
+func gatewayDuration(fe *model.FieldErrors, field string, d gwv1.Duration) time.Duration {
+	s := string(d)
+	v, err := time.ParseDuration(s)
+	if !gatewayDurationSyntax.MatchString(s) || err != nil {
+		fe.Add(field, "%q: want a Gateway API duration such as 10s, 500ms or 1m30s", s)
+		return 0
+	}
+	return v
+}

@@ -1,0 +1,148 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const canaryServiceYAML = `apiVersion: v1
+kind: Service
+metadata: {name: http-canary, namespace: e2e}
+spec:
+  selector: {app: canary}
+  ports: [{name: http, port: 80, targetPort: http1, appProtocol: http}]
+`
+
+// canaryRoute sends alice to the canary, cuts /slow after 200ms, and
+// splits the rest 90/10.
+const canaryRoute = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: http-canary, namespace: e2e}
+spec:
+  parentRefs: [{group: "", kind: Service, name: http, port: 80}]
+  rules:
+  - matches: [{headers: [{name: x-user, value: alice}]}]
+    backendRefs: [{name: http-canary, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /slow}}]
+    backendRefs: [{name: http, port: 80}]
+    timeouts: {request: 200ms}
+  - backendRefs:
+    - {name: http, port: 80, weight: 90}
+    - {name: http-canary, port: 80, weight: 10}
+`
+
+// routedGet makes one request through the client's outbound port for
+// service http and returns the status and the backend that answered.
+func routedGet(ctx context.Context, port int, path string, header ...string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), nil)
+	if err != nil {
+		return 0, "", err
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get("X-Backend"), nil
+}
+
+// TestRoutes puts a GAMMA HTTPRoute on service http: a measured 90/10
+// split, a header route for one user, a request timeout, and a bad edit
+// that leaves the routing in force.
+func TestRoutes(t *testing.T) {
+	f := serverSide(t)
+	m, c := f.m, f.c
+	canary := startBackend(t, "canary-0")
+	canaryAdmin := freePort(t)
+	m.write("canary.yaml", strings.Replace(serverYAML("canary-0", canary, freePort(t), canaryAdmin), "app: server", "app: canary", 1)+"---\n"+canaryServiceYAML)
+	m.proxy("e2e/canary-0", "server", canaryAdmin)
+	waitReady(t, canaryAdmin)
+
+	m.write("route.yaml", canaryRoute)
+	eventually(t, 15*time.Second, "alice routed to the canary", func() error {
+		code, backend, err := routedGet(t.Context(), c.http, "/", "X-User", "alice")
+		if err != nil || code != 200 || backend != "canary-0" {
+			return fmt.Errorf("%d from %q: %v", code, backend, err)
+		}
+		return nil
+	})
+
+	split := func() (canaryShare float64) {
+		t.Helper()
+		const total, workers = 10000, 8
+		var mu sync.Mutex
+		counts := map[string]int{}
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for range total / workers {
+					code, backend, err := routedGet(t.Context(), c.http, fmt.Sprintf("/w%d", w))
+					mu.Lock()
+					if err != nil || code != 200 {
+						counts[fmt.Sprintf("error %d %v", code, err)]++
+					} else {
+						counts[backend]++
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if counts["server-0"]+counts["canary-0"] != total {
+			t.Fatalf("split: %v", counts)
+		}
+		return float64(counts["canary-0"]) / total
+	}
+	if share := split(); share < 0.08 || share > 0.12 {
+		t.Errorf("canary got %.1f%% of 10,000 requests, want 10%% within 2%%", 100*share)
+	} else {
+		t.Logf("canary got %.2f%% of 10,000 requests", 100*share)
+	}
+
+	// The route's timeout cuts a slow call.
+	start := time.Now()
+	code, _, err := routedGet(t.Context(), c.http, "/slow?sleep=3s")
+	if err != nil || code != http.StatusGatewayTimeout {
+		t.Errorf("slow call: %d, %v; want 504", code, err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("slow call took %s; the 200ms timeout did not cut it", took)
+	}
+
+	// A bad edit is reported and the routing stays as it was.
+	m.write("route.yaml", strings.Replace(canaryRoute, "weight: 10}", "weight: -10}", 1))
+	eventually(t, 15*time.Second, "the bad route reported", func() error {
+		out, _ := m.weft("get", "problems")
+		if !strings.Contains(out, "weight") {
+			return fmt.Errorf("problems:\n%s", out)
+		}
+		return nil
+	})
+	if code, backend, err := routedGet(t.Context(), c.http, "/", "X-User", "alice"); err != nil || backend != "canary-0" {
+		t.Errorf("after a bad edit, alice got %d from %q (%v), want the canary still", code, backend, err)
+	}
+	if out, err := m.weft("get", "routes"); err != nil || !strings.Contains(out, "http-canary") {
+		t.Errorf("weft get routes: %v\n%s", err, out)
+	}
+
+	// The route removed: everything goes to http's own endpoint.
+	m.remove("route.yaml")
+	eventually(t, 15*time.Second, "the route gone", func() error {
+		if code, backend, err := routedGet(t.Context(), c.http, "/", "X-User", "alice"); err != nil || backend != "server-0" {
+			return fmt.Errorf("%d from %q: %v", code, backend, err)
+		}
+		return nil
+	})
+}
