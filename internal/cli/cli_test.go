@@ -168,3 +168,30 @@ func TestFlagErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestLeafProblems(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	leaf := func(issuedAgo, lifetime time.Duration, proxies int) controlplane.Leaf {
+		issued := now.Add(-issuedAgo)
+		return controlplane.Leaf{SPIFFEID: "spiffe://weft.local/ns/shop/sa/catalog", Issued: issued, NotAfter: issued.Add(lifetime), Proxies: proxies}
+	}
+	tests := []struct {
+		desc string
+		leaf controlplane.Leaf
+		want string
+	}{
+		{"fresh", leaf(time.Hour, 24*time.Hour, 1), ""},
+		{"past half, renewal still due", leaf(14*time.Hour, 24*time.Hour, 1), ""},
+		{"not renewed", leaf(20*time.Hour, 24*time.Hour, 2), "expires in 4h0m0s and was not renewed"},
+		{"expired", leaf(25*time.Hour, 24*time.Hour, 1), "expired on"},
+		{"no proxy uses it", leaf(25*time.Hour, 24*time.Hour, 0), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			got := strings.Join(leafProblems([]controlplane.Leaf{tc.leaf}, now), "\n")
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("leafProblems = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

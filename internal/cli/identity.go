@@ -211,6 +211,29 @@ Wait between steps until 'weft identity' shows the expected live leaves.`,
 	return cmd
 }
 
+// leafProblems finds workload certificates in use that are not being
+// renewed: proxies renew at about half of a certificate's life, so one
+// with less than a quarter left means its proxies cannot reach the
+// control plane or are refused.
+func leafProblems(leaves []controlplane.Leaf, now time.Time) []string {
+	var out []string
+	for _, l := range leaves {
+		if l.Proxies == 0 {
+			continue
+		}
+		life, left := l.NotAfter.Sub(l.Issued), l.NotAfter.Sub(now)
+		switch {
+		case left <= 0:
+			out = append(out, fmt.Sprintf("workload certificate of %s (%d proxies) expired on %s: its proxies are cut off from the mesh",
+				l.SPIFFEID, l.Proxies, l.NotAfter.Format(time.RFC3339)))
+		case left < life/4:
+			out = append(out, fmt.Sprintf("workload certificate of %s (%d proxies) expires in %s and was not renewed: check those proxies' logs",
+				l.SPIFFEID, l.Proxies, left.Round(time.Second)))
+		}
+	}
+	return out
+}
+
 // errCheckFailed makes `weft check` exit non-zero.
 var errCheckFailed = errors.New("checks found problems (listed above)")
 
@@ -254,8 +277,9 @@ func newCheckCommand() *cobra.Command {
 						kind, a.Subject, left.Round(time.Hour), a.NotAfter.Format(time.DateOnly)))
 				}
 			}
+			problems = append(problems, leafProblems(id.Leaves, now)...)
 			if len(problems) == 0 {
-				fmt.Fprintf(out, "certificates: none expires within %s\nall checks passed\n", within)
+				fmt.Fprintf(out, "certificates: no CA certificate expires within %s, every workload certificate in use is being renewed\nall checks passed\n", within)
 				return nil
 			}
 			for _, p := range problems {

@@ -47,6 +47,20 @@ func (cp *ControlPlane) Identity() Identity {
 	}
 	in := cp.ca.Intermediate()
 	out.Intermediate = Anchor{Subject: identity.CertName(in), NotAfter: in.NotAfter, Fingerprint: identity.Fingerprint(in), Active: true}
+	proxies := map[string]int{}
+	snap := cp.store.Snapshot()
+	for _, p := range cp.discovery.Connected() {
+		if w, ok := snap.Workload(p.Workload); ok {
+			sa := w.Identity()
+			if id, err := identity.WorkloadID(cp.ca.TrustDomain(), sa.Namespace, sa.Name); err == nil {
+				proxies[id.String()]++
+			}
+		}
+	}
+	out.Leaves = []Leaf{}
+	for _, l := range cp.issuer.Latest() {
+		out.Leaves = append(out.Leaves, Leaf{SPIFFEID: l.ID.String(), Issued: l.Issued, NotAfter: l.NotAfter, Proxies: proxies[l.ID.String()]})
+	}
 	return out
 }
 

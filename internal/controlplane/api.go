@@ -80,6 +80,19 @@ type Identity struct {
 	Anchors       []Anchor `json:"anchors"`
 	// Intermediate is the issuing CA certificate in use.
 	Intermediate Anchor `json:"intermediate"`
+	// Leaves are the newest certificate of each identity issued since the
+	// control plane started.
+	Leaves []Leaf `json:"leaves"`
+}
+
+// Leaf is the newest workload certificate of one identity.
+type Leaf struct {
+	SPIFFEID string    `json:"spiffeID"`
+	Issued   time.Time `json:"issued"`
+	NotAfter time.Time `json:"notAfter"`
+	// Proxies counts the connected proxies of workloads with this identity:
+	// a certificate nobody renews while proxies use it is a problem.
+	Proxies int `json:"proxies"`
 }
 
 // Anchor is a trust anchor (root) or the intermediate.

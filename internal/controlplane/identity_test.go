@@ -145,6 +145,23 @@ func TestProxyJoinsWithTokenThenUsesItsSVID(t *testing.T) {
 	}
 }
 
+func TestIdentityListsLeavesInUse(t *testing.T) {
+	cp := startControlPlane(t)
+	_, conn := joinAs(t, cp, token(t, cp, "shop", "catalog"))
+	if _, err := firstResponse(t, conn, "shop/catalog-0"); err != nil {
+		t.Fatal(err)
+	}
+	var got []Leaf
+	for _, l := range cp.Identity().Leaves {
+		if l.SPIFFEID == "spiffe://weft.local/ns/shop/sa/catalog" {
+			got = append(got, l)
+		}
+	}
+	if len(got) != 1 || got[0].Proxies != 1 || got[0].NotAfter.Sub(got[0].Issued) < time.Hour {
+		t.Fatalf("leaves of shop/catalog: %+v, want one in use by one proxy", got)
+	}
+}
+
 func TestControlPlaneRefuses(t *testing.T) {
 	cp := startControlPlane(t)
 

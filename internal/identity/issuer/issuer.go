@@ -2,9 +2,14 @@ package issuer
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -30,6 +35,18 @@ type Server struct {
 	leafTTL time.Duration
 	log     *slog.Logger
 	now     func() time.Time
+
+	mu sync.Mutex
+	// latest holds the newest certificate issued to each identity since
+	// the control plane started.
+	latest map[spiffeid.ID]IssuedLeaf
+}
+
+// IssuedLeaf is the newest certificate issued to one identity.
+type IssuedLeaf struct {
+	ID       spiffeid.ID
+	Issued   time.Time
+	NotAfter time.Time
 }
 
 var _ meshv1.IdentityServer = (*Server)(nil)
@@ -42,7 +59,17 @@ func New(c *ca.CA, leafTTL time.Duration, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Server{ca: c, leafTTL: leafTTL, log: logger, now: time.Now}
+	return &Server{ca: c, leafTTL: leafTTL, log: logger, now: time.Now, latest: map[spiffeid.ID]IssuedLeaf{}}
+}
+
+// Latest returns the newest certificate issued to each identity since the
+// control plane started, sorted by identity.
+func (s *Server) Latest() []IssuedLeaf {
+	s.mu.Lock()
+	out := slices.Collect(maps.Values(s.latest))
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b IssuedLeaf) int { return strings.Compare(a.ID.String(), b.ID.String()) })
+	return out
 }
 
 // LeafTTL is the lifetime of the certificates it signs.
@@ -67,6 +94,11 @@ func (s *Server) Certify(ctx context.Context, req *meshv1.CertifyRequest) (*mesh
 		return nil, status.Errorf(codes.Internal, "certify %s: %v", id, err)
 	}
 	s.log.Info("certificate issued", "spiffe_id", id.String(), "via", via, "ttl", s.leafTTL)
+	if leaf, err := x509.ParseCertificate(chain[0]); err == nil {
+		s.mu.Lock()
+		s.latest[id] = IssuedLeaf{ID: id, Issued: leaf.NotBefore, NotAfter: leaf.NotAfter}
+		s.mu.Unlock()
+	}
 	roots, version := BundleDER(s.ca)
 	return &meshv1.CertifyResponse{Chain: chain, TrustBundle: roots, BundleVersion: version}, nil
 }
