@@ -88,14 +88,18 @@ func TestGet(t *testing.T) {
 		t.Fatal(err)
 	}
 	cp := startControlPlane(t, map[string]string{"policies.yaml": string(policies)})
-	for _, tc := range []struct{ name, resource string }{
-		{"get-services", "services"},
-		{"get-workloads", "workloads"},
-		{"get-policies", "policies"},
-		{"get-problems", "problems"},
+	for _, tc := range []struct {
+		name, resource string
+		args           []string
+	}{
+		{"get-services", "services", nil},
+		{"get-workloads", "workloads", nil},
+		{"get-policies", "policies", nil},
+		{"get-policies-json", "policies", []string{"-o", "json"}},
+		{"get-problems", "problems", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := run(t, "get", tc.resource, "--admin", cp.AdminAddr())
+			out, err := run(t, append([]string{"get", tc.resource, "--admin", cp.AdminAddr()}, tc.args...)...)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}

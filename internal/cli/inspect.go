@@ -163,10 +163,7 @@ func newGetCommand() *cobra.Command {
 				if o.output == "json" {
 					return printJSON(out, ps)
 				}
-				fmt.Fprintln(tw, "KIND\tPOLICY\tSUMMARY")
-				for _, p := range ps {
-					fmt.Fprintf(tw, "%s\t%s/%s\t%s\n", p.Kind, p.Namespace, p.Name, p.Summary)
-				}
+				printPolicies(out, tw, ps)
 			case "routes", "route":
 				var rs []controlplane.Route
 				if err := c.get(cmd.Context(), "/api/v1/routes", &rs); err != nil {
@@ -212,6 +209,35 @@ func newGetCommand() *cobra.Command {
 	}
 	o.add(cmd)
 	return cmd
+}
+
+// printPolicies writes the policies' table, then why each traffic policy
+// not in force is not. Kinds without a status (authorization) show "-".
+func printPolicies(out io.Writer, tw *tabwriter.Writer, ps []controlplane.Policy) {
+	fmt.Fprintln(tw, "KIND\tPOLICY\tSTATUS\tSUMMARY")
+	var notes []string
+	for _, p := range ps {
+		name := p.Namespace + "/" + p.Name
+		status := "-"
+		switch st := p.Status; {
+		case st == nil:
+		case st.InForce:
+			status = "in force"
+		default:
+			status = "not in force"
+			if st.Reason != "" {
+				notes = append(notes, fmt.Sprintf("%s %s: %s", p.Kind, name, st.Reason))
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Kind, name, status, p.Summary)
+	}
+	if len(notes) > 0 {
+		tw.Flush()
+		fmt.Fprintln(out)
+		for _, n := range notes {
+			fmt.Fprintln(out, n)
+		}
+	}
 }
 
 // printRoutes writes the routes' table, then why each route is not in

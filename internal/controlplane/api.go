@@ -134,26 +134,90 @@ type RotateRequest struct {
 
 // Policy is one entry of GET /api/v1/policies.
 type Policy struct {
-	// Kind is AuthorizationPolicy, TrafficTarget, HTTPRouteGroup or TCPRoute.
+	// Kind is AuthorizationPolicy, TrafficTarget, HTTPRouteGroup, TCPRoute,
+	// RetryPolicy or FaultPolicy.
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
-	// Summary says in one line what the policy selects and allows.
+	// Summary says in one line what the policy selects and allows, or for
+	// a traffic policy what it does to the calls to its service.
 	Summary string `json:"summary"`
+	// Status says whether a traffic policy (RetryPolicy, FaultPolicy) is
+	// in force on its service; other kinds have none.
+	Status *PolicyStatus `json:"status,omitempty"`
+}
+
+// PolicyStatus is whether a traffic policy is in force.
+type PolicyStatus struct {
+	InForce bool `json:"inForce"`
+	// Reason says why the policy is not in force.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Policies lists every policy object but routes, which Routes lists, by
 // kind, namespace and name.
-func (cp *ControlPlane) Policies() []Policy {
+func (cp *ControlPlane) Policies() []Policy { return policies(cp.store.Snapshot()) }
+
+// policies reads the status of each traffic policy from the traffic
+// policies the model resolved for its service, so it says what proxies
+// are told.
+func policies(snap *model.Snapshot) []Policy {
 	out := []Policy{}
-	for _, p := range cp.store.Snapshot().Policies() {
+	for _, p := range snap.Policies() {
 		if _, ok := p.(*model.Route); ok {
 			continue
 		}
 		k := p.Key()
-		out = append(out, Policy{Kind: k.Kind, Namespace: k.Ref.Namespace, Name: k.Ref.Name, Summary: policySummary(p)})
+		out = append(out, Policy{Kind: k.Kind, Namespace: k.Ref.Namespace, Name: k.Ref.Name, Summary: policySummary(p), Status: trafficStatus(snap, p)})
 	}
 	return out
+}
+
+// trafficStatus says whether a traffic policy is the one of its kind in
+// force on its service: the first by name is, and the others are not.
+// It is nil for the other kinds.
+func trafficStatus(snap *model.Snapshot, p model.Policy) *PolicyStatus {
+	var service string
+	var inForce func(*model.TrafficPolicy) model.Policy
+	switch p := p.(type) {
+	case *model.RetryPolicy:
+		service = p.Service
+		inForce = func(t *model.TrafficPolicy) model.Policy { return orNil(t.Retry) }
+	case *model.FaultPolicy:
+		service = p.Service
+		inForce = func(t *model.TrafficPolicy) model.Policy { return orNil(t.Fault) }
+	default:
+		return nil
+	}
+	k := p.Key()
+	ref := model.Ref{Namespace: k.Ref.Namespace, Name: service}
+	svc, ok := snap.Service(ref)
+	if !ok {
+		return &PolicyStatus{Reason: fmt.Sprintf("service %s does not exist", ref)}
+	}
+	var winner model.Policy
+	if svc.Traffic != nil {
+		winner = inForce(svc.Traffic)
+	}
+	switch {
+	case winner == nil:
+		return &PolicyStatus{Reason: fmt.Sprintf("not in force on service %s", ref)}
+	case winner.Key() == k:
+		return &PolicyStatus{InForce: true}
+	}
+	return &PolicyStatus{Reason: fmt.Sprintf("%s already applies to service %s (the first by name is in force)", winner.Key(), ref)}
+}
+
+// orNil turns a nil pointer into a nil Policy interface.
+func orNil[P interface {
+	comparable
+	model.Policy
+}](p P) model.Policy {
+	var zero P
+	if p == zero {
+		return nil
+	}
+	return p
 }
 
 // policySummary names what matters about a policy when scanning a list;
@@ -209,9 +273,49 @@ func policySummary(p model.Policy) string {
 			ports[i] = strconv.FormatUint(uint64(port), 10)
 		}
 		return "ports " + strings.Join(ports, ", ")
+	case *model.RetryPolicy:
+		return retrySummary(p)
+	case *model.FaultPolicy:
+		return faultSummary(p)
 	}
 	return ""
 }
+
+// retrySummary is e.g. "retry 5xx,reset x2, per try 500ms, budget 20% +
+// 10/s over 10s"; backoff is left to the manifest.
+func retrySummary(p *model.RetryPolicy) string {
+	s := fmt.Sprintf("retry %s x%d", strings.Join(p.RetryOn, ","), p.Attempts)
+	if p.PerTryTimeout > 0 {
+		s += ", per try " + p.PerTryTimeout.String()
+	}
+	b := p.Budget
+	return s + fmt.Sprintf(", budget %s%% + %d/s over %s", formatPercent(b.Ratio*100), b.MinPerSecond, b.Window)
+}
+
+// faultSummary is e.g. "delay 2s for 10%, abort 503 for 5%, when
+// x-chaos=on"; a fault of 0% is left out, as it never happens, and so is
+// the gRPC status of an abort.
+func faultSummary(p *model.FaultPolicy) string {
+	var parts []string
+	if p.DelayPercent > 0 {
+		parts = append(parts, fmt.Sprintf("delay %s for %s%%", p.Delay, formatPercent(p.DelayPercent)))
+	}
+	if p.AbortPercent > 0 {
+		parts = append(parts, fmt.Sprintf("abort %d for %s%%", p.AbortHTTPStatus, formatPercent(p.AbortPercent)))
+	}
+	if len(p.Headers) > 0 {
+		headers := make([]string, len(p.Headers))
+		for i, h := range p.Headers {
+			headers[i] = valueSummary(h)
+		}
+		parts = append(parts, "when "+strings.Join(headers, " and "))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// formatPercent writes a percentage briefly, 10 or 12.5, without the
+// float artifacts of a ratio times 100.
+func formatPercent(f float64) string { return strconv.FormatFloat(f, 'g', 6, 64) }
 
 func joinLabels(m map[string]string) string {
 	kv := make([]string, 0, len(m))
@@ -431,6 +535,16 @@ func routeSummary(r *model.Route) string {
 	return strings.Join(parts, "; ")
 }
 
+// valueSummary is a header or query match: "x=1", or "x~1|2" for an
+// expression.
+func valueSummary(v model.ValueMatch) string {
+	op := "="
+	if v.Regex {
+		op = "~"
+	}
+	return v.Name + op + v.Value
+}
+
 // matchSummary is a match in a few words: "GET exact /a header x=1".
 func matchSummary(m model.RouteMatch) string {
 	var words []string
@@ -452,11 +566,7 @@ func matchSummary(m model.RouteMatch) string {
 		vs   []model.ValueMatch
 	}{{"header", m.Headers}, {"query", m.Query}} {
 		for _, v := range l.vs {
-			op := "="
-			if v.Regex {
-				op = "~"
-			}
-			words = append(words, l.what+" "+v.Name+op+v.Value)
+			words = append(words, l.what+" "+valueSummary(v))
 		}
 	}
 	if len(words) == 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/internal/manifest"
 	"github.com/weftmesh/weft/internal/model"
@@ -31,6 +32,21 @@ func TestPolicySummary(t *testing.T) {
 		{"route group", &model.HTTPRouteGroup{Ref: demo("g"), Matches: []model.HTTPRouteMatch{{Name: "read"}, {Name: "write"}}}, "matches read, write"},
 		{"tcp route", &model.TCPRoute{Ref: demo("r"), Ports: []uint32{7000, 7001}}, "ports 7000, 7001"},
 		{"tcp route, any port", &model.TCPRoute{Ref: demo("r")}, "any port"},
+		{"retry policy", &model.RetryPolicy{Ref: demo("r"), Service: "catalog", RetryOn: []string{"5xx", "reset"}, Attempts: 2,
+			PerTryTimeout: 500 * time.Millisecond, Budget: model.RetryBudget{Ratio: 0.2, MinPerSecond: 10, Window: 10 * time.Second}},
+			"retry 5xx,reset x2, per try 500ms, budget 20% + 10/s over 10s"},
+		{"retry policy, no per-try timeout, odd ratio", &model.RetryPolicy{Ref: demo("r"), Service: "stock", RetryOn: []string{"unavailable"}, Attempts: 10,
+			Budget: model.RetryBudget{Ratio: 0.07, Window: time.Minute}},
+			"retry unavailable x10, budget 7% + 0/s over 1m0s"},
+		{"fault policy", &model.FaultPolicy{Ref: demo("f"), Service: "catalog", Headers: []model.ValueMatch{{Name: "x-chaos", Value: "on"}},
+			Delay: 2 * time.Second, DelayPercent: 10, AbortHTTPStatus: 503, AbortGRPCCode: 14, AbortPercent: 5},
+			"delay 2s for 10%, abort 503 for 5%, when x-chaos=on"},
+		{"fault policy, abort only, two headers", &model.FaultPolicy{Ref: demo("f"), Service: "catalog",
+			Headers: []model.ValueMatch{{Name: "x-chaos", Value: "on"}, {Name: "user-agent", Value: ".*curl.*", Regex: true}},
+			Delay:   time.Second, AbortHTTPStatus: 500, AbortPercent: 12.5},
+			"abort 500 for 12.5%, when x-chaos=on and user-agent~.*curl.*"},
+		{"fault policy, delay for everyone", &model.FaultPolicy{Ref: demo("f"), Service: "catalog", Delay: 1500 * time.Millisecond, DelayPercent: 100},
+			"delay 1.5s for 100%"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -157,5 +173,103 @@ func TestRouteSummary(t *testing.T) {
 	}}}
 	if got, want := routeSummary(r), "1 rule; any or regex /v[0-9]+ query beta~1|true -> backends catalog-v2 0"; got != want {
 		t.Errorf("summary = %q, want %q", got, want)
+	}
+}
+
+func TestPolicies(t *testing.T) {
+	const manifests = `
+apiVersion: v1
+kind: Service
+metadata: {name: catalog, namespace: demo}
+spec: {selector: {app: catalog}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: stock, namespace: demo}
+spec: {selector: {app: stock}, ports: [{name: grpc, port: 9090}]}
+---
+apiVersion: weft.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: catalog-readers, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  rules: [{from: [{serviceAccount: web}]}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: RetryPolicy
+metadata: {name: catalog-retries, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  retryOn: [5xx, reset]
+  perTryTimeout: 500ms
+---
+apiVersion: weft.dev/v1alpha1
+kind: RetryPolicy
+metadata: {name: more-retries, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  retryOn: [gateway-error]
+  attempts: 5
+---
+apiVersion: weft.dev/v1alpha1
+kind: RetryPolicy
+metadata: {name: stock-retries, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: stock}
+  retryOn: [unavailable, resource-exhausted]
+  budget: {ratio: 0, minPerSecond: 2}
+---
+apiVersion: weft.dev/v1alpha1
+kind: FaultPolicy
+metadata: {name: catalog-faults, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  match: {headers: [{name: x-chaos, value: "on"}]}
+  delay: {fixedDelay: 2s, percent: 10}
+  abort: {httpStatus: 503, grpcStatus: 14, percent: 5}
+---
+apiVersion: weft.dev/v1alpha1
+kind: FaultPolicy
+metadata: {name: ghost-faults, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: ghost}
+  abort: {httpStatus: 500, percent: 100}
+`
+	d := manifest.Decode("policies.yaml", []byte(manifests))
+	if err := d.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var c model.Changes
+	for _, o := range d.Objects {
+		if o.Service != nil {
+			c.PutServices = append(c.PutServices, o.Service)
+		} else {
+			c.PutPolicies = append(c.PutPolicies, o.Policy)
+		}
+	}
+	store := model.NewStore()
+	if err := store.Apply("test", c); err != nil {
+		t.Fatal(err)
+	}
+	inForce := &PolicyStatus{InForce: true}
+	want := []Policy{
+		{Kind: model.KindAuthorizationPolicy, Namespace: "demo", Name: "catalog-readers", Summary: "Allow to service catalog, 1 rule"},
+		{Kind: model.KindFaultPolicy, Namespace: "demo", Name: "catalog-faults",
+			Summary: "delay 2s for 10%, abort 503 for 5%, when x-chaos=on", Status: inForce},
+		{Kind: model.KindFaultPolicy, Namespace: "demo", Name: "ghost-faults",
+			Summary: "abort 500 for 100%", Status: &PolicyStatus{Reason: "service demo/ghost does not exist"}},
+		{Kind: model.KindRetryPolicy, Namespace: "demo", Name: "catalog-retries",
+			Summary: "retry 5xx,reset x2, per try 500ms, budget 20% + 10/s over 10s", Status: inForce},
+		{Kind: model.KindRetryPolicy, Namespace: "demo", Name: "more-retries",
+			Summary: "retry gateway-error x5, budget 20% + 10/s over 10s",
+			Status:  &PolicyStatus{Reason: "RetryPolicy demo/catalog-retries already applies to service demo/catalog (the first by name is in force)"}},
+		{Kind: model.KindRetryPolicy, Namespace: "demo", Name: "stock-retries",
+			Summary: "retry unavailable,resource-exhausted x2, budget 0% + 2/s over 10s", Status: inForce},
+	}
+	got := policies(store.Snapshot())
+	if !reflect.DeepEqual(got, want) {
+		gotJSON, _ := json.MarshalIndent(got, "", "  ")
+		wantJSON, _ := json.MarshalIndent(want, "", "  ")
+		t.Errorf("policies =\n%s\nwant\n%s", gotJSON, wantJSON)
 	}
 }

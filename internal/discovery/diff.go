@@ -132,6 +132,9 @@ func serviceDelta(prev, cur *model.ServiceState) *meshv1.ServiceUpdate {
 	if !prev.Routes.Equal(cur.Routes) {
 		u.Routes = wire.RoutesToProto(cur.Routes)
 	}
+	if !prev.Traffic.Equal(cur.Traffic) {
+		u.Traffic = wire.TrafficToProto(cur.Traffic)
+	}
 	// Both lists are sorted by ID: walk them together.
 	a, b := prev.Endpoints, cur.Endpoints
 	for len(a) > 0 || len(b) > 0 {
@@ -149,7 +152,7 @@ func serviceDelta(prev, cur *model.ServiceState) *meshv1.ServiceUpdate {
 			a, b = a[1:], b[1:]
 		}
 	}
-	if u.Service == nil && u.Routes == nil && len(u.Upserted) == 0 && len(u.Removed) == 0 {
+	if u.Service == nil && u.Routes == nil && u.Traffic == nil && len(u.Upserted) == 0 && len(u.Removed) == 0 {
 		return nil
 	}
 	return u

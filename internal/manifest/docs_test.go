@@ -79,8 +79,9 @@ func TestAuthorizationDocExamples(t *testing.T) {
 }
 
 // TestTrafficDocExamples decodes every manifest docs/traffic.md shows, and
-// testdata/routes.yaml, and checks that the services their routes name
-// are the demo's, which the doc's walkthrough runs them against.
+// testdata/routes.yaml, and checks that the services their routes and
+// traffic policies name are the demo's, which the doc's walkthrough runs
+// them against.
 func TestTrafficDocExamples(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/traffic.md")
 	if err != nil {
@@ -121,30 +122,42 @@ func TestTrafficDocExamples(t *testing.T) {
 			t.Error(err)
 		}
 		for _, o := range d.Objects {
-			r, ok := o.Policy.(*model.Route)
-			if !ok {
-				t.Errorf("%s: %s is not a route", where, o.Key)
+			if o.Policy == nil {
+				t.Errorf("%s: %s is not a route or a traffic policy", where, o.Key)
 				continue
 			}
-			kinds[r.Kind] = true
-			if r.Ref.Namespace != demo.Namespace {
+			kinds[o.Key.Kind] = true
+			if o.Key.Ref.Namespace != demo.Namespace {
 				t.Errorf("%s: %s is not in the demo's namespace", where, o.Key)
 			}
-			for _, p := range r.Parents {
-				if !services[p.Service] {
-					t.Errorf("%s: %s attaches to service %s, which the demo does not have", where, o.Key, p.Service)
-				}
-			}
-			for _, rule := range r.Rules {
-				for _, b := range rule.Backends {
-					if !services[b.Service] {
-						t.Errorf("%s: %s sends to service %s, which the demo does not have", where, o.Key, b.Service)
+			switch p := o.Policy.(type) {
+			case *model.Route:
+				for _, pr := range p.Parents {
+					if !services[pr.Service] {
+						t.Errorf("%s: %s attaches to service %s, which the demo does not have", where, o.Key, pr.Service)
 					}
 				}
+				for _, rule := range p.Rules {
+					for _, b := range rule.Backends {
+						if !services[b.Service] {
+							t.Errorf("%s: %s sends to service %s, which the demo does not have", where, o.Key, b.Service)
+						}
+					}
+				}
+			case *model.RetryPolicy:
+				if !services[p.Service] {
+					t.Errorf("%s: %s targets service %s, which the demo does not have", where, o.Key, p.Service)
+				}
+			case *model.FaultPolicy:
+				if !services[p.Service] {
+					t.Errorf("%s: %s targets service %s, which the demo does not have", where, o.Key, p.Service)
+				}
+			default:
+				t.Errorf("%s: %s is not a route or a traffic policy", where, o.Key)
 			}
 		}
 	}
-	for _, k := range []string{model.KindHTTPRoute, model.KindGRPCRoute, model.KindTrafficSplit} {
+	for _, k := range []string{model.KindHTTPRoute, model.KindGRPCRoute, model.KindTrafficSplit, model.KindRetryPolicy, model.KindFaultPolicy} {
 		if !kinds[k] {
 			t.Errorf("no %s among the examples", k)
 		}

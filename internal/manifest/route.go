@@ -12,6 +12,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weftmesh/weft/api/smi"
+	weftv1alpha1 "github.com/weftmesh/weft/api/weft/v1alpha1"
 	"github.com/weftmesh/weft/internal/model"
 )
 
@@ -60,11 +61,11 @@ func HTTPRouteFromV1(r *gwv1.HTTPRoute) (*model.Route, error) {
 				rr.Timeout = gatewayDuration(&fe, f+".timeouts.request", *t.Request)
 			}
 			if t.BackendRequest != nil {
-				fe.Add(f+".timeouts.backendRequest", "not supported yet: bound the whole request with timeouts.request")
+				fe.Add(f+".timeouts.backendRequest", "not supported yet: bound the whole request with timeouts.request, or each try with a RetryPolicy's perTryTimeout")
 			}
 		}
 		if rule.Retry != nil {
-			fe.Add(f+".retry", "retries are not supported yet")
+			fe.Add(f+".retry", "not supported: retry the calls to the Service with a RetryPolicy (%s)", weftv1alpha1.GroupVersion)
 		}
 		if rule.SessionPersistence != nil {
 			fe.Add(f+".sessionPersistence", "not supported yet")

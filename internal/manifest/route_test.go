@@ -308,7 +308,7 @@ func TestDecodeRouteErrors(t *testing.T) {
 		{"negative timeout", http("request: 10s", "request: -1s"),
 			[]string{`spec.rules[1].timeouts.request: "-1s"`}},
 		{"retry", http("timeouts: {request: 10s}", "retry: {attempts: 2}"),
-			[]string{"spec.rules[1].retry: retries are not supported yet"}},
+			[]string{"spec.rules[1].retry: not supported: retry the calls to the Service with a RetryPolicy (weft.dev/v1alpha1)"}},
 		{"session persistence", http("timeouts: {request: 10s}", "sessionPersistence: {sessionName: s}"),
 			[]string{"spec.rules[1].sessionPersistence: not supported yet"}},
 		{"unknown field", http("timeouts: {request: 10s}", "timeout: 10s"),

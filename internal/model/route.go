@@ -168,29 +168,8 @@ func (r RouteRule) validate(fe *FieldErrors, field string) {
 		if m.Method != "" && !slices.Contains(httpMethods, m.Method) {
 			fe.Add(f+".method", "%q: want an HTTP method in upper case", m.Method)
 		}
-		for _, l := range []struct {
-			list string
-			vs   []ValueMatch
-		}{{"headers", m.Headers}, {"queryParams", m.Query}} {
-			list := l.list
-			seen := map[string]bool{}
-			for j, v := range l.vs {
-				vf := fmt.Sprintf("%s.%s[%d]", f, list, j)
-				name := v.Name
-				if list == "headers" {
-					name = http.CanonicalHeaderKey(name)
-				}
-				if v.Name == "" || strings.ContainsAny(v.Name, " :\t\r\n") {
-					fe.Add(vf+".name", "%q is not a valid name", v.Name)
-				} else if seen[name] {
-					fe.Add(vf+".name", "%q is matched twice in one match", v.Name)
-				}
-				seen[name] = true
-				if v.Regex {
-					validateRegex(fe, vf+".value", v.Value)
-				}
-			}
-		}
+		validateValueMatches(fe, f+".headers", m.Headers, true)
+		validateValueMatches(fe, f+".queryParams", m.Query, false)
 	}
 	for _, h := range []struct {
 		name string
@@ -200,6 +179,27 @@ func (r RouteRule) validate(fe *FieldErrors, field string) {
 			if name == "" || strings.ContainsAny(name, " :\t\r\n") {
 				fe.Add(field+".filters.requestHeaderModifier."+h.name, "%q is not a header name", name)
 			}
+		}
+	}
+}
+
+// validateValueMatches checks header (canonical names) or query matches.
+func validateValueMatches(fe *FieldErrors, field string, vs []ValueMatch, headers bool) {
+	seen := map[string]bool{}
+	for j, v := range vs {
+		vf := fmt.Sprintf("%s[%d]", field, j)
+		name := v.Name
+		if headers {
+			name = http.CanonicalHeaderKey(name)
+		}
+		if v.Name == "" || strings.ContainsAny(v.Name, " :\t\r\n") {
+			fe.Add(vf+".name", "%q is not a valid name", v.Name)
+		} else if seen[name] {
+			fe.Add(vf+".name", "%q is matched twice in one match", v.Name)
+		}
+		seen[name] = true
+		if v.Regex {
+			validateRegex(fe, vf+".value", v.Value)
 		}
 	}
 }

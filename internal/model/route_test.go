@@ -129,3 +129,65 @@ func TestRouteValidation(t *testing.T) {
 		})
 	}
 }
+
+func TestTrafficPoliciesAttachToServices(t *testing.T) {
+	s := NewStore()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	retry := func(name string, attempts uint32) *RetryPolicy {
+		return &RetryPolicy{Ref: Ref{"demo", name}, Service: "catalog", RetryOn: []string{RetryOn5xx}, Attempts: attempts,
+			Budget: RetryBudget{Ratio: 0.2, MinPerSecond: 10, Window: 10 * time.Second}}
+	}
+	must(s.Apply("files", Changes{
+		PutServices: []*Service{svc("catalog", map[string]string{"app": "catalog"}, ServicePort{Port: 80})},
+		PutPolicies: []Policy{retry("b-retries", 3), retry("a-retries", 2)},
+	}))
+	st, _ := s.Snapshot().Service(Ref{"demo", "catalog"})
+	if st.Traffic == nil || st.Traffic.Retry == nil || st.Traffic.Retry.Ref.Name != "a-retries" || st.Traffic.Fault != nil {
+		t.Fatalf("traffic %+v, want a-retries (the first by name) alone", st.Traffic)
+	}
+	must(s.Apply("files", Changes{DeletePolicies: []PolicyKey{{KindRetryPolicy, Ref{"demo", "a-retries"}}}}))
+	st, _ = s.Snapshot().Service(Ref{"demo", "catalog"})
+	if st.Traffic == nil || st.Traffic.Retry.Ref.Name != "b-retries" {
+		t.Fatalf("after a-retries is deleted: %+v, want b-retries", st.Traffic)
+	}
+	must(s.Apply("files", Changes{DeletePolicies: []PolicyKey{{KindRetryPolicy, Ref{"demo", "b-retries"}}}}))
+	if st, _ = s.Snapshot().Service(Ref{"demo", "catalog"}); st.Traffic != nil {
+		t.Fatalf("with no policy left: %+v", st.Traffic)
+	}
+}
+
+func TestTrafficPolicyValidation(t *testing.T) {
+	base := func() *RetryPolicy {
+		return &RetryPolicy{Ref: Ref{"demo", "r"}, Service: "catalog", RetryOn: []string{RetryOn5xx}, Attempts: 2,
+			BackoffBase: time.Millisecond, BackoffMax: time.Second, Budget: RetryBudget{Ratio: 0.2, MinPerSecond: 10, Window: 10 * time.Second}}
+	}
+	tests := []struct {
+		desc    string
+		p       Policy
+		wantErr string
+	}{
+		{"unknown condition", func() Policy { p := base(); p.RetryOn = []string{"often"}; return p }(), "spec.retryOn[0]"},
+		{"too many attempts", func() Policy { p := base(); p.Attempts = 11; return p }(), "spec.attempts"},
+		{"max below base", func() Policy { p := base(); p.BackoffMax = 0; return p }(), "spec.backoff.max"},
+		{"ratio over 1", func() Policy { p := base(); p.Budget.Ratio = 1.5; return p }(), "spec.budget.ratio"},
+		{"short window", func() Policy { p := base(); p.Budget.Window = time.Millisecond; return p }(), "spec.budget.window"},
+		{"fault with nothing to do", &FaultPolicy{Ref: Ref{"demo", "f"}, Service: "catalog"}, "set a delay or an abort"},
+		{"abort without a status", &FaultPolicy{Ref: Ref{"demo", "f"}, Service: "catalog", AbortPercent: 10}, "spec.abort.httpStatus"},
+		{"percent over 100", &FaultPolicy{Ref: Ref{"demo", "f"}, Service: "catalog", Delay: time.Second, DelayPercent: 120}, "spec.delay.percent"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			if err := tc.p.Validate(); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Validate() = %v, want an error with %q", err, tc.wantErr)
+			}
+		})
+	}
+	if err := base().Validate(); err != nil {
+		t.Fatalf("a valid policy: %v", err)
+	}
+}

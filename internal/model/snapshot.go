@@ -16,6 +16,9 @@ type ServiceState struct {
 	// Routes are the rules of the routes attached to the service; nil
 	// when none is, and requests go to the service's own endpoints.
 	Routes *RouteTable
+	// Traffic is what the retry and fault policies attached to the service
+	// ask of its callers; nil when none is.
+	Traffic *TrafficPolicy
 	// Version is the snapshot version in which this state was made.
 	Version uint64
 }

@@ -97,7 +97,7 @@ func (s *Store) Apply(source string, c Changes) error {
 		authz:      old.authz,
 		superseded: make(chan struct{}),
 	}
-	b := &batch{Store: s, next: next, dirty: map[Ref]bool{}, authzNamespaces: map[string]bool{}, authzWorkloads: map[Ref]bool{}, routeNamespaces: map[string]bool{}}
+	b := &batch{Store: s, next: next, dirty: map[Ref]bool{}, authzNamespaces: map[string]bool{}, authzWorkloads: map[Ref]bool{}, serviceNamespaces: map[string]bool{}}
 	var errs []error
 	for _, r := range c.DeleteServices {
 		errs = append(errs, b.deleteService(source, r))
@@ -139,9 +139,9 @@ type batch struct {
 	// whose policies or services changed, and workloads that changed.
 	authzNamespaces map[string]bool
 	authzWorkloads  map[Ref]bool
-	// routeNamespaces hold route objects that changed: their services'
-	// route tables are resolved again.
-	routeNamespaces map[string]bool
+	// serviceNamespaces hold routes or traffic policies that changed:
+	// their services' states are resolved again.
+	serviceNamespaces map[string]bool
 }
 
 func (b *batch) conflict(kind string, r Ref, owner string) error {
@@ -291,18 +291,28 @@ func (b *batch) putPolicy(source string, p Policy) error {
 // policyChanged marks what a changed policy object may change.
 func (b *batch) policyChanged(k PolicyKey) {
 	switch k.Kind {
-	case KindHTTPRoute, KindGRPCRoute, KindTrafficSplit:
-		b.routeNamespaces[k.Ref.Namespace] = true
+	case KindHTTPRoute, KindGRPCRoute, KindTrafficSplit, KindRetryPolicy, KindFaultPolicy:
+		b.serviceNamespaces[k.Ref.Namespace] = true
 	default:
 		b.authzNamespaces[k.Ref.Namespace] = true
 	}
 }
 
-// routes returns the route objects of namespace ns, sorted by key.
-func (b *batch) routes(ns string) []*Route {
+// nsPolicyList returns the policy objects of namespace ns, sorted by key.
+func (b *batch) nsPolicyList(ns string) []Policy {
+	keys := slices.SortedFunc(maps.Keys(b.nsPolicies[ns]), comparePolicyKeys)
+	out := make([]Policy, len(keys))
+	for i, k := range keys {
+		out[i] = b.policies[k].obj
+	}
+	return out
+}
+
+// routes picks the routes out of a namespace's policies.
+func routes(policies []Policy) []*Route {
 	var out []*Route
-	for _, k := range slices.SortedFunc(maps.Keys(b.nsPolicies[ns]), comparePolicyKeys) {
-		if r, ok := b.policies[k].obj.(*Route); ok {
+	for _, p := range policies {
+		if r, ok := p.(*Route); ok {
 			out = append(out, r)
 		}
 	}
@@ -314,7 +324,7 @@ func (b *batch) routes(ns string) []*Route {
 // different one.
 func (b *batch) publish() {
 	b.publishAuthz()
-	for ns := range b.routeNamespaces {
+	for ns := range b.serviceNamespaces {
 		for r := range b.nsServices[ns] {
 			b.dirty[r] = true
 		}
@@ -323,14 +333,16 @@ func (b *batch) publish() {
 		return
 	}
 	b.writeServices()
-	routes := map[string][]*Route{}
+	policies := map[string][]Policy{}
 	for r := range b.dirty {
-		if _, ok := routes[r.Namespace]; !ok {
-			routes[r.Namespace] = b.routes(r.Namespace)
+		if _, ok := policies[r.Namespace]; !ok {
+			policies[r.Namespace] = b.nsPolicyList(r.Namespace)
 		}
+		ps := policies[r.Namespace]
 		eps := slices.Collect(maps.Values(b.endpoints[r]))
 		slices.SortFunc(eps, func(a, c *Endpoint) int { return cmp.Compare(a.ID, c.ID) })
-		b.next.services[r] = &ServiceState{Service: b.services[r].obj, Endpoints: eps, Routes: resolveRoutes(r, routes[r.Namespace]), Version: b.next.Version}
+		b.next.services[r] = &ServiceState{Service: b.services[r].obj, Endpoints: eps, Routes: resolveRoutes(r, routes(ps)),
+			Traffic: resolveTraffic(r.Name, ps), Version: b.next.Version}
 	}
 }
 
@@ -375,15 +387,11 @@ func (b *batch) publishAuthz() {
 
 // authzScope gathers what authorization in namespace ns resolves against.
 func (b *batch) authzScope(ns string) authzScope {
-	keys := slices.SortedFunc(maps.Keys(b.nsPolicies[ns]), comparePolicyKeys)
 	scope := authzScope{
-		policies: make([]Policy, len(keys)),
+		policies: b.nsPolicyList(ns),
 		services: map[string]*Service{},
 		lookup:   func(k PolicyKey) Policy { return b.policies[k].obj },
 		meshMTLS: b.meshMTLS,
-	}
-	for i, k := range keys {
-		scope.policies[i] = b.policies[k].obj
 	}
 	for r := range b.nsServices[ns] {
 		scope.services[r.Name] = b.services[r].obj

@@ -13,13 +13,15 @@ import (
 
 // gRPC status codes the proxy produces.
 const (
-	grpcUnknown          = 2
-	grpcDeadlineExceeded = 4
-	grpcPermissionDenied = 7
-	grpcUnimplemented    = 12
-	grpcInternal         = 13
-	grpcUnavailable      = 14
-	grpcUnauthenticated  = 16
+	grpcCancelled         = 1
+	grpcUnknown           = 2
+	grpcResourceExhausted = 8
+	grpcDeadlineExceeded  = 4
+	grpcPermissionDenied  = 7
+	grpcUnimplemented     = 12
+	grpcInternal          = 13
+	grpcUnavailable       = 14
+	grpcUnauthenticated   = 16
 )
 
 func isGRPC(r *http.Request) bool { return isGRPCContentType(r.Header.Get("Content-Type")) }

@@ -15,6 +15,11 @@ type metrics struct {
 	// authz counts inbound authorization decisions. Labels stay bounded:
 	// policies and identities are the mesh's objects, not its requests.
 	authz *prometheus.CounterVec
+	// retries counts retries by outcome: retried, or refused by the
+	// budget, the deadline or a body too long to replay.
+	retries *prometheus.CounterVec
+	// faults counts injected delays and aborts.
+	faults *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -24,8 +29,16 @@ func newMetrics() *metrics {
 			Name: "weft_inbound_authz_decisions_total",
 			Help: "Inbound requests and connections checked against the workload's authorization policies, by decision, deciding policy and source identity.",
 		}, []string{"decision", "policy", "source_identity"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_outbound_retries_total",
+			Help: "Retries of outbound requests by destination service and outcome: retried, budget_exhausted, deadline, not_replayable.",
+		}, []string{"service", "outcome"}),
+		faults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_outbound_faults_total",
+			Help: "Faults injected into outbound requests by destination service and fault: delay or abort.",
+		}, []string{"service", "fault"}),
 	}
-	m.registry.MustRegister(m.authz, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registry.MustRegister(m.authz, m.retries, m.faults, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

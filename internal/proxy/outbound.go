@@ -191,6 +191,15 @@ type retryConnect struct{ p *Proxy }
 
 func (rc retryConnect) RoundTrip(req *http.Request) (*http.Response, error) {
 	u := req.Context().Value(upstreamKey{}).(*upstream)
+	if u.route.retry == nil {
+		return rc.try(req, u)
+	}
+	return rc.withRetries(req, u)
+}
+
+// try sends req once, to an endpoint of u.route (another, when a peer
+// proxy cannot be reached); u.done is for the endpoint that answered.
+func (rc retryConnect) try(req *http.Request, u *upstream) (*http.Response, error) {
 	var resp *http.Response
 	_, done, err := rc.p.reach(req.Context(), u.route, func(ep *model.Endpoint, port uint32) error {
 		u.addr, u.endpoint = ep.HostPort(), ep.ID
@@ -236,6 +245,9 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 		}
 		if isUpgrade(r) {
 			p.serveUpgrade(w, r, target)
+			return
+		}
+		if p.inject(w, r.WithContext(ctx), target, timeout) {
 			return
 		}
 		if r.ProtoMajor == 1 {

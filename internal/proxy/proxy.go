@@ -82,6 +82,7 @@ type Proxy struct {
 	inbound   *server
 	outbound  map[uint32]*outboundListener // by local port
 	balancers map[target]balance.Balancer
+	budgets   map[target]*budget
 	balErr    error
 	shutdown  bool
 }
@@ -107,6 +108,7 @@ func New(opts Options) *Proxy {
 		pool:      pool.New(pool.Options{Dialer: opts.Dialer, Logger: opts.Logger}),
 		outbound:  map[uint32]*outboundListener{},
 		balancers: map[target]balance.Balancer{},
+		budgets:   map[target]*budget{},
 		tunnels:   tracker{conns: map[net.Conn]struct{}{}},
 		metrics:   newMetrics(),
 	}

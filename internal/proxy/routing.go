@@ -77,7 +77,11 @@ func (p *Proxy) compileTable(cfg *model.ProxyConfig, rt *route, updated map[targ
 			ref := model.Ref{Namespace: rt.out.Service.Namespace, Name: b.Service}
 			w := weightedRoute{service: ref.String(), weight: b.Weight}
 			if cfg.Services[ref] != nil {
-				w.rt = p.targetRoute(cfg, model.Outbound{Service: ref, Port: port, LocalPort: rt.out.LocalPort}, updated)
+				brt, err := p.targetRoute(cfg, model.Outbound{Service: ref, Port: port, LocalPort: rt.out.LocalPort}, updated)
+				if err != nil {
+					return nil, err
+				}
+				w.rt = brt
 			}
 			r.backends = append(r.backends, w)
 			r.total += b.Weight

@@ -46,6 +46,9 @@ type route struct {
 	// table routes the service's requests to backend services, when routes
 	// attach to it; nil sends them to its own endpoints.
 	table *routeTable
+	// retry and fault are the service's traffic policies; nil when none.
+	retry *retrier
+	fault *faulter
 }
 
 // buildState derives the request-path state of cfg, reusing and updating
@@ -54,7 +57,10 @@ func (p *Proxy) buildState(cfg *model.ProxyConfig) (*state, error) {
 	st := &state{cfg: cfg, routes: map[uint32]*route{}, peers: map[string]bool{}, accounts: map[string]model.Ref{}}
 	updated := map[target]bool{}
 	for _, o := range cfg.Workload.Outbound {
-		rt := p.targetRoute(cfg, o, updated)
+		rt, err := p.targetRoute(cfg, o, updated)
+		if err != nil {
+			return nil, err
+		}
 		if rt.svc != nil && rt.svc.Routes != nil {
 			table, err := p.compileTable(cfg, rt, updated)
 			if err != nil {
@@ -67,6 +73,7 @@ func (p *Proxy) buildState(cfg *model.ProxyConfig) (*state, error) {
 	for key := range p.balancers {
 		if !updated[key] {
 			delete(p.balancers, key)
+			delete(p.budgets, key)
 		}
 	}
 	for _, ss := range cfg.Services {
@@ -80,7 +87,7 @@ func (p *Proxy) buildState(cfg *model.ProxyConfig) (*state, error) {
 
 // targetRoute is the route to o's service and port, with the balancer of
 // that target, updated once per config (updated records which).
-func (p *Proxy) targetRoute(cfg *model.ProxyConfig, o model.Outbound, updated map[target]bool) *route {
+func (p *Proxy) targetRoute(cfg *model.ProxyConfig, o model.Outbound, updated map[target]bool) (*route, error) {
 	rt := &route{out: o, svc: cfg.Services[o.Service]}
 	if rt.svc != nil && rt.svc.Service != nil {
 		rt.port, rt.hasPort = rt.svc.Service.Port(o.Port)
@@ -103,7 +110,10 @@ func (p *Proxy) targetRoute(cfg *model.ProxyConfig, o model.Outbound, updated ma
 		updated[key] = true
 	}
 	rt.bal = b
-	return rt
+	if err := p.traffic(rt, key); err != nil {
+		return nil, fmt.Errorf("service %s: %w", o.Service, err)
+	}
+	return rt, nil
 }
 
 // protocol is how the outbound port's connections are carried.

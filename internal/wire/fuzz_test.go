@@ -150,3 +150,33 @@ func FuzzRoutesFromProto(f *testing.F) {
 		}
 	})
 }
+
+func FuzzTrafficFromProto(f *testing.F) {
+	for _, tp := range []*model.TrafficPolicy{nil, validTraffic()} {
+		raw, err := proto.Marshal(TrafficToProto(tp))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var pb meshv1.TrafficUpdate
+		if err := proto.Unmarshal(raw, &pb); err != nil {
+			return
+		}
+		tp, err := TrafficFromProto(&pb)
+		if err != nil || tp == nil {
+			if err != nil && tp != nil {
+				t.Fatalf("returned a policy with error %v", err)
+			}
+			return
+		}
+		if err := tp.Validate(); err != nil {
+			t.Fatalf("accepted an invalid policy: %v", err)
+		}
+		again, err := TrafficFromProto(TrafficToProto(tp))
+		if err != nil || !again.Equal(tp) {
+			t.Fatalf("round trip: %v\n got %+v\nwant %+v", err, again, tp)
+		}
+	})
+}

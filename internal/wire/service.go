@@ -158,6 +158,7 @@ func FullUpdate(ref model.Ref, st *model.ServiceState) *meshv1.ServiceUpdate {
 	u.Exists = true
 	u.Service = ServiceToProto(st.Service)
 	u.Routes = RoutesToProto(st.Routes)
+	u.Traffic = TrafficToProto(st.Traffic)
 	u.Upserted = make([]*meshv1.Endpoint, len(st.Endpoints))
 	for i, e := range st.Endpoints {
 		u.Upserted[i] = EndpointToProto(e)
@@ -182,7 +183,7 @@ func ApplyUpdate(base *model.ServiceState, u *meshv1.ServiceUpdate, version uint
 	}
 	out := &model.ServiceState{Version: version}
 	if base != nil && !u.GetFull() {
-		out.Service, out.Routes = base.Service, base.Routes
+		out.Service, out.Routes, out.Traffic = base.Service, base.Routes, base.Traffic
 	}
 	if u.GetRoutes() != nil {
 		routes, err := RoutesFromProto(u.GetRoutes())
@@ -190,6 +191,13 @@ func ApplyUpdate(base *model.ServiceState, u *meshv1.ServiceUpdate, version uint
 			return nil, fmt.Errorf("service %s: %w", ref, err)
 		}
 		out.Routes = routes
+	}
+	if u.GetTraffic() != nil {
+		traffic, err := TrafficFromProto(u.GetTraffic())
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", ref, err)
+		}
+		out.Traffic = traffic
 	}
 	if u.GetService() != nil {
 		svc, err := serviceFromProto(u.GetService(), "service")

@@ -48,7 +48,12 @@ func startBackend(t *testing.T, name string) *backend {
 	b := &backend{name: name}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		b.hits.Add(1)
+		hit := b.hits.Add(1)
+		// ?fail=half answers every other request 503, ?fail=all every one.
+		if f := r.URL.Query().Get("fail"); f == "all" || f == "half" && hit%2 == 1 {
+			http.Error(w, "failing as asked", http.StatusServiceUnavailable)
+			return
+		}
 		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil {
 			select {
 			case <-time.After(d):

@@ -661,7 +661,10 @@ type ServiceUpdate struct {
 	Removed []string `protobuf:"bytes,6,rep,name=removed,proto3" json:"removed,omitempty"`
 	// The service's routing: always in a full state, and in a delta when it
 	// changed. It replaces what the proxy had.
-	Routes        *RoutesUpdate `protobuf:"bytes,7,opt,name=routes,proto3" json:"routes,omitempty"`
+	Routes *RoutesUpdate `protobuf:"bytes,7,opt,name=routes,proto3" json:"routes,omitempty"`
+	// What the retry and fault policies attached to the service ask of its
+	// callers: always in a full state, and in a delta when it changed.
+	Traffic       *TrafficUpdate `protobuf:"bytes,8,opt,name=traffic,proto3" json:"traffic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -745,6 +748,326 @@ func (x *ServiceUpdate) GetRoutes() *RoutesUpdate {
 	return nil
 }
 
+func (x *ServiceUpdate) GetTraffic() *TrafficUpdate {
+	if x != nil {
+		return x.Traffic
+	}
+	return nil
+}
+
+type TrafficUpdate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unset when no policy attaches to the service.
+	Policy        *TrafficPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficUpdate) Reset() {
+	*x = TrafficUpdate{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficUpdate) ProtoMessage() {}
+
+func (x *TrafficUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficUpdate.ProtoReflect.Descriptor instead.
+func (*TrafficUpdate) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TrafficUpdate) GetPolicy() *TrafficPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type TrafficPolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Retry         *RetryPolicy           `protobuf:"bytes,1,opt,name=retry,proto3" json:"retry,omitempty"`
+	Fault         *FaultPolicy           `protobuf:"bytes,2,opt,name=fault,proto3" json:"fault,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficPolicy) Reset() {
+	*x = TrafficPolicy{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficPolicy) ProtoMessage() {}
+
+func (x *TrafficPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficPolicy.ProtoReflect.Descriptor instead.
+func (*TrafficPolicy) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TrafficPolicy) GetRetry() *RetryPolicy {
+	if x != nil {
+		return x.Retry
+	}
+	return nil
+}
+
+func (x *TrafficPolicy) GetFault() *FaultPolicy {
+	if x != nil {
+		return x.Fault
+	}
+	return nil
+}
+
+type RetryPolicy struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Ref                *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Service            string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	RetryOn            []string               `protobuf:"bytes,3,rep,name=retry_on,json=retryOn,proto3" json:"retry_on,omitempty"`
+	Attempts           uint32                 `protobuf:"varint,4,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	PerTryTimeoutMs    uint64                 `protobuf:"varint,5,opt,name=per_try_timeout_ms,json=perTryTimeoutMs,proto3" json:"per_try_timeout_ms,omitempty"`
+	BackoffBaseMs      uint64                 `protobuf:"varint,6,opt,name=backoff_base_ms,json=backoffBaseMs,proto3" json:"backoff_base_ms,omitempty"`
+	BackoffMaxMs       uint64                 `protobuf:"varint,7,opt,name=backoff_max_ms,json=backoffMaxMs,proto3" json:"backoff_max_ms,omitempty"`
+	BudgetRatio        float64                `protobuf:"fixed64,8,opt,name=budget_ratio,json=budgetRatio,proto3" json:"budget_ratio,omitempty"`
+	BudgetMinPerSecond uint32                 `protobuf:"varint,9,opt,name=budget_min_per_second,json=budgetMinPerSecond,proto3" json:"budget_min_per_second,omitempty"`
+	BudgetWindowMs     uint64                 `protobuf:"varint,10,opt,name=budget_window_ms,json=budgetWindowMs,proto3" json:"budget_window_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *RetryPolicy) Reset() {
+	*x = RetryPolicy{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryPolicy) ProtoMessage() {}
+
+func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
+func (*RetryPolicy) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RetryPolicy) GetRef() *Ref {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *RetryPolicy) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *RetryPolicy) GetRetryOn() []string {
+	if x != nil {
+		return x.RetryOn
+	}
+	return nil
+}
+
+func (x *RetryPolicy) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetPerTryTimeoutMs() uint64 {
+	if x != nil {
+		return x.PerTryTimeoutMs
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetBackoffBaseMs() uint64 {
+	if x != nil {
+		return x.BackoffBaseMs
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetBackoffMaxMs() uint64 {
+	if x != nil {
+		return x.BackoffMaxMs
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetBudgetRatio() float64 {
+	if x != nil {
+		return x.BudgetRatio
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetBudgetMinPerSecond() uint32 {
+	if x != nil {
+		return x.BudgetMinPerSecond
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetBudgetWindowMs() uint64 {
+	if x != nil {
+		return x.BudgetWindowMs
+	}
+	return 0
+}
+
+type FaultPolicy struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Ref             *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Service         string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	Headers         []*ValueMatch          `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty"`
+	DelayMs         uint64                 `protobuf:"varint,4,opt,name=delay_ms,json=delayMs,proto3" json:"delay_ms,omitempty"`
+	DelayPercent    float64                `protobuf:"fixed64,5,opt,name=delay_percent,json=delayPercent,proto3" json:"delay_percent,omitempty"`
+	AbortPercent    float64                `protobuf:"fixed64,6,opt,name=abort_percent,json=abortPercent,proto3" json:"abort_percent,omitempty"`
+	AbortHttpStatus uint32                 `protobuf:"varint,7,opt,name=abort_http_status,json=abortHttpStatus,proto3" json:"abort_http_status,omitempty"`
+	AbortGrpcCode   uint32                 `protobuf:"varint,8,opt,name=abort_grpc_code,json=abortGrpcCode,proto3" json:"abort_grpc_code,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FaultPolicy) Reset() {
+	*x = FaultPolicy{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FaultPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FaultPolicy) ProtoMessage() {}
+
+func (x *FaultPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FaultPolicy.ProtoReflect.Descriptor instead.
+func (*FaultPolicy) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *FaultPolicy) GetRef() *Ref {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *FaultPolicy) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *FaultPolicy) GetHeaders() []*ValueMatch {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *FaultPolicy) GetDelayMs() uint64 {
+	if x != nil {
+		return x.DelayMs
+	}
+	return 0
+}
+
+func (x *FaultPolicy) GetDelayPercent() float64 {
+	if x != nil {
+		return x.DelayPercent
+	}
+	return 0
+}
+
+func (x *FaultPolicy) GetAbortPercent() float64 {
+	if x != nil {
+		return x.AbortPercent
+	}
+	return 0
+}
+
+func (x *FaultPolicy) GetAbortHttpStatus() uint32 {
+	if x != nil {
+		return x.AbortHttpStatus
+	}
+	return 0
+}
+
+func (x *FaultPolicy) GetAbortGrpcCode() uint32 {
+	if x != nil {
+		return x.AbortGrpcCode
+	}
+	return 0
+}
+
 type RoutesUpdate struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unset when no route attaches to the service: requests go to its own
@@ -756,7 +1079,7 @@ type RoutesUpdate struct {
 
 func (x *RoutesUpdate) Reset() {
 	*x = RoutesUpdate{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +1091,7 @@ func (x *RoutesUpdate) String() string {
 func (*RoutesUpdate) ProtoMessage() {}
 
 func (x *RoutesUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +1104,7 @@ func (x *RoutesUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoutesUpdate.ProtoReflect.Descriptor instead.
 func (*RoutesUpdate) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{10}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RoutesUpdate) GetTable() *RouteTable {
@@ -802,7 +1125,7 @@ type RouteTable struct {
 
 func (x *RouteTable) Reset() {
 	*x = RouteTable{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +1137,7 @@ func (x *RouteTable) String() string {
 func (*RouteTable) ProtoMessage() {}
 
 func (x *RouteTable) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +1150,7 @@ func (x *RouteTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteTable.ProtoReflect.Descriptor instead.
 func (*RouteTable) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{11}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RouteTable) GetRules() []*RouteRule {
@@ -854,7 +1177,7 @@ type RouteRule struct {
 
 func (x *RouteRule) Reset() {
 	*x = RouteRule{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +1189,7 @@ func (x *RouteRule) String() string {
 func (*RouteRule) ProtoMessage() {}
 
 func (x *RouteRule) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1202,7 @@ func (x *RouteRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteRule.ProtoReflect.Descriptor instead.
 func (*RouteRule) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{12}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RouteRule) GetRoute() string {
@@ -937,7 +1260,7 @@ type RouteMatch struct {
 
 func (x *RouteMatch) Reset() {
 	*x = RouteMatch{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1272,7 @@ func (x *RouteMatch) String() string {
 func (*RouteMatch) ProtoMessage() {}
 
 func (x *RouteMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1285,7 @@ func (x *RouteMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
 func (*RouteMatch) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{13}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RouteMatch) GetPath() *PathMatch {
@@ -1005,7 +1328,7 @@ type ValueMatch struct {
 
 func (x *ValueMatch) Reset() {
 	*x = ValueMatch{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1340,7 @@ func (x *ValueMatch) String() string {
 func (*ValueMatch) ProtoMessage() {}
 
 func (x *ValueMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1353,7 @@ func (x *ValueMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValueMatch.ProtoReflect.Descriptor instead.
 func (*ValueMatch) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{14}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ValueMatch) GetName() string {
@@ -1067,7 +1390,7 @@ type RouteBackend struct {
 
 func (x *RouteBackend) Reset() {
 	*x = RouteBackend{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1402,7 @@ func (x *RouteBackend) String() string {
 func (*RouteBackend) ProtoMessage() {}
 
 func (x *RouteBackend) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1415,7 @@ func (x *RouteBackend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteBackend.ProtoReflect.Descriptor instead.
 func (*RouteBackend) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{15}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RouteBackend) GetService() string {
@@ -1127,7 +1450,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1462,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1475,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{16}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HeaderModifier) GetSet() map[string]string {
@@ -1186,7 +1509,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1521,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1534,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{17}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Service) GetRef() *Ref {
@@ -1239,7 +1562,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1574,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1587,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{18}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ServicePort) GetName() string {
@@ -1307,7 +1630,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1642,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1655,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{19}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Endpoint) GetId() string {
@@ -1405,7 +1728,7 @@ type Workload struct {
 
 func (x *Workload) Reset() {
 	*x = Workload{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1417,7 +1740,7 @@ func (x *Workload) String() string {
 func (*Workload) ProtoMessage() {}
 
 func (x *Workload) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1430,7 +1753,7 @@ func (x *Workload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workload.ProtoReflect.Descriptor instead.
 func (*Workload) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{20}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Workload) GetRef() *Ref {
@@ -1500,7 +1823,7 @@ type WorkloadPort struct {
 
 func (x *WorkloadPort) Reset() {
 	*x = WorkloadPort{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1835,7 @@ func (x *WorkloadPort) String() string {
 func (*WorkloadPort) ProtoMessage() {}
 
 func (x *WorkloadPort) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1848,7 @@ func (x *WorkloadPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadPort.ProtoReflect.Descriptor instead.
 func (*WorkloadPort) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{21}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WorkloadPort) GetName() string {
@@ -1561,7 +1884,7 @@ type Outbound struct {
 
 func (x *Outbound) Reset() {
 	*x = Outbound{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1896,7 @@ func (x *Outbound) String() string {
 func (*Outbound) ProtoMessage() {}
 
 func (x *Outbound) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1909,7 @@ func (x *Outbound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outbound.ProtoReflect.Descriptor instead.
 func (*Outbound) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{22}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Outbound) GetService() *Ref {
@@ -1621,7 +1944,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1956,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1969,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{23}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RegisterRequest) GetWorkload() *Workload {
@@ -1673,7 +1996,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +2008,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +2021,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{24}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RegisterResponse) GetLeaseId() string {
@@ -1724,7 +2047,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +2059,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +2072,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{25}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RenewRequest) GetLeaseId() string {
@@ -1768,7 +2091,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +2103,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +2116,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{26}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RenewResponse) GetTtlSeconds() uint32 {
@@ -1812,7 +2135,7 @@ type DeregisterRequest struct {
 
 func (x *DeregisterRequest) Reset() {
 	*x = DeregisterRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1824,7 +2147,7 @@ func (x *DeregisterRequest) String() string {
 func (*DeregisterRequest) ProtoMessage() {}
 
 func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1837,7 +2160,7 @@ func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{27}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeregisterRequest) GetLeaseId() string {
@@ -1855,7 +2178,7 @@ type DeregisterResponse struct {
 
 func (x *DeregisterResponse) Reset() {
 	*x = DeregisterResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +2190,7 @@ func (x *DeregisterResponse) String() string {
 func (*DeregisterResponse) ProtoMessage() {}
 
 func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +2203,7 @@ func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{28}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{32}
 }
 
 type CertifyRequest struct {
@@ -1895,7 +2218,7 @@ type CertifyRequest struct {
 
 func (x *CertifyRequest) Reset() {
 	*x = CertifyRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +2230,7 @@ func (x *CertifyRequest) String() string {
 func (*CertifyRequest) ProtoMessage() {}
 
 func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +2243,7 @@ func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyRequest.ProtoReflect.Descriptor instead.
 func (*CertifyRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{29}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CertifyRequest) GetCsr() []byte {
@@ -1950,7 +2273,7 @@ type CertifyResponse struct {
 
 func (x *CertifyResponse) Reset() {
 	*x = CertifyResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2285,7 @@ func (x *CertifyResponse) String() string {
 func (*CertifyResponse) ProtoMessage() {}
 
 func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2298,7 @@ func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyResponse.ProtoReflect.Descriptor instead.
 func (*CertifyResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{30}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CertifyResponse) GetChain() [][]byte {
@@ -2045,7 +2368,7 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\x0fservice_account\x18\x02 \x01(\tR\x0eserviceAccount\"5\n" +
 	"\tPathMatch\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\x93\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xca\x02\n" +
 	"\rServiceUpdate\x12#\n" +
 	"\x03ref\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\x03ref\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x12\x16\n" +
@@ -2053,7 +2376,34 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\aservice\x18\x04 \x01(\v2\x15.weft.mesh.v1.ServiceR\aservice\x122\n" +
 	"\bupserted\x18\x05 \x03(\v2\x16.weft.mesh.v1.EndpointR\bupserted\x12\x18\n" +
 	"\aremoved\x18\x06 \x03(\tR\aremoved\x122\n" +
-	"\x06routes\x18\a \x01(\v2\x1a.weft.mesh.v1.RoutesUpdateR\x06routes\">\n" +
+	"\x06routes\x18\a \x01(\v2\x1a.weft.mesh.v1.RoutesUpdateR\x06routes\x125\n" +
+	"\atraffic\x18\b \x01(\v2\x1b.weft.mesh.v1.TrafficUpdateR\atraffic\"D\n" +
+	"\rTrafficUpdate\x123\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1b.weft.mesh.v1.TrafficPolicyR\x06policy\"q\n" +
+	"\rTrafficPolicy\x12/\n" +
+	"\x05retry\x18\x01 \x01(\v2\x19.weft.mesh.v1.RetryPolicyR\x05retry\x12/\n" +
+	"\x05fault\x18\x02 \x01(\v2\x19.weft.mesh.v1.FaultPolicyR\x05fault\"\xfe\x02\n" +
+	"\vRetryPolicy\x12#\n" +
+	"\x03ref\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\x03ref\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x19\n" +
+	"\bretry_on\x18\x03 \x03(\tR\aretryOn\x12\x1a\n" +
+	"\battempts\x18\x04 \x01(\rR\battempts\x12+\n" +
+	"\x12per_try_timeout_ms\x18\x05 \x01(\x04R\x0fperTryTimeoutMs\x12&\n" +
+	"\x0fbackoff_base_ms\x18\x06 \x01(\x04R\rbackoffBaseMs\x12$\n" +
+	"\x0ebackoff_max_ms\x18\a \x01(\x04R\fbackoffMaxMs\x12!\n" +
+	"\fbudget_ratio\x18\b \x01(\x01R\vbudgetRatio\x121\n" +
+	"\x15budget_min_per_second\x18\t \x01(\rR\x12budgetMinPerSecond\x12(\n" +
+	"\x10budget_window_ms\x18\n" +
+	" \x01(\x04R\x0ebudgetWindowMs\"\xb9\x02\n" +
+	"\vFaultPolicy\x12#\n" +
+	"\x03ref\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\x03ref\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x122\n" +
+	"\aheaders\x18\x03 \x03(\v2\x18.weft.mesh.v1.ValueMatchR\aheaders\x12\x19\n" +
+	"\bdelay_ms\x18\x04 \x01(\x04R\adelayMs\x12#\n" +
+	"\rdelay_percent\x18\x05 \x01(\x01R\fdelayPercent\x12#\n" +
+	"\rabort_percent\x18\x06 \x01(\x01R\fabortPercent\x12*\n" +
+	"\x11abort_http_status\x18\a \x01(\rR\x0fabortHttpStatus\x12&\n" +
+	"\x0fabort_grpc_code\x18\b \x01(\rR\rabortGrpcCode\">\n" +
 	"\fRoutesUpdate\x12.\n" +
 	"\x05table\x18\x01 \x01(\v2\x18.weft.mesh.v1.RouteTableR\x05table\";\n" +
 	"\n" +
@@ -2188,7 +2538,7 @@ func file_api_mesh_v1_mesh_proto_rawDescGZIP() []byte {
 }
 
 var file_api_mesh_v1_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_api_mesh_v1_mesh_proto_goTypes = []any{
 	(Protocol)(0),              // 0: weft.mesh.v1.Protocol
 	(*Ref)(nil),                // 1: weft.mesh.v1.Ref
@@ -2201,39 +2551,43 @@ var file_api_mesh_v1_mesh_proto_goTypes = []any{
 	(*Principal)(nil),          // 8: weft.mesh.v1.Principal
 	(*PathMatch)(nil),          // 9: weft.mesh.v1.PathMatch
 	(*ServiceUpdate)(nil),      // 10: weft.mesh.v1.ServiceUpdate
-	(*RoutesUpdate)(nil),       // 11: weft.mesh.v1.RoutesUpdate
-	(*RouteTable)(nil),         // 12: weft.mesh.v1.RouteTable
-	(*RouteRule)(nil),          // 13: weft.mesh.v1.RouteRule
-	(*RouteMatch)(nil),         // 14: weft.mesh.v1.RouteMatch
-	(*ValueMatch)(nil),         // 15: weft.mesh.v1.ValueMatch
-	(*RouteBackend)(nil),       // 16: weft.mesh.v1.RouteBackend
-	(*HeaderModifier)(nil),     // 17: weft.mesh.v1.HeaderModifier
-	(*Service)(nil),            // 18: weft.mesh.v1.Service
-	(*ServicePort)(nil),        // 19: weft.mesh.v1.ServicePort
-	(*Endpoint)(nil),           // 20: weft.mesh.v1.Endpoint
-	(*Workload)(nil),           // 21: weft.mesh.v1.Workload
-	(*WorkloadPort)(nil),       // 22: weft.mesh.v1.WorkloadPort
-	(*Outbound)(nil),           // 23: weft.mesh.v1.Outbound
-	(*RegisterRequest)(nil),    // 24: weft.mesh.v1.RegisterRequest
-	(*RegisterResponse)(nil),   // 25: weft.mesh.v1.RegisterResponse
-	(*RenewRequest)(nil),       // 26: weft.mesh.v1.RenewRequest
-	(*RenewResponse)(nil),      // 27: weft.mesh.v1.RenewResponse
-	(*DeregisterRequest)(nil),  // 28: weft.mesh.v1.DeregisterRequest
-	(*DeregisterResponse)(nil), // 29: weft.mesh.v1.DeregisterResponse
-	(*CertifyRequest)(nil),     // 30: weft.mesh.v1.CertifyRequest
-	(*CertifyResponse)(nil),    // 31: weft.mesh.v1.CertifyResponse
-	nil,                        // 32: weft.mesh.v1.AuthzRule.HeadersEntry
-	nil,                        // 33: weft.mesh.v1.HeaderModifier.SetEntry
-	nil,                        // 34: weft.mesh.v1.HeaderModifier.AddEntry
-	nil,                        // 35: weft.mesh.v1.Endpoint.LabelsEntry
-	nil,                        // 36: weft.mesh.v1.Endpoint.TargetPortsEntry
-	nil,                        // 37: weft.mesh.v1.Workload.LabelsEntry
+	(*TrafficUpdate)(nil),      // 11: weft.mesh.v1.TrafficUpdate
+	(*TrafficPolicy)(nil),      // 12: weft.mesh.v1.TrafficPolicy
+	(*RetryPolicy)(nil),        // 13: weft.mesh.v1.RetryPolicy
+	(*FaultPolicy)(nil),        // 14: weft.mesh.v1.FaultPolicy
+	(*RoutesUpdate)(nil),       // 15: weft.mesh.v1.RoutesUpdate
+	(*RouteTable)(nil),         // 16: weft.mesh.v1.RouteTable
+	(*RouteRule)(nil),          // 17: weft.mesh.v1.RouteRule
+	(*RouteMatch)(nil),         // 18: weft.mesh.v1.RouteMatch
+	(*ValueMatch)(nil),         // 19: weft.mesh.v1.ValueMatch
+	(*RouteBackend)(nil),       // 20: weft.mesh.v1.RouteBackend
+	(*HeaderModifier)(nil),     // 21: weft.mesh.v1.HeaderModifier
+	(*Service)(nil),            // 22: weft.mesh.v1.Service
+	(*ServicePort)(nil),        // 23: weft.mesh.v1.ServicePort
+	(*Endpoint)(nil),           // 24: weft.mesh.v1.Endpoint
+	(*Workload)(nil),           // 25: weft.mesh.v1.Workload
+	(*WorkloadPort)(nil),       // 26: weft.mesh.v1.WorkloadPort
+	(*Outbound)(nil),           // 27: weft.mesh.v1.Outbound
+	(*RegisterRequest)(nil),    // 28: weft.mesh.v1.RegisterRequest
+	(*RegisterResponse)(nil),   // 29: weft.mesh.v1.RegisterResponse
+	(*RenewRequest)(nil),       // 30: weft.mesh.v1.RenewRequest
+	(*RenewResponse)(nil),      // 31: weft.mesh.v1.RenewResponse
+	(*DeregisterRequest)(nil),  // 32: weft.mesh.v1.DeregisterRequest
+	(*DeregisterResponse)(nil), // 33: weft.mesh.v1.DeregisterResponse
+	(*CertifyRequest)(nil),     // 34: weft.mesh.v1.CertifyRequest
+	(*CertifyResponse)(nil),    // 35: weft.mesh.v1.CertifyResponse
+	nil,                        // 36: weft.mesh.v1.AuthzRule.HeadersEntry
+	nil,                        // 37: weft.mesh.v1.HeaderModifier.SetEntry
+	nil,                        // 38: weft.mesh.v1.HeaderModifier.AddEntry
+	nil,                        // 39: weft.mesh.v1.Endpoint.LabelsEntry
+	nil,                        // 40: weft.mesh.v1.Endpoint.TargetPortsEntry
+	nil,                        // 41: weft.mesh.v1.Workload.LabelsEntry
 }
 var file_api_mesh_v1_mesh_proto_depIdxs = []int32{
 	1,  // 0: weft.mesh.v1.StreamRequest.workload:type_name -> weft.mesh.v1.Ref
 	1,  // 1: weft.mesh.v1.StreamRequest.subscribe:type_name -> weft.mesh.v1.Ref
 	1,  // 2: weft.mesh.v1.StreamRequest.unsubscribe:type_name -> weft.mesh.v1.Ref
-	21, // 3: weft.mesh.v1.StreamResponse.workload:type_name -> weft.mesh.v1.Workload
+	25, // 3: weft.mesh.v1.StreamResponse.workload:type_name -> weft.mesh.v1.Workload
 	10, // 4: weft.mesh.v1.StreamResponse.services:type_name -> weft.mesh.v1.ServiceUpdate
 	4,  // 5: weft.mesh.v1.StreamResponse.authz:type_name -> weft.mesh.v1.AuthzUpdate
 	5,  // 6: weft.mesh.v1.AuthzUpdate.authz:type_name -> weft.mesh.v1.Authz
@@ -2242,50 +2596,57 @@ var file_api_mesh_v1_mesh_proto_depIdxs = []int32{
 	7,  // 9: weft.mesh.v1.AuthzGrant.rule:type_name -> weft.mesh.v1.AuthzRule
 	8,  // 10: weft.mesh.v1.AuthzRule.from:type_name -> weft.mesh.v1.Principal
 	9,  // 11: weft.mesh.v1.AuthzRule.paths:type_name -> weft.mesh.v1.PathMatch
-	32, // 12: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.AuthzRule.HeadersEntry
+	36, // 12: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.AuthzRule.HeadersEntry
 	1,  // 13: weft.mesh.v1.ServiceUpdate.ref:type_name -> weft.mesh.v1.Ref
-	18, // 14: weft.mesh.v1.ServiceUpdate.service:type_name -> weft.mesh.v1.Service
-	20, // 15: weft.mesh.v1.ServiceUpdate.upserted:type_name -> weft.mesh.v1.Endpoint
-	11, // 16: weft.mesh.v1.ServiceUpdate.routes:type_name -> weft.mesh.v1.RoutesUpdate
-	12, // 17: weft.mesh.v1.RoutesUpdate.table:type_name -> weft.mesh.v1.RouteTable
-	13, // 18: weft.mesh.v1.RouteTable.rules:type_name -> weft.mesh.v1.RouteRule
-	14, // 19: weft.mesh.v1.RouteRule.match:type_name -> weft.mesh.v1.RouteMatch
-	16, // 20: weft.mesh.v1.RouteRule.backends:type_name -> weft.mesh.v1.RouteBackend
-	17, // 21: weft.mesh.v1.RouteRule.request_headers:type_name -> weft.mesh.v1.HeaderModifier
-	9,  // 22: weft.mesh.v1.RouteMatch.path:type_name -> weft.mesh.v1.PathMatch
-	15, // 23: weft.mesh.v1.RouteMatch.headers:type_name -> weft.mesh.v1.ValueMatch
-	15, // 24: weft.mesh.v1.RouteMatch.query:type_name -> weft.mesh.v1.ValueMatch
-	33, // 25: weft.mesh.v1.HeaderModifier.set:type_name -> weft.mesh.v1.HeaderModifier.SetEntry
-	34, // 26: weft.mesh.v1.HeaderModifier.add:type_name -> weft.mesh.v1.HeaderModifier.AddEntry
-	1,  // 27: weft.mesh.v1.Service.ref:type_name -> weft.mesh.v1.Ref
-	19, // 28: weft.mesh.v1.Service.ports:type_name -> weft.mesh.v1.ServicePort
-	0,  // 29: weft.mesh.v1.ServicePort.protocol:type_name -> weft.mesh.v1.Protocol
-	1,  // 30: weft.mesh.v1.Endpoint.workload:type_name -> weft.mesh.v1.Ref
-	1,  // 31: weft.mesh.v1.Endpoint.service_account:type_name -> weft.mesh.v1.Ref
-	35, // 32: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
-	36, // 33: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
-	1,  // 34: weft.mesh.v1.Workload.ref:type_name -> weft.mesh.v1.Ref
-	37, // 35: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
-	22, // 36: weft.mesh.v1.Workload.ports:type_name -> weft.mesh.v1.WorkloadPort
-	23, // 37: weft.mesh.v1.Workload.outbound:type_name -> weft.mesh.v1.Outbound
-	0,  // 38: weft.mesh.v1.WorkloadPort.protocol:type_name -> weft.mesh.v1.Protocol
-	1,  // 39: weft.mesh.v1.Outbound.service:type_name -> weft.mesh.v1.Ref
-	21, // 40: weft.mesh.v1.RegisterRequest.workload:type_name -> weft.mesh.v1.Workload
-	2,  // 41: weft.mesh.v1.Discovery.Stream:input_type -> weft.mesh.v1.StreamRequest
-	30, // 42: weft.mesh.v1.Identity.Certify:input_type -> weft.mesh.v1.CertifyRequest
-	24, // 43: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
-	26, // 44: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
-	28, // 45: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
-	3,  // 46: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
-	31, // 47: weft.mesh.v1.Identity.Certify:output_type -> weft.mesh.v1.CertifyResponse
-	25, // 48: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
-	27, // 49: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
-	29, // 50: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
-	46, // [46:51] is the sub-list for method output_type
-	41, // [41:46] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	22, // 14: weft.mesh.v1.ServiceUpdate.service:type_name -> weft.mesh.v1.Service
+	24, // 15: weft.mesh.v1.ServiceUpdate.upserted:type_name -> weft.mesh.v1.Endpoint
+	15, // 16: weft.mesh.v1.ServiceUpdate.routes:type_name -> weft.mesh.v1.RoutesUpdate
+	11, // 17: weft.mesh.v1.ServiceUpdate.traffic:type_name -> weft.mesh.v1.TrafficUpdate
+	12, // 18: weft.mesh.v1.TrafficUpdate.policy:type_name -> weft.mesh.v1.TrafficPolicy
+	13, // 19: weft.mesh.v1.TrafficPolicy.retry:type_name -> weft.mesh.v1.RetryPolicy
+	14, // 20: weft.mesh.v1.TrafficPolicy.fault:type_name -> weft.mesh.v1.FaultPolicy
+	1,  // 21: weft.mesh.v1.RetryPolicy.ref:type_name -> weft.mesh.v1.Ref
+	1,  // 22: weft.mesh.v1.FaultPolicy.ref:type_name -> weft.mesh.v1.Ref
+	19, // 23: weft.mesh.v1.FaultPolicy.headers:type_name -> weft.mesh.v1.ValueMatch
+	16, // 24: weft.mesh.v1.RoutesUpdate.table:type_name -> weft.mesh.v1.RouteTable
+	17, // 25: weft.mesh.v1.RouteTable.rules:type_name -> weft.mesh.v1.RouteRule
+	18, // 26: weft.mesh.v1.RouteRule.match:type_name -> weft.mesh.v1.RouteMatch
+	20, // 27: weft.mesh.v1.RouteRule.backends:type_name -> weft.mesh.v1.RouteBackend
+	21, // 28: weft.mesh.v1.RouteRule.request_headers:type_name -> weft.mesh.v1.HeaderModifier
+	9,  // 29: weft.mesh.v1.RouteMatch.path:type_name -> weft.mesh.v1.PathMatch
+	19, // 30: weft.mesh.v1.RouteMatch.headers:type_name -> weft.mesh.v1.ValueMatch
+	19, // 31: weft.mesh.v1.RouteMatch.query:type_name -> weft.mesh.v1.ValueMatch
+	37, // 32: weft.mesh.v1.HeaderModifier.set:type_name -> weft.mesh.v1.HeaderModifier.SetEntry
+	38, // 33: weft.mesh.v1.HeaderModifier.add:type_name -> weft.mesh.v1.HeaderModifier.AddEntry
+	1,  // 34: weft.mesh.v1.Service.ref:type_name -> weft.mesh.v1.Ref
+	23, // 35: weft.mesh.v1.Service.ports:type_name -> weft.mesh.v1.ServicePort
+	0,  // 36: weft.mesh.v1.ServicePort.protocol:type_name -> weft.mesh.v1.Protocol
+	1,  // 37: weft.mesh.v1.Endpoint.workload:type_name -> weft.mesh.v1.Ref
+	1,  // 38: weft.mesh.v1.Endpoint.service_account:type_name -> weft.mesh.v1.Ref
+	39, // 39: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
+	40, // 40: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
+	1,  // 41: weft.mesh.v1.Workload.ref:type_name -> weft.mesh.v1.Ref
+	41, // 42: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
+	26, // 43: weft.mesh.v1.Workload.ports:type_name -> weft.mesh.v1.WorkloadPort
+	27, // 44: weft.mesh.v1.Workload.outbound:type_name -> weft.mesh.v1.Outbound
+	0,  // 45: weft.mesh.v1.WorkloadPort.protocol:type_name -> weft.mesh.v1.Protocol
+	1,  // 46: weft.mesh.v1.Outbound.service:type_name -> weft.mesh.v1.Ref
+	25, // 47: weft.mesh.v1.RegisterRequest.workload:type_name -> weft.mesh.v1.Workload
+	2,  // 48: weft.mesh.v1.Discovery.Stream:input_type -> weft.mesh.v1.StreamRequest
+	34, // 49: weft.mesh.v1.Identity.Certify:input_type -> weft.mesh.v1.CertifyRequest
+	28, // 50: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
+	30, // 51: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
+	32, // 52: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
+	3,  // 53: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
+	35, // 54: weft.mesh.v1.Identity.Certify:output_type -> weft.mesh.v1.CertifyResponse
+	29, // 55: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
+	31, // 56: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
+	33, // 57: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
+	53, // [53:58] is the sub-list for method output_type
+	48, // [48:53] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_api_mesh_v1_mesh_proto_init() }
@@ -2299,7 +2660,7 @@ func file_api_mesh_v1_mesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_mesh_v1_mesh_proto_rawDesc), len(file_api_mesh_v1_mesh_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

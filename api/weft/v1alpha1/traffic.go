@@ -1,0 +1,113 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// Duration is a Gateway API duration (GEP-2257): up to four numbers, each
+// with a unit of h, m, s or ms, such as 10s, 500ms or 1m30s.
+type Duration string
+
+// ServiceTargetRef names the Service of the policy's namespace that a
+// traffic policy attaches to, as a Gateway API LocalPolicyTargetReference.
+type ServiceTargetRef struct {
+	// Group is "" (or core), Kubernetes' core group; "" if omitted.
+	Group string `json:"group,omitempty"`
+	// Kind is Service.
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+}
+
+// RetryPolicy retries, in the calling proxy, the failed requests to a
+// Service, within a budget that keeps retries from multiplying an outage.
+type RetryPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              RetryPolicySpec `json:"spec"`
+}
+
+// RetryPolicySpec says which failures to retry, how often and how fast.
+type RetryPolicySpec struct {
+	TargetRef ServiceTargetRef `json:"targetRef"`
+	// RetryOn are the conditions that make a request worth retrying: 5xx,
+	// gateway-error, reset, and for gRPC unavailable, resource-exhausted and
+	// cancelled.
+	RetryOn []string `json:"retryOn"`
+	// Attempts is the most retries of one request, 1 to 10; 2 if omitted.
+	Attempts *int32 `json:"attempts,omitempty"`
+	// PerTryTimeout bounds each try; none if omitted or 0s.
+	PerTryTimeout Duration `json:"perTryTimeout,omitempty"`
+	// Backoff spaces the tries of one request.
+	Backoff *RetryBackoff `json:"backoff,omitempty"`
+	// Budget bounds retries across requests.
+	Budget *RetryBudget `json:"budget,omitempty"`
+}
+
+// RetryBackoff is an exponential, jittered backoff between tries.
+type RetryBackoff struct {
+	// Base is the first wait; 25ms if omitted.
+	Base Duration `json:"base,omitempty"`
+	// Max bounds every wait; 250ms if omitted.
+	Max Duration `json:"max,omitempty"`
+}
+
+// RetryBudget allows, over the last Window, retries of up to Ratio of the
+// requests plus MinPerSecond for each second of the window.
+type RetryBudget struct {
+	// Ratio is 0 to 1; 0.2 if omitted. 0 leaves MinPerSecond alone.
+	Ratio *float64 `json:"ratio,omitempty"`
+	// MinPerSecond is allowed whatever the ratio; 10 if omitted.
+	MinPerSecond *int32 `json:"minPerSecond,omitempty"`
+	// Window is at least 1s; 10s if omitted.
+	Window Duration `json:"window,omitempty"`
+}
+
+// FaultPolicy injects faults, in the calling proxy, into a share of the
+// requests to a Service, to test how callers cope.
+type FaultPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              FaultPolicySpec `json:"spec"`
+}
+
+// FaultPolicySpec sets a delay, an abort or both; a request may be
+// delayed and then aborted.
+type FaultPolicySpec struct {
+	TargetRef ServiceTargetRef `json:"targetRef"`
+	// Match, when set, limits faults to the requests it matches.
+	Match *FaultMatch `json:"match,omitempty"`
+	Delay *FaultDelay `json:"delay,omitempty"`
+	Abort *FaultAbort `json:"abort,omitempty"`
+}
+
+// FaultMatch matches requests by every header match it has.
+type FaultMatch struct {
+	Headers []HeaderMatch `json:"headers,omitempty"`
+}
+
+// HeaderMatch matches a request header, as Gateway API's HTTPHeaderMatch.
+type HeaderMatch struct {
+	// Type is Exact or RegularExpression (RE2, matching the whole value);
+	// Exact if omitted.
+	Type *string `json:"type,omitempty"`
+	// Name is case-insensitive.
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// FaultDelay holds a share of the requests back before they are sent.
+type FaultDelay struct {
+	FixedDelay Duration `json:"fixedDelay"`
+	// Percent of the requests, 0 to 100, are delayed.
+	Percent *float64 `json:"percent"`
+}
+
+// FaultAbort answers a share of the requests at once, without sending
+// them.
+type FaultAbort struct {
+	// HTTPStatus is the answer's status, 200 to 599.
+	HTTPStatus int32 `json:"httpStatus"`
+	// GRPCStatus is the status code of gRPC calls' answers, 1 to 16; if
+	// omitted, the code gRPC maps HTTPStatus to.
+	GRPCStatus *int32 `json:"grpcStatus,omitempty"`
+	// Percent of the requests, 0 to 100, are aborted.
+	Percent *float64 `json:"percent"`
+}

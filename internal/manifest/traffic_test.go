@@ -1,0 +1,273 @@
+package manifest
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/model"
+)
+
+const goodRetryPolicy = `
+apiVersion: weft.dev/v1alpha1
+kind: RetryPolicy
+metadata: {name: catalog-retries, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  retryOn: [5xx, gateway-error, reset, unavailable, resource-exhausted, cancelled]
+  attempts: 3
+  perTryTimeout: 500ms
+  backoff: {base: 50ms, max: 1s}
+  budget: {ratio: 0.5, minPerSecond: 5, window: 1m}
+`
+
+const goodFaultPolicy = `
+apiVersion: weft.dev/v1alpha1
+kind: FaultPolicy
+metadata: {name: catalog-faults, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  match:
+    headers:
+    - {name: x-chaos, value: "on"}
+    - {type: RegularExpression, name: user-agent, value: ".*curl.*"}
+  delay: {fixedDelay: 2s, percent: 10}
+  abort: {httpStatus: 503, grpcStatus: 14, percent: 5}
+`
+
+func TestDecodeTrafficPolicies(t *testing.T) {
+	demo := func(name string) model.Ref { return model.Ref{Namespace: "demo", Name: name} }
+	allConditions := []string{"5xx", "gateway-error", "reset", "unavailable", "resource-exhausted", "cancelled"}
+	tests := []struct {
+		desc string
+		doc  string
+		want model.Policy
+	}{
+		{"retry policy", goodRetryPolicy, &model.RetryPolicy{
+			Ref: demo("catalog-retries"), Service: "catalog", RetryOn: allConditions,
+			Attempts: 3, PerTryTimeout: 500 * time.Millisecond,
+			BackoffBase: 50 * time.Millisecond, BackoffMax: time.Second,
+			Budget: model.RetryBudget{Ratio: 0.5, MinPerSecond: 5, Window: time.Minute},
+		}},
+		{"retry policy, defaults", `
+apiVersion: weft.dev/v1alpha1
+kind: RetryPolicy
+metadata: {name: r}
+spec:
+  targetRef: {group: "", kind: Service, name: catalog}
+  retryOn: [5xx]
+`, &model.RetryPolicy{
+			Ref: model.Ref{Namespace: DefaultNamespace, Name: "r"}, Service: "catalog", RetryOn: []string{"5xx"},
+			Attempts: 2, BackoffBase: 25 * time.Millisecond, BackoffMax: 250 * time.Millisecond,
+			Budget: model.RetryBudget{Ratio: 0.2, MinPerSecond: 10, Window: 10 * time.Second},
+		}},
+		{"retry policy, partial backoff and budget, ratio 0", `
+apiVersion: weft.dev/v1alpha1
+kind: RetryPolicy
+metadata: {name: r, namespace: demo}
+spec:
+  targetRef: {group: core, kind: Service, name: stock}
+  retryOn: [unavailable]
+  attempts: 10
+  perTryTimeout: 0s
+  backoff: {base: 10ms}
+  budget: {ratio: 0}
+`, &model.RetryPolicy{
+			Ref: demo("r"), Service: "stock", RetryOn: []string{"unavailable"},
+			Attempts: 10, BackoffBase: 10 * time.Millisecond, BackoffMax: 250 * time.Millisecond,
+			Budget: model.RetryBudget{Ratio: 0, MinPerSecond: 10, Window: 10 * time.Second},
+		}},
+		{"retry policy, no minimum", `
+apiVersion: weft.dev/v1alpha1
+kind: RetryPolicy
+metadata: {name: r, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  retryOn: [reset]
+  attempts: 1
+  backoff: {max: 25ms}
+  budget: {minPerSecond: 0, window: 1s}
+`, &model.RetryPolicy{
+			Ref: demo("r"), Service: "catalog", RetryOn: []string{"reset"},
+			Attempts: 1, BackoffBase: 25 * time.Millisecond, BackoffMax: 25 * time.Millisecond,
+			Budget: model.RetryBudget{Ratio: 0.2, MinPerSecond: 0, Window: time.Second},
+		}},
+		{"fault policy", goodFaultPolicy, &model.FaultPolicy{
+			Ref: demo("catalog-faults"), Service: "catalog",
+			Headers:      []model.ValueMatch{{Name: "x-chaos", Value: "on"}, {Name: "user-agent", Value: ".*curl.*", Regex: true}},
+			Delay:        2 * time.Second,
+			DelayPercent: 10,
+			AbortPercent: 5, AbortHTTPStatus: 503, AbortGRPCCode: 14,
+		}},
+		{"fault policy, delay only, decimal percent", `
+apiVersion: weft.dev/v1alpha1
+kind: FaultPolicy
+metadata: {name: f, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  delay: {fixedDelay: 1m30s, percent: 0.5}
+`, &model.FaultPolicy{Ref: demo("f"), Service: "catalog", Delay: 90 * time.Second, DelayPercent: 0.5}},
+		{"fault policy, abort only, every request", `
+apiVersion: weft.dev/v1alpha1
+kind: FaultPolicy
+metadata: {name: f, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  match: {}
+  abort: {httpStatus: 500, percent: 100}
+`, &model.FaultPolicy{Ref: demo("f"), Service: "catalog", AbortHTTPStatus: 500, AbortPercent: 100}},
+		{"fault policy, delay switched off", `
+apiVersion: weft.dev/v1alpha1
+kind: FaultPolicy
+metadata: {name: f, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  delay: {fixedDelay: 1s, percent: 0}
+  abort: {httpStatus: 429, grpcStatus: 8, percent: 12.5}
+`, &model.FaultPolicy{Ref: demo("f"), Service: "catalog", Delay: time.Second, AbortHTTPStatus: 429, AbortGRPCCode: 8, AbortPercent: 12.5}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			d := Decode("traffic.yaml", []byte(tc.doc))
+			if err := d.Err(); err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if len(d.Objects) != 1 {
+				t.Fatalf("got %d objects, want 1", len(d.Objects))
+			}
+			o := d.Objects[0]
+			if want := (Key{Kind: tc.want.Key().Kind, Ref: tc.want.Key().Ref}); o.Key != want {
+				t.Errorf("key = %v, want %v", o.Key, want)
+			}
+			if !reflect.DeepEqual(o.Policy, tc.want) {
+				t.Errorf("policy =\n%s\nwant\n%s", toJSON(t, o.Policy), toJSON(t, tc.want))
+			}
+			if !o.Policy.EqualPolicy(tc.want) {
+				t.Errorf("EqualPolicy is false for a deeply equal policy")
+			}
+		})
+	}
+}
+
+func TestDecodeTrafficPolicyErrors(t *testing.T) {
+	retry := func(old, new string) string { return mustReplace(t, goodRetryPolicy, old, new) }
+	fault := func(old, new string) string { return mustReplace(t, goodFaultPolicy, old, new) }
+	tests := []struct {
+		desc string
+		doc  string
+		want []string
+	}{
+		// RetryPolicy.
+		{"unknown condition", retry("reset,", "retriable-4xx,"),
+			[]string{"retrypolicy demo/catalog-retries", `spec.retryOn[2]: "retriable-4xx": want one of`}},
+		{"condition twice", retry("reset,", "reset, 5xx,"),
+			[]string{`spec.retryOn[3]: "5xx" is given twice`}},
+		{"no conditions", retry("  retryOn: [5xx, gateway-error, reset, unavailable, resource-exhausted, cancelled]\n", ""),
+			[]string{"spec.retryOn: name at least one condition"}},
+		{"attempts 0", retry("attempts: 3", "attempts: 0"),
+			[]string{"spec.attempts: 0: want 1 to 10"}},
+		{"attempts 11", retry("attempts: 3", "attempts: 11"),
+			[]string{"spec.attempts: 11: want 1 to 10"}},
+		{"negative attempts", retry("attempts: 3", "attempts: -1"),
+			[]string{"spec.attempts: must not be negative, got -1"}},
+		{"max below base", retry("max: 1s", "max: 10ms"),
+			[]string{"spec.backoff.max: 10ms is less than base 50ms"}},
+		{"default max below base", retry("backoff: {base: 50ms, max: 1s}", "backoff: {base: 500ms}"),
+			[]string{"spec.backoff.max: 250ms is less than base 500ms"}},
+		{"ratio 1.5", retry("ratio: 0.5", "ratio: 1.5"),
+			[]string{"spec.budget.ratio: 1.5: want 0 to 1"}},
+		{"negative ratio", retry("ratio: 0.5", "ratio: -0.1"),
+			[]string{"spec.budget.ratio: -0.1: want 0 to 1"}},
+		{"negative minimum", retry("minPerSecond: 5", "minPerSecond: -5"),
+			[]string{"spec.budget.minPerSecond: must not be negative, got -5"}},
+		{"short window", retry("window: 1m", "window: 500ms"),
+			[]string{"spec.budget.window: 500ms: want at least 1s"}},
+		{"bad per-try timeout", retry("perTryTimeout: 500ms", "perTryTimeout: 0.5s"),
+			[]string{`spec.perTryTimeout: "0.5s": want a Gateway API duration such as 10s, 500ms or 1m30s`}},
+		{"per-try timeout too long", retry("perTryTimeout: 500ms", "perTryTimeout: 2h"),
+			[]string{"spec.perTryTimeout: 2h0m0s: want 0 to 1h"}},
+		{"bad backoff duration", retry("base: 50ms", `base: "50"`),
+			[]string{`spec.backoff.base: "50": want a Gateway API duration`}},
+		{"bad window", retry("window: 1m", "window: -1m"),
+			[]string{`spec.budget.window: "-1m": want a Gateway API duration`}},
+		{"duration not a string", retry("perTryTimeout: 500ms", "perTryTimeout: 500"),
+			[]string{"retrypolicy demo/catalog-retries", "spec.perTryTimeout"}},
+		{"target kind", retry("kind: Service,", "kind: Deployment,"),
+			[]string{`spec.targetRef.kind: "Deployment": want Service`}},
+		{"target kind omitted", retry("{kind: Service, name: catalog}", "{name: catalog}"),
+			[]string{`spec.targetRef.kind: "": want Service`}},
+		{"target group", retry("{kind: Service,", "{group: gateway.networking.k8s.io, kind: Service,"),
+			[]string{`spec.targetRef.group: "gateway.networking.k8s.io": a Service is in the core group, ""`}},
+		{"target name", retry("name: catalog}", "name: Catalog_1}"),
+			[]string{"spec.targetRef.name"}},
+		{"no target", retry("  targetRef: {kind: Service, name: catalog}\n", ""),
+			[]string{`spec.targetRef.kind: "": want Service`}},
+		{"target namespace", retry("name: catalog}", "name: catalog, namespace: shop}"),
+			[]string{`unknown field "spec.targetRef.namespace"`}},
+		{"unknown field", retry("attempts: 3", "retries: 3"),
+			[]string{"retrypolicy demo/catalog-retries", `unknown field "spec.retries"`}},
+		{"other version", retry("weft.dev/v1alpha1", "weft.dev/v1beta1"),
+			[]string{`apiVersion: "weft.dev/v1beta1": weft reads RetryPolicy as weft.dev/v1alpha1`}},
+		// FaultPolicy.
+		{"delay percent 101", fault("percent: 10}", "percent: 101}"),
+			[]string{"faultpolicy demo/catalog-faults", "spec.delay.percent: 101: want 0 to 100"}},
+		{"abort percent 100.5", fault("percent: 5}", "percent: 100.5}"),
+			[]string{"spec.abort.percent: 100.5: want 0 to 100"}},
+		{"negative percent", fault("percent: 5}", "percent: -5}"),
+			[]string{"spec.abort.percent: -5: want 0 to 100"}},
+		{"percent not a number", fault("percent: 5}", `percent: "5%"}`),
+			[]string{"faultpolicy demo/catalog-faults", "spec.abort.percent"}},
+		{"delay without percent", fault("{fixedDelay: 2s, percent: 10}", "{fixedDelay: 2s}"),
+			[]string{"spec.delay.percent: must be set (0 to 100)"}},
+		{"delay without duration", fault("{fixedDelay: 2s, percent: 10}", "{percent: 10}"),
+			[]string{"spec.delay.fixedDelay: must be set"}},
+		{"zero delay", fault("fixedDelay: 2s", "fixedDelay: 0s"),
+			[]string{"spec.delay.fixedDelay: 0s: want more than 0, at most 1h"}},
+		{"bad delay", fault("fixedDelay: 2s", "fixedDelay: 2 seconds"),
+			[]string{`spec.delay.fixedDelay: "2 seconds": want a Gateway API duration`}},
+		{"abort without status", fault("httpStatus: 503, ", ""),
+			[]string{"spec.abort.httpStatus: must be set"}},
+		{"abort status", fault("httpStatus: 503", "httpStatus: 99"),
+			[]string{"spec.abort.httpStatus: 99: want 200 to 599"}},
+		{"abort without percent", fault(", percent: 5}", "}"),
+			[]string{"spec.abort.percent: must be set (0 to 100)"}},
+		{"grpc status 0", fault("grpcStatus: 14", "grpcStatus: 0"),
+			[]string{"spec.abort.grpcStatus: 0: want a gRPC code, 1 to 16"}},
+		{"grpc status 17", fault("grpcStatus: 14", "grpcStatus: 17"),
+			[]string{"spec.abort.grpcStatus: 17: want a gRPC code, 1 to 16"}},
+		{"no delay and no abort", fault("  delay: {fixedDelay: 2s, percent: 10}\n  abort: {httpStatus: 503, grpcStatus: 14, percent: 5}\n", ""),
+			[]string{"spec: set a delay, an abort or both"}},
+		{"both at 0 percent", mustReplace(t, fault("percent: 10}", "percent: 0}"), "percent: 5}", "percent: 0}"),
+			[]string{"spec: set a delay or an abort with a percent above 0"}},
+		{"target kind", fault("kind: Service,", "kind: ServiceAccount,"),
+			[]string{`spec.targetRef.kind: "ServiceAccount": want Service`}},
+		{"bad header regex", fault(`value: ".*curl.*"`, `value: "(curl"`),
+			[]string{"spec.match.headers[1].value", "missing closing )"}},
+		{"header match type", fault("type: RegularExpression", "type: Prefix"),
+			[]string{`spec.match.headers[1].type: "Prefix": want Exact or RegularExpression`}},
+		{"header name", fault("name: x-chaos", `name: "x chaos"`),
+			[]string{`spec.match.headers[0].name: "x chaos" is not a header name`}},
+		{"header twice", fault("name: user-agent", "name: X-Chaos"),
+			[]string{`spec.match.headers[1].name: header "X-Chaos" is given twice`}},
+		{"fault unknown field", fault("delay: {fixedDelay: 2s", "delay: {fixed: 2s"),
+			[]string{`unknown field "spec.delay.fixed"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			d := Decode("bad.yaml", []byte(tc.doc))
+			err := d.Err()
+			if err == nil {
+				t.Fatal("Decode accepted it")
+			}
+			if len(d.Invalid) != 1 || len(d.Broken) > 0 {
+				t.Errorf("want one invalid object, got %d invalid, %d broken: %v", len(d.Invalid), len(d.Broken), err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}

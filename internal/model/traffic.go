@@ -1,0 +1,223 @@
+package model
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Traffic policy kinds: weft's own, for what Gateway API and SMI lack.
+// Each attaches to a Service of its namespace and governs the mesh's
+// calls to it, in the calling proxy.
+const (
+	KindRetryPolicy = "RetryPolicy"
+	KindFaultPolicy = "FaultPolicy"
+)
+
+// Conditions a RetryPolicy retries on.
+const (
+	RetryOn5xx             = "5xx"                // any 5xx answer
+	RetryOnGatewayError    = "gateway-error"      // 502, 503, 504
+	RetryOnReset           = "reset"              // the connection broke before an answer
+	RetryOnUnavailable     = "unavailable"        // gRPC UNAVAILABLE
+	RetryOnResourceExhaust = "resource-exhausted" // gRPC RESOURCE_EXHAUSTED
+	RetryOnCancelled       = "cancelled"          // gRPC CANCELLED
+)
+
+var retryConditions = []string{RetryOn5xx, RetryOnGatewayError, RetryOnReset, RetryOnUnavailable, RetryOnResourceExhaust, RetryOnCancelled}
+
+// RetryPolicy retries the failed requests to a Service, within a budget
+// that keeps retries from multiplying an outage: at most Budget.Ratio of
+// the requests of the last Budget.Window, plus Budget.MinPerSecond.
+type RetryPolicy struct {
+	Ref     Ref
+	Service string
+	RetryOn []string
+	// Attempts is the most retries of one request.
+	Attempts uint32
+	// PerTryTimeout bounds each try; 0 is none (the request's own
+	// deadline still holds).
+	PerTryTimeout time.Duration
+	// Backoff between tries: exponential from Base up to Max, jittered.
+	BackoffBase, BackoffMax time.Duration
+	Budget                  RetryBudget
+}
+
+// RetryBudget bounds retries across requests.
+type RetryBudget struct {
+	Ratio        float64
+	MinPerSecond uint32
+	Window       time.Duration
+}
+
+// FaultPolicy injects faults into a share of the requests to a Service,
+// to test how callers cope.
+type FaultPolicy struct {
+	Ref     Ref
+	Service string
+	// Headers, when set, limit faults to requests matching all of them.
+	Headers []ValueMatch
+	Delay   time.Duration
+	// DelayPercent of requests are delayed by Delay.
+	DelayPercent float64
+	// AbortPercent of requests are answered at once with AbortHTTPStatus,
+	// or for gRPC with AbortGRPCCode (when set; else the status mapped
+	// from the HTTP one).
+	AbortPercent    float64
+	AbortHTTPStatus uint32
+	AbortGRPCCode   uint32
+}
+
+func (p *RetryPolicy) Key() PolicyKey { return PolicyKey{Kind: KindRetryPolicy, Ref: p.Ref} }
+func (p *FaultPolicy) Key() PolicyKey { return PolicyKey{Kind: KindFaultPolicy, Ref: p.Ref} }
+
+func (p *RetryPolicy) EqualPolicy(o Policy) bool {
+	q, ok := o.(*RetryPolicy)
+	return ok && p.Ref == q.Ref && p.Service == q.Service && slices.Equal(p.RetryOn, q.RetryOn) && p.Attempts == q.Attempts &&
+		p.PerTryTimeout == q.PerTryTimeout && p.BackoffBase == q.BackoffBase && p.BackoffMax == q.BackoffMax && p.Budget == q.Budget
+}
+
+func (p *FaultPolicy) EqualPolicy(o Policy) bool {
+	q, ok := o.(*FaultPolicy)
+	return ok && p.Ref == q.Ref && p.Service == q.Service && slices.Equal(p.Headers, q.Headers) && p.Delay == q.Delay &&
+		p.DelayPercent == q.DelayPercent && p.AbortPercent == q.AbortPercent && p.AbortHTTPStatus == q.AbortHTTPStatus && p.AbortGRPCCode == q.AbortGRPCCode
+}
+
+// maxRetryAttempts bounds retries of one request.
+const maxRetryAttempts = 10
+
+// Validate checks a retry policy; field paths are the manifest's.
+func (p *RetryPolicy) Validate() error {
+	var fe FieldErrors
+	validateMeta(&fe, p.Ref)
+	validateName(&fe, "spec.targetRef.name", p.Service)
+	p.validateSpec(&fe)
+	return fe.Err()
+}
+
+func (p *RetryPolicy) validateSpec(fe *FieldErrors) {
+	if len(p.RetryOn) == 0 {
+		fe.Add("spec.retryOn", "name at least one condition (%v)", retryConditions)
+	}
+	for i, c := range p.RetryOn {
+		if !slices.Contains(retryConditions, c) {
+			fe.Add(fmt.Sprintf("spec.retryOn[%d]", i), "%q: want one of %v", c, retryConditions)
+		}
+	}
+	if p.Attempts < 1 || p.Attempts > maxRetryAttempts {
+		fe.Add("spec.attempts", "%d: want 1 to %d", p.Attempts, maxRetryAttempts)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"spec.perTryTimeout", p.PerTryTimeout}, {"spec.backoff.base", p.BackoffBase}, {"spec.backoff.max", p.BackoffMax}, {"spec.budget.window", p.Budget.Window}} {
+		if d.v < 0 || d.v > time.Hour {
+			fe.Add(d.field, "%s: want 0 to 1h", d.v)
+		}
+	}
+	if p.BackoffMax < p.BackoffBase {
+		fe.Add("spec.backoff.max", "%s is less than base %s", p.BackoffMax, p.BackoffBase)
+	}
+	if p.Budget.Ratio < 0 || p.Budget.Ratio > 1 {
+		fe.Add("spec.budget.ratio", "%g: want 0 to 1", p.Budget.Ratio)
+	}
+	if p.Budget.Window < time.Second {
+		fe.Add("spec.budget.window", "%s: want at least 1s", p.Budget.Window)
+	}
+}
+
+// Validate checks a fault policy; field paths are the manifest's.
+func (p *FaultPolicy) Validate() error {
+	var fe FieldErrors
+	validateMeta(&fe, p.Ref)
+	validateName(&fe, "spec.targetRef.name", p.Service)
+	p.validateSpec(&fe)
+	return fe.Err()
+}
+
+func (p *FaultPolicy) validateSpec(fe *FieldErrors) {
+	for _, pc := range []struct {
+		field string
+		v     float64
+	}{{"spec.delay.percent", p.DelayPercent}, {"spec.abort.percent", p.AbortPercent}} {
+		if pc.v < 0 || pc.v > 100 {
+			fe.Add(pc.field, "%g: want 0 to 100", pc.v)
+		}
+	}
+	if p.DelayPercent > 0 && (p.Delay <= 0 || p.Delay > time.Hour) {
+		fe.Add("spec.delay.fixedDelay", "%s: want more than 0, at most 1h", p.Delay)
+	}
+	if p.AbortPercent > 0 {
+		if p.AbortHTTPStatus < 200 || p.AbortHTTPStatus > 599 {
+			fe.Add("spec.abort.httpStatus", "%d: want 200 to 599", p.AbortHTTPStatus)
+		}
+		if p.AbortGRPCCode > 16 {
+			fe.Add("spec.abort.grpcStatus", "%d: want a gRPC code, 1 to 16", p.AbortGRPCCode)
+		}
+	}
+	if p.DelayPercent == 0 && p.AbortPercent == 0 {
+		fe.Add("spec", "set a delay or an abort with a percent above 0")
+	}
+	validateValueMatches(fe, "spec.match.headers", p.Headers, true)
+}
+
+// TrafficPolicy is what the policies attached to one Service ask of its
+// callers. At most one policy of each kind is in force for a service: the
+// first by name; the rest are reported, not merged.
+type TrafficPolicy struct {
+	Retry *RetryPolicy
+	Fault *FaultPolicy
+}
+
+// Equal reports whether two traffic policies are the same.
+func (t *TrafficPolicy) Equal(o *TrafficPolicy) bool {
+	if t == nil || o == nil {
+		return t == o
+	}
+	return equalOrNil(t.Retry, o.Retry) && equalOrNil(t.Fault, o.Fault)
+}
+
+func equalOrNil[P interface {
+	comparable
+	Policy
+}](a, b P) bool {
+	var zero P
+	if a == zero || b == zero {
+		return a == b
+	}
+	return a.EqualPolicy(b)
+}
+
+// Validate checks both policies, as a proxy does with what it receives.
+func (t *TrafficPolicy) Validate() error {
+	var fe FieldErrors
+	if t.Retry != nil {
+		t.Retry.validateSpec(&fe)
+	}
+	if t.Fault != nil {
+		t.Fault.validateSpec(&fe)
+	}
+	return fe.Err()
+}
+
+// resolveTraffic picks, among the namespace's policies (sorted by key),
+// those attached to service name.
+func resolveTraffic(name string, policies []Policy) *TrafficPolicy {
+	t := &TrafficPolicy{}
+	for _, p := range policies {
+		switch p := p.(type) {
+		case *RetryPolicy:
+			if p.Service == name && t.Retry == nil {
+				t.Retry = p
+			}
+		case *FaultPolicy:
+			if p.Service == name && t.Fault == nil {
+				t.Fault = p
+			}
+		}
+	}
+	if t.Retry == nil && t.Fault == nil {
+		return nil
+	}
+	return t
+}

@@ -1,0 +1,354 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/proxy/match"
+)
+
+// maxReplayBody is the most of a request body the proxy keeps to send
+// again on a retry; a request with more is not retried.
+const maxReplayBody = 64 << 10
+
+// retrier is a RetryPolicy compiled for one target, with the target's
+// budget.
+type retrier struct {
+	policy *model.RetryPolicy
+	budget *budget
+}
+
+// faulter is a FaultPolicy compiled.
+type faulter struct {
+	policy  *model.FaultPolicy
+	headers []valueMatcher
+}
+
+// traffic compiles the traffic policy of rt's service; budgets are kept
+// per target across configs, like balancers. Called with p.mu held.
+func (p *Proxy) traffic(rt *route, key target) error {
+	if rt.svc == nil || rt.svc.Traffic == nil {
+		return nil
+	}
+	tp := rt.svc.Traffic
+	if r := tp.Retry; r != nil {
+		b := p.budgets[key]
+		if b == nil {
+			b = &budget{}
+			p.budgets[key] = b
+		}
+		b.configure(r.Budget)
+		rt.retry = &retrier{policy: r, budget: b}
+	}
+	if f := tp.Fault; f != nil {
+		fl := &faulter{policy: f}
+		for _, v := range f.Headers {
+			m, err := match.Value(v)
+			if err != nil {
+				return fmt.Errorf("fault policy %s: %w", f.Ref, err)
+			}
+			fl.headers = append(fl.headers, valueMatcher{name: v.Name, match: m})
+		}
+		rt.fault = fl
+	}
+	return nil
+}
+
+// inject delays and then maybe aborts r as the fault policy says. It
+// reports whether it answered the request (or the client left). A route
+// timeout (timeout, in r's context) that passes during the delay is
+// answered as one.
+func (p *Proxy) inject(w http.ResponseWriter, r *http.Request, rt *route, timeout time.Duration) bool {
+	f := rt.fault
+	if f == nil {
+		return false
+	}
+	for _, h := range f.headers {
+		if !anyMatch(r.Header.Values(h.name), h.match) {
+			return false
+		}
+	}
+	svc := rt.out.Service.String()
+	if pc := f.policy.DelayPercent; pc > 0 && rand.Float64()*100 < pc {
+		p.metrics.faults.WithLabelValues(svc, "delay").Inc()
+		t := time.NewTimer(f.policy.Delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			if errors.Is(r.Context().Err(), context.DeadlineExceeded) {
+				p.timedOut(w, r, timeout)
+			}
+			return true
+		}
+	}
+	if pc := f.policy.AbortPercent; pc > 0 && rand.Float64()*100 < pc {
+		p.metrics.faults.WithLabelValues(svc, "abort").Inc()
+		code := int(f.policy.AbortHTTPStatus)
+		msg := fmt.Sprintf("weft outbound: fault injected by FaultPolicy %s", f.policy.Ref)
+		if isGRPC(r) {
+			g := int(f.policy.AbortGRPCCode)
+			if g == 0 {
+				g = grpcCodeOf(code)
+			}
+			writeGRPCError(w, g, msg)
+			return true
+		}
+		http.Error(w, msg, code)
+		return true
+	}
+	return false
+}
+
+// budget bounds retries to a share of recent requests plus a floor, so
+// that retries can never multiply an outage. It counts in ten slots of a
+// tenth of the window each.
+type budget struct {
+	mu      sync.Mutex
+	cfg     model.RetryBudget
+	slots   [10]struct{ requests, retries float64 }
+	current int
+	started time.Time // start of the current slot
+	now     func() time.Time
+}
+
+func (b *budget) configure(cfg model.RetryBudget) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cfg = cfg
+	if b.now == nil {
+		b.now = time.Now
+		b.started = b.now()
+	}
+}
+
+// advance moves to the slot of now, clearing those it passes. Called with
+// b.mu held.
+func (b *budget) advance() {
+	slot := b.cfg.Window / time.Duration(len(b.slots))
+	now := b.now()
+	for i := 0; now.Sub(b.started) >= slot && i <= len(b.slots); i++ {
+		b.current = (b.current + 1) % len(b.slots)
+		b.slots[b.current] = struct{ requests, retries float64 }{}
+		b.started = b.started.Add(slot)
+	}
+	if now.Sub(b.started) >= slot {
+		b.started = now // idle longer than the window: start over
+	}
+}
+
+// deposit counts a request.
+func (b *budget) deposit() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.advance()
+	b.slots[b.current].requests++
+}
+
+// withdraw takes a retry from the budget, or reports there is none left.
+func (b *budget) withdraw() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.advance()
+	var requests, retries float64
+	for _, s := range b.slots {
+		requests += s.requests
+		retries += s.retries
+	}
+	allowed := b.cfg.Ratio*requests + float64(b.cfg.MinPerSecond)*b.cfg.Window.Seconds()
+	if retries+1 > allowed {
+		return false
+	}
+	b.slots[b.current].retries++
+	return true
+}
+
+// retryable reports whether the policy retries an answer or an error.
+func (rp *retrier) retryable(resp *http.Response, err error) bool {
+	on := func(c string) bool { return slices.Contains(rp.policy.RetryOn, c) }
+	switch {
+	case errors.Is(err, errPerTryTimeout):
+		return on(model.RetryOn5xx) || on(model.RetryOnGatewayError)
+	case err != nil:
+		return on(model.RetryOnReset) && !errors.Is(err, context.Canceled)
+	}
+	switch code := resp.StatusCode; {
+	case code >= 500 && on(model.RetryOn5xx):
+		return true
+	case (code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout) && on(model.RetryOnGatewayError):
+		return true
+	}
+	// A gRPC status in the headers is a trailers-only answer: the call
+	// failed before any message.
+	switch g, _ := strconv.Atoi(resp.Header.Get("Grpc-Status")); g {
+	case grpcUnavailable:
+		return on(model.RetryOnUnavailable)
+	case grpcResourceExhausted:
+		return on(model.RetryOnResourceExhaust)
+	case grpcCancelled:
+		return on(model.RetryOnCancelled)
+	}
+	return false
+}
+
+// backoff is the wait before retry n (1 is the first): exponential from
+// the base, capped, with full jitter.
+func (rp *retrier) backoff(n int) time.Duration {
+	d := rp.policy.BackoffBase << min(n-1, 20)
+	if d > rp.policy.BackoffMax || d <= 0 {
+		d = rp.policy.BackoffMax
+	}
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d) + 1))
+}
+
+// replayBody passes a request body through, keeping up to maxReplayBody
+// of it so that the request can be sent again.
+type replayBody struct {
+	src      io.ReadCloser
+	buf      bytes.Buffer
+	eof      bool
+	overflow bool
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	n, err := b.src.Read(p)
+	if b.buf.Len()+n > maxReplayBody {
+		b.overflow = true
+	} else {
+		b.buf.Write(p[:n])
+	}
+	if errors.Is(err, io.EOF) {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *replayBody) Close() error { return b.src.Close() }
+
+// replay returns the body to send again, or false when it was not read
+// to its end or was too long to keep.
+func (b *replayBody) replay() (io.ReadCloser, bool) {
+	if !b.eof || b.overflow {
+		return nil, false
+	}
+	return io.NopCloser(bytes.NewReader(b.buf.Bytes())), true
+}
+
+// closeOnBody cancels a try's context once its response body is closed.
+type closeOnBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c closeOnBody) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// errPerTryTimeout ends a try that got no answer within the retry
+// policy's per-try timeout; it counts as a gateway error.
+var errPerTryTimeout = errors.New("per-try timeout")
+
+// withRetries sends req, and again as u.route's retry policy allows:
+// only a body read to its end and short enough to keep is sent again,
+// never past the request's deadline, and only within the budget.
+func (rc retryConnect) withRetries(req *http.Request, u *upstream) (*http.Response, error) {
+	rp := u.route.retry
+	rp.budget.deposit()
+	var body *replayBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &replayBody{src: req.Body}
+		req = req.Clone(req.Context())
+		req.Body = body
+	}
+	svc := u.route.out.Service.String()
+	deadline, hasDeadline := req.Context().Deadline()
+	if d, ok := parseGRPCTimeout(req.Header.Get("Grpc-Timeout")); ok && (!hasDeadline || u.start.Add(d).Before(deadline)) {
+		deadline, hasDeadline = u.start.Add(d), true
+	}
+	for n := 1; ; n++ {
+		resp, err := rc.tryWithin(req, u, rp.policy.PerTryTimeout)
+		if n > int(rp.policy.Attempts) || req.Context().Err() != nil || !rp.retryable(resp, err) {
+			return resp, err
+		}
+		wait := rp.backoff(n)
+		var next io.ReadCloser
+		outcome := "retried"
+		if body != nil {
+			b, ok := body.replay()
+			if !ok {
+				outcome = "not_replayable"
+			}
+			next = b
+		}
+		switch {
+		case outcome != "retried":
+		case hasDeadline && time.Until(deadline) <= wait:
+			outcome = "deadline"
+		case !rp.budget.withdraw():
+			outcome = "budget_exhausted"
+		}
+		rc.p.metrics.retries.WithLabelValues(svc, outcome).Inc()
+		if outcome != "retried" {
+			return resp, err
+		}
+		failure := err
+		if resp != nil {
+			failure = fmt.Errorf("answered %d", resp.StatusCode)
+			io.Copy(io.Discard, io.LimitReader(resp.Body, maxReplayBody))
+			resp.Body.Close()
+		}
+		if u.done != nil {
+			u.done(failure)
+			u.done = nil
+		}
+		rc.p.log.Debug("retrying", "service", svc, "try", n+1, "after", failure, "backoff", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-req.Context().Done():
+			t.Stop()
+			return nil, req.Context().Err()
+		}
+		if body != nil {
+			body = &replayBody{src: next}
+			req = req.Clone(req.Context())
+			req.Body = body
+		}
+	}
+}
+
+// tryWithin is try bounded by a per-try timeout until the answer's
+// headers; the body then has the request's own deadline.
+func (rc retryConnect) tryWithin(req *http.Request, u *upstream, perTry time.Duration) (*http.Response, error) {
+	if perTry <= 0 {
+		return rc.try(req, u)
+	}
+	ctx, cancel := context.WithCancel(req.Context())
+	timer := time.AfterFunc(perTry, cancel)
+	resp, err := rc.try(req.WithContext(ctx), u)
+	timedOut := !timer.Stop()
+	if err != nil {
+		cancel()
+		if timedOut && req.Context().Err() == nil {
+			err = fmt.Errorf("%w (%s): %w", errPerTryTimeout, perTry, err)
+		}
+		return nil, err
+	}
+	resp.Body = closeOnBody{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
