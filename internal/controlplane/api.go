@@ -135,15 +135,16 @@ type RotateRequest struct {
 // Policy is one entry of GET /api/v1/policies.
 type Policy struct {
 	// Kind is AuthorizationPolicy, TrafficTarget, HTTPRouteGroup, TCPRoute,
-	// RetryPolicy or FaultPolicy.
+	// RetryPolicy, FaultPolicy or CircuitBreakerPolicy.
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
 	// Summary says in one line what the policy selects and allows, or for
 	// a traffic policy what it does to the calls to its service.
 	Summary string `json:"summary"`
-	// Status says whether a traffic policy (RetryPolicy, FaultPolicy) is
-	// in force on its service; other kinds have none.
+	// Status says whether a traffic policy (RetryPolicy, FaultPolicy,
+	// CircuitBreakerPolicy) is in force on its service; other kinds have
+	// none.
 	Status *PolicyStatus `json:"status,omitempty"`
 }
 
@@ -186,6 +187,9 @@ func trafficStatus(snap *model.Snapshot, p model.Policy) *PolicyStatus {
 	case *model.FaultPolicy:
 		service = p.Service
 		inForce = func(t *model.TrafficPolicy) model.Policy { return orNil(t.Fault) }
+	case *model.CircuitBreakerPolicy:
+		service = p.Service
+		inForce = func(t *model.TrafficPolicy) model.Policy { return orNil(t.Breaker) }
 	default:
 		return nil
 	}
@@ -277,6 +281,8 @@ func policySummary(p model.Policy) string {
 		return retrySummary(p)
 	case *model.FaultPolicy:
 		return faultSummary(p)
+	case *model.CircuitBreakerPolicy:
+		return breakerSummary(p)
 	}
 	return ""
 }
@@ -311,6 +317,38 @@ func faultSummary(p *model.FaultPolicy) string {
 		parts = append(parts, "when "+strings.Join(headers, " and "))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// breakerSummary is e.g. "max 100 in flight; eject after 5 5xx / 3
+// gateway errors / 2 connect failures for 30s+, at most 50%": the ejection
+// time is the first one's, which later ones multiply. A kind of failure
+// switched off (0) is left out.
+func breakerSummary(p *model.CircuitBreakerPolicy) string {
+	var parts []string
+	if p.MaxRequests > 0 {
+		parts = append(parts, fmt.Sprintf("max %d in flight", p.MaxRequests))
+	}
+	if o := p.Outlier; o != nil {
+		var kinds []string
+		for _, k := range []struct {
+			n         uint32
+			one, many string
+		}{
+			{o.Consecutive5xx, "5xx", "5xx"},
+			{o.ConsecutiveGatewayErrors, "gateway error", "gateway errors"},
+			{o.ConsecutiveConnectFailures, "connect failure", "connect failures"},
+		} {
+			switch {
+			case k.n == 1:
+				kinds = append(kinds, "1 "+k.one)
+			case k.n > 1:
+				kinds = append(kinds, fmt.Sprintf("%d %s", k.n, k.many))
+			}
+		}
+		parts = append(parts, fmt.Sprintf("eject after %s for %s+, at most %d%%",
+			strings.Join(kinds, " / "), o.BaseEjection, o.MaxEjectionPercent))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // formatPercent writes a percentage briefly, 10 or 12.5, without the

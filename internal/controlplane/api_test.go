@@ -47,6 +47,18 @@ func TestPolicySummary(t *testing.T) {
 			"abort 500 for 12.5%, when x-chaos=on and user-agent~.*curl.*"},
 		{"fault policy, delay for everyone", &model.FaultPolicy{Ref: demo("f"), Service: "catalog", Delay: 1500 * time.Millisecond, DelayPercent: 100},
 			"delay 1.5s for 100%"},
+		{"circuit breaker policy", &model.CircuitBreakerPolicy{Ref: demo("b"), Service: "catalog", MaxRequests: 100,
+			Outlier: &model.OutlierDetection{Consecutive5xx: 5, ConsecutiveGatewayErrors: 3, ConsecutiveConnectFailures: 2,
+				BaseEjection: 30 * time.Second, MaxEjectionPercent: 50}},
+			"max 100 in flight; eject after 5 5xx / 3 gateway errors / 2 connect failures for 30s+, at most 50%"},
+		{"circuit breaker policy, max requests only", &model.CircuitBreakerPolicy{Ref: demo("b"), Service: "catalog", MaxRequests: 1},
+			"max 1 in flight"},
+		{"circuit breaker policy, outlier detection only, counts of 1", &model.CircuitBreakerPolicy{Ref: demo("b"), Service: "catalog",
+			Outlier: &model.OutlierDetection{Consecutive5xx: 1, ConsecutiveConnectFailures: 1, BaseEjection: 90 * time.Second, MaxEjectionPercent: 100}},
+			"eject after 1 5xx / 1 connect failure for 1m30s+, at most 100%"},
+		{"circuit breaker policy, gateway errors only", &model.CircuitBreakerPolicy{Ref: demo("b"), Service: "catalog",
+			Outlier: &model.OutlierDetection{ConsecutiveGatewayErrors: 1, BaseEjection: time.Second, MaxEjectionPercent: 10}},
+			"eject after 1 gateway error for 1s+, at most 10%"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -234,6 +246,35 @@ metadata: {name: ghost-faults, namespace: demo}
 spec:
   targetRef: {kind: Service, name: ghost}
   abort: {httpStatus: 500, percent: 100}
+---
+apiVersion: weft.dev/v1alpha1
+kind: CircuitBreakerPolicy
+metadata: {name: catalog-breaker, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  maxRequests: 100
+  outlierDetection: {consecutive5xx: 5, consecutiveGatewayErrors: 3, consecutiveConnectFailures: 2}
+---
+apiVersion: weft.dev/v1alpha1
+kind: CircuitBreakerPolicy
+metadata: {name: catalog-limit, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  maxRequests: 10
+---
+apiVersion: weft.dev/v1alpha1
+kind: CircuitBreakerPolicy
+metadata: {name: stock-ejection, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: stock}
+  outlierDetection: {consecutiveConnectFailures: 1, baseEjectionTime: 10s, maxEjectionPercent: 100}
+---
+apiVersion: weft.dev/v1alpha1
+kind: CircuitBreakerPolicy
+metadata: {name: ghost-breaker, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: ghost}
+  maxRequests: 1
 `
 	d := manifest.Decode("policies.yaml", []byte(manifests))
 	if err := d.Err(); err != nil {
@@ -254,6 +295,14 @@ spec:
 	inForce := &PolicyStatus{InForce: true}
 	want := []Policy{
 		{Kind: model.KindAuthorizationPolicy, Namespace: "demo", Name: "catalog-readers", Summary: "Allow to service catalog, 1 rule"},
+		{Kind: model.KindCircuitBreakerPolicy, Namespace: "demo", Name: "catalog-breaker",
+			Summary: "max 100 in flight; eject after 5 5xx / 3 gateway errors / 2 connect failures for 30s+, at most 50%", Status: inForce},
+		{Kind: model.KindCircuitBreakerPolicy, Namespace: "demo", Name: "catalog-limit", Summary: "max 10 in flight",
+			Status: &PolicyStatus{Reason: "CircuitBreakerPolicy demo/catalog-breaker already applies to service demo/catalog (the first by name is in force)"}},
+		{Kind: model.KindCircuitBreakerPolicy, Namespace: "demo", Name: "ghost-breaker", Summary: "max 1 in flight",
+			Status: &PolicyStatus{Reason: "service demo/ghost does not exist"}},
+		{Kind: model.KindCircuitBreakerPolicy, Namespace: "demo", Name: "stock-ejection",
+			Summary: "eject after 1 connect failure for 10s+, at most 100%", Status: inForce},
 		{Kind: model.KindFaultPolicy, Namespace: "demo", Name: "catalog-faults",
 			Summary: "delay 2s for 10%, abort 503 for 5%, when x-chaos=on", Status: inForce},
 		{Kind: model.KindFaultPolicy, Namespace: "demo", Name: "ghost-faults",

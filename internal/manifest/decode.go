@@ -176,6 +176,9 @@ var decoders = map[string]map[string]func(doc []byte, into *Object) error{
 	model.KindAuthorizationPolicy: {weftv1alpha1.GroupVersion: decodePolicy(AuthorizationPolicyFromV1alpha1)},
 	model.KindRetryPolicy:         {weftv1alpha1.GroupVersion: decodePolicy(RetryPolicyFromV1alpha1)},
 	model.KindFaultPolicy:         {weftv1alpha1.GroupVersion: decodePolicy(FaultPolicyFromV1alpha1)},
+	model.KindCircuitBreakerPolicy: {
+		weftv1alpha1.GroupVersion: decodePolicy(CircuitBreakerPolicyFromV1alpha1),
+	},
 	model.KindTrafficTarget: {
 		smi.AccessV1alpha3: decodePolicy(TrafficTargetFromSMI),
 		smi.AccessV1alpha2: decodePolicy(TrafficTargetFromSMI),

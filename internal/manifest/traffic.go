@@ -11,9 +11,10 @@ import (
 	"github.com/weftmesh/weft/internal/model"
 )
 
-// Traffic policies: weft's RetryPolicy and FaultPolicy, attached to a
-// Service of their namespace. Fields left out take the defaults below
-// here, so the model never sees an unset attempt count or budget.
+// Traffic policies: weft's RetryPolicy, FaultPolicy and
+// CircuitBreakerPolicy, attached to a Service of their namespace. Fields
+// left out take the defaults below here, so the model never sees an unset
+// attempt count, budget or ejection time.
 
 // RetryPolicy defaults.
 const (
@@ -23,6 +24,12 @@ const (
 	defaultBudgetRatio     = 0.2
 	defaultBudgetMinPerSec = 10
 	defaultBudgetWindow    = 10 * time.Second
+)
+
+// CircuitBreakerPolicy defaults, of its outlier detection.
+const (
+	defaultBaseEjectionTime   = 30 * time.Second
+	defaultMaxEjectionPercent = 50
 )
 
 // maxGRPCCode is the highest gRPC status code, UNAUTHENTICATED.
@@ -122,6 +129,43 @@ func FaultPolicyFromV1alpha1(p *weftv1alpha1.FaultPolicy) (*model.FaultPolicy, e
 		fe.Add("spec", "set a delay, an abort or both")
 	}
 	return checked(fe, out)
+}
+
+// CircuitBreakerPolicyFromV1alpha1 converts and validates a weft
+// CircuitBreakerPolicy.
+func CircuitBreakerPolicyFromV1alpha1(p *weftv1alpha1.CircuitBreakerPolicy) (*model.CircuitBreakerPolicy, error) {
+	var fe model.FieldErrors
+	s := p.Spec
+	out := &model.CircuitBreakerPolicy{
+		Ref:         model.Ref{Namespace: namespaceOf(p.Namespace), Name: p.Name},
+		Service:     serviceTarget(&fe, s.TargetRef),
+		MaxRequests: nonNegative(&fe, "spec.maxRequests", s.MaxRequests),
+	}
+	if o := s.OutlierDetection; o != nil {
+		const f = "spec.outlierDetection"
+		out.Outlier = &model.OutlierDetection{
+			Consecutive5xx:             nonNegative(&fe, f+".consecutive5xx", o.Consecutive5xx),
+			ConsecutiveGatewayErrors:   nonNegative(&fe, f+".consecutiveGatewayErrors", o.ConsecutiveGatewayErrors),
+			ConsecutiveConnectFailures: nonNegative(&fe, f+".consecutiveConnectFailures", o.ConsecutiveConnectFailures),
+			BaseEjection:               optionalDuration(&fe, f+".baseEjectionTime", o.BaseEjectionTime, defaultBaseEjectionTime),
+			MaxEjectionPercent:         defaultMaxEjectionPercent,
+		}
+		if m := o.MaxEjectionPercent; m != nil {
+			// The model bounds the percent; 0 and over 100 are its to refuse.
+			out.Outlier.MaxEjectionPercent = nonNegative(&fe, f+".maxEjectionPercent", *m)
+		}
+	}
+	return checked(fe, out)
+}
+
+// nonNegative reads a count the model bounds, refusing only what would
+// wrap around.
+func nonNegative(fe *model.FieldErrors, field string, v int32) uint32 {
+	if v < 0 {
+		fe.Add(field, "must not be negative, got %d", v)
+		return 0
+	}
+	return uint32(v)
 }
 
 // serviceTarget reads a traffic policy's targetRef: a Service of the

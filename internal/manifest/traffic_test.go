@@ -36,6 +36,21 @@ spec:
   abort: {httpStatus: 503, grpcStatus: 14, percent: 5}
 `
 
+const goodCircuitBreakerPolicy = `
+apiVersion: weft.dev/v1alpha1
+kind: CircuitBreakerPolicy
+metadata: {name: catalog-breaker, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  maxRequests: 100
+  outlierDetection:
+    consecutive5xx: 5
+    consecutiveGatewayErrors: 3
+    consecutiveConnectFailures: 2
+    baseEjectionTime: 1m
+    maxEjectionPercent: 100
+`
+
 func TestDecodeTrafficPolicies(t *testing.T) {
 	demo := func(name string) model.Ref { return model.Ref{Namespace: "demo", Name: name} }
 	allConditions := []string{"5xx", "gateway-error", "reset", "unavailable", "resource-exhausted", "cancelled"}
@@ -126,6 +141,40 @@ spec:
   delay: {fixedDelay: 1s, percent: 0}
   abort: {httpStatus: 429, grpcStatus: 8, percent: 12.5}
 `, &model.FaultPolicy{Ref: demo("f"), Service: "catalog", Delay: time.Second, AbortHTTPStatus: 429, AbortGRPCCode: 8, AbortPercent: 12.5}},
+		{"circuit breaker policy", goodCircuitBreakerPolicy, &model.CircuitBreakerPolicy{
+			Ref: demo("catalog-breaker"), Service: "catalog", MaxRequests: 100,
+			Outlier: &model.OutlierDetection{
+				Consecutive5xx: 5, ConsecutiveGatewayErrors: 3, ConsecutiveConnectFailures: 2,
+				BaseEjection: time.Minute, MaxEjectionPercent: 100,
+			},
+		}},
+		{"circuit breaker policy, max requests only", `
+apiVersion: weft.dev/v1alpha1
+kind: CircuitBreakerPolicy
+metadata: {name: b}
+spec:
+  targetRef: {group: "", kind: Service, name: catalog}
+  maxRequests: 1
+`, &model.CircuitBreakerPolicy{Ref: model.Ref{Namespace: DefaultNamespace, Name: "b"}, Service: "catalog", MaxRequests: 1}},
+		{"circuit breaker policy, outlier detection defaults", `
+apiVersion: weft.dev/v1alpha1
+kind: CircuitBreakerPolicy
+metadata: {name: b, namespace: demo}
+spec:
+  targetRef: {group: core, kind: Service, name: stock}
+  outlierDetection: {consecutiveConnectFailures: 1}
+`, &model.CircuitBreakerPolicy{Ref: demo("b"), Service: "stock",
+			Outlier: &model.OutlierDetection{ConsecutiveConnectFailures: 1, BaseEjection: 30 * time.Second, MaxEjectionPercent: 50}}},
+		{"circuit breaker policy, kinds and bound switched off by 0", `
+apiVersion: weft.dev/v1alpha1
+kind: CircuitBreakerPolicy
+metadata: {name: b, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  maxRequests: 0
+  outlierDetection: {consecutive5xx: 0, consecutiveGatewayErrors: 10, baseEjectionTime: 1s, maxEjectionPercent: 1}
+`, &model.CircuitBreakerPolicy{Ref: demo("b"), Service: "catalog",
+			Outlier: &model.OutlierDetection{ConsecutiveGatewayErrors: 10, BaseEjection: time.Second, MaxEjectionPercent: 1}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -153,6 +202,11 @@ spec:
 func TestDecodeTrafficPolicyErrors(t *testing.T) {
 	retry := func(old, new string) string { return mustReplace(t, goodRetryPolicy, old, new) }
 	fault := func(old, new string) string { return mustReplace(t, goodFaultPolicy, old, new) }
+	breaker := func(old, new string) string { return mustReplace(t, goodCircuitBreakerPolicy, old, new) }
+	// breakerSpec is the good circuit breaker policy with the spec after
+	// its targetRef replaced by rest.
+	breakerHead, _, _ := strings.Cut(goodCircuitBreakerPolicy, "  maxRequests:")
+	breakerSpec := func(rest string) string { return breakerHead + rest }
 	tests := []struct {
 		desc string
 		doc  string
@@ -252,6 +306,55 @@ func TestDecodeTrafficPolicyErrors(t *testing.T) {
 			[]string{`spec.match.headers[1].name: header "X-Chaos" is given twice`}},
 		{"fault unknown field", fault("delay: {fixedDelay: 2s", "delay: {fixed: 2s"),
 			[]string{`unknown field "spec.delay.fixed"`}},
+		// CircuitBreakerPolicy.
+		{"nothing set", breakerSpec(""),
+			[]string{"circuitbreakerpolicy demo/catalog-breaker", "spec: set maxRequests or outlierDetection"}},
+		{"max requests 0 alone", breakerSpec("  maxRequests: 0\n"),
+			[]string{"spec: set maxRequests or outlierDetection"}},
+		{"outlier detection without counts", breaker("    consecutive5xx: 5\n    consecutiveGatewayErrors: 3\n    consecutiveConnectFailures: 2\n", ""),
+			[]string{"spec.outlierDetection: set at least one of consecutive5xx, consecutiveGatewayErrors, consecutiveConnectFailures"}},
+		{"outlier detection empty", breakerSpec("  outlierDetection: {}\n"),
+			[]string{"spec.outlierDetection: set at least one of"}},
+		{"outlier detection counts all 0", mustReplace(t, mustReplace(t, breaker("consecutive5xx: 5", "consecutive5xx: 0"),
+			"consecutiveGatewayErrors: 3", "consecutiveGatewayErrors: 0"), "consecutiveConnectFailures: 2", "consecutiveConnectFailures: 0"),
+			[]string{"spec.outlierDetection: set at least one of"}},
+		{"ejection time not a Gateway API duration", breaker("baseEjectionTime: 1m", "baseEjectionTime: 0.5s"),
+			[]string{`spec.outlierDetection.baseEjectionTime: "0.5s": want a Gateway API duration such as 10s, 500ms or 1m30s`}},
+		{"ejection time under 1s", breaker("baseEjectionTime: 1m", "baseEjectionTime: 500ms"),
+			[]string{"spec.outlierDetection.baseEjectionTime: 500ms: want 1s to 1h"}},
+		{"ejection time 0s", breaker("baseEjectionTime: 1m", "baseEjectionTime: 0s"),
+			[]string{"spec.outlierDetection.baseEjectionTime: 0s: want 1s to 1h"}},
+		{"ejection time over 1h", breaker("baseEjectionTime: 1m", "baseEjectionTime: 61m"),
+			[]string{"spec.outlierDetection.baseEjectionTime: 1h1m0s: want 1s to 1h"}},
+		{"max ejection percent 0", breaker("maxEjectionPercent: 100", "maxEjectionPercent: 0"),
+			[]string{"spec.outlierDetection.maxEjectionPercent: 0: want 1 to 100"}},
+		{"max ejection percent 101", breaker("maxEjectionPercent: 100", "maxEjectionPercent: 101"),
+			[]string{"spec.outlierDetection.maxEjectionPercent: 101: want 1 to 100"}},
+		{"max ejection percent not whole", breaker("maxEjectionPercent: 100", "maxEjectionPercent: 12.5"),
+			[]string{"circuitbreakerpolicy demo/catalog-breaker", "spec.outlierDetection.maxEjectionPercent"}},
+		{"negative max ejection percent", breaker("maxEjectionPercent: 100", "maxEjectionPercent: -50"),
+			[]string{"spec.outlierDetection.maxEjectionPercent: must not be negative, got -50"}},
+		{"negative max requests", breaker("maxRequests: 100", "maxRequests: -1"),
+			[]string{"spec.maxRequests: must not be negative, got -1"}},
+		{"negative counts", mustReplace(t, mustReplace(t, breaker("consecutive5xx: 5", "consecutive5xx: -5"),
+			"consecutiveGatewayErrors: 3", "consecutiveGatewayErrors: -3"), "consecutiveConnectFailures: 2", "consecutiveConnectFailures: -2"),
+			[]string{"spec.outlierDetection.consecutive5xx: must not be negative, got -5",
+				"spec.outlierDetection.consecutiveGatewayErrors: must not be negative, got -3",
+				"spec.outlierDetection.consecutiveConnectFailures: must not be negative, got -2"}},
+		{"max requests too large", breaker("maxRequests: 100", "maxRequests: 4294967296"),
+			[]string{"circuitbreakerpolicy demo/catalog-breaker", "spec.maxRequests"}},
+		{"breaker target kind", breaker("kind: Service,", "kind: Deployment,"),
+			[]string{`spec.targetRef.kind: "Deployment": want Service`}},
+		{"breaker target group", breaker("{kind: Service,", "{group: apps, kind: Service,"),
+			[]string{`spec.targetRef.group: "apps": a Service is in the core group, ""`}},
+		{"breaker no target", breaker("  targetRef: {kind: Service, name: catalog}\n", ""),
+			[]string{`spec.targetRef.kind: "": want Service`}},
+		{"breaker target name", breaker("name: catalog}", "name: Catalog_1}"),
+			[]string{"spec.targetRef.name"}},
+		{"breaker unknown field", breaker("consecutive5xx: 5", "consecutiveErrors: 5"),
+			[]string{`unknown field "spec.outlierDetection.consecutiveErrors"`}},
+		{"breaker other version", breaker("weft.dev/v1alpha1", "weft.dev/v1"),
+			[]string{`apiVersion: "weft.dev/v1": weft reads CircuitBreakerPolicy as weft.dev/v1alpha1`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

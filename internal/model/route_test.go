@@ -179,6 +179,11 @@ func TestTrafficPolicyValidation(t *testing.T) {
 		{"fault with nothing to do", &FaultPolicy{Ref: Ref{"demo", "f"}, Service: "catalog"}, "set a delay or an abort"},
 		{"abort without a status", &FaultPolicy{Ref: Ref{"demo", "f"}, Service: "catalog", AbortPercent: 10}, "spec.abort.httpStatus"},
 		{"percent over 100", &FaultPolicy{Ref: Ref{"demo", "f"}, Service: "catalog", Delay: time.Second, DelayPercent: 120}, "spec.delay.percent"},
+		{"breaker with nothing to do", &CircuitBreakerPolicy{Ref: Ref{"demo", "b"}, Service: "catalog"}, "set maxRequests or outlierDetection"},
+		{"outlier detection counting nothing", &CircuitBreakerPolicy{Ref: Ref{"demo", "b"}, Service: "catalog",
+			Outlier: &OutlierDetection{BaseEjection: time.Second, MaxEjectionPercent: 50}}, "spec.outlierDetection"},
+		{"ejection percent 0", &CircuitBreakerPolicy{Ref: Ref{"demo", "b"}, Service: "catalog",
+			Outlier: &OutlierDetection{Consecutive5xx: 1, BaseEjection: time.Second}}, "spec.outlierDetection.maxEjectionPercent"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -291,7 +291,7 @@ func (b *batch) putPolicy(source string, p Policy) error {
 // policyChanged marks what a changed policy object may change.
 func (b *batch) policyChanged(k PolicyKey) {
 	switch k.Kind {
-	case KindHTTPRoute, KindGRPCRoute, KindTrafficSplit, KindRetryPolicy, KindFaultPolicy:
+	case KindHTTPRoute, KindGRPCRoute, KindTrafficSplit, KindRetryPolicy, KindFaultPolicy, KindCircuitBreakerPolicy:
 		b.serviceNamespaces[k.Ref.Namespace] = true
 	default:
 		b.authzNamespaces[k.Ref.Namespace] = true

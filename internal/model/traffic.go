@@ -10,8 +10,9 @@ import (
 // Each attaches to a Service of its namespace and governs the mesh's
 // calls to it, in the calling proxy.
 const (
-	KindRetryPolicy = "RetryPolicy"
-	KindFaultPolicy = "FaultPolicy"
+	KindRetryPolicy          = "RetryPolicy"
+	KindFaultPolicy          = "FaultPolicy"
+	KindCircuitBreakerPolicy = "CircuitBreakerPolicy"
 )
 
 // Conditions a RetryPolicy retries on.
@@ -66,6 +67,66 @@ type FaultPolicy struct {
 	AbortPercent    float64
 	AbortHTTPStatus uint32
 	AbortGRPCCode   uint32
+}
+
+// CircuitBreakerPolicy protects a Service from its callers and them from
+// its failing endpoints: each calling proxy keeps at most MaxRequests
+// requests and connections in flight to it, and ejects endpoints that
+// fail in a row.
+type CircuitBreakerPolicy struct {
+	Ref     Ref
+	Service string
+	// MaxRequests bounds requests and connections in flight from one
+	// proxy; 0 is no bound.
+	MaxRequests uint32
+	Outlier     *OutlierDetection
+}
+
+// OutlierDetection ejects an endpoint after consecutive failures of a
+// kind (0 turns a kind off) for BaseEjection times the number of times it
+// was ejected, never more than MaxEjectionPercent of the endpoints at once.
+type OutlierDetection struct {
+	Consecutive5xx             uint32
+	ConsecutiveGatewayErrors   uint32
+	ConsecutiveConnectFailures uint32
+	BaseEjection               time.Duration
+	MaxEjectionPercent         uint32
+}
+
+func (p *CircuitBreakerPolicy) Key() PolicyKey {
+	return PolicyKey{Kind: KindCircuitBreakerPolicy, Ref: p.Ref}
+}
+
+func (p *CircuitBreakerPolicy) EqualPolicy(o Policy) bool {
+	q, ok := o.(*CircuitBreakerPolicy)
+	return ok && p.Ref == q.Ref && p.Service == q.Service && p.MaxRequests == q.MaxRequests &&
+		(p.Outlier == nil) == (q.Outlier == nil) && (p.Outlier == nil || *p.Outlier == *q.Outlier)
+}
+
+// Validate checks a circuit breaker policy; field paths are the manifest's.
+func (p *CircuitBreakerPolicy) Validate() error {
+	var fe FieldErrors
+	validateMeta(&fe, p.Ref)
+	validateName(&fe, "spec.targetRef.name", p.Service)
+	p.validateSpec(&fe)
+	return fe.Err()
+}
+
+func (p *CircuitBreakerPolicy) validateSpec(fe *FieldErrors) {
+	if p.MaxRequests == 0 && p.Outlier == nil {
+		fe.Add("spec", "set maxRequests or outlierDetection")
+	}
+	if o := p.Outlier; o != nil {
+		if o.Consecutive5xx == 0 && o.ConsecutiveGatewayErrors == 0 && o.ConsecutiveConnectFailures == 0 {
+			fe.Add("spec.outlierDetection", "set at least one of consecutive5xx, consecutiveGatewayErrors, consecutiveConnectFailures")
+		}
+		if o.BaseEjection < time.Second || o.BaseEjection > time.Hour {
+			fe.Add("spec.outlierDetection.baseEjectionTime", "%s: want 1s to 1h", o.BaseEjection)
+		}
+		if o.MaxEjectionPercent < 1 || o.MaxEjectionPercent > 100 {
+			fe.Add("spec.outlierDetection.maxEjectionPercent", "%d: want 1 to 100", o.MaxEjectionPercent)
+		}
+	}
 }
 
 func (p *RetryPolicy) Key() PolicyKey { return PolicyKey{Kind: KindRetryPolicy, Ref: p.Ref} }
@@ -165,8 +226,9 @@ func (p *FaultPolicy) validateSpec(fe *FieldErrors) {
 // callers. At most one policy of each kind is in force for a service: the
 // first by name; the rest are reported, not merged.
 type TrafficPolicy struct {
-	Retry *RetryPolicy
-	Fault *FaultPolicy
+	Retry   *RetryPolicy
+	Fault   *FaultPolicy
+	Breaker *CircuitBreakerPolicy
 }
 
 // Equal reports whether two traffic policies are the same.
@@ -174,7 +236,7 @@ func (t *TrafficPolicy) Equal(o *TrafficPolicy) bool {
 	if t == nil || o == nil {
 		return t == o
 	}
-	return equalOrNil(t.Retry, o.Retry) && equalOrNil(t.Fault, o.Fault)
+	return equalOrNil(t.Retry, o.Retry) && equalOrNil(t.Fault, o.Fault) && equalOrNil(t.Breaker, o.Breaker)
 }
 
 func equalOrNil[P interface {
@@ -197,6 +259,9 @@ func (t *TrafficPolicy) Validate() error {
 	if t.Fault != nil {
 		t.Fault.validateSpec(&fe)
 	}
+	if t.Breaker != nil {
+		t.Breaker.validateSpec(&fe)
+	}
 	return fe.Err()
 }
 
@@ -214,9 +279,13 @@ func resolveTraffic(name string, policies []Policy) *TrafficPolicy {
 			if p.Service == name && t.Fault == nil {
 				t.Fault = p
 			}
+		case *CircuitBreakerPolicy:
+			if p.Service == name && t.Breaker == nil {
+				t.Breaker = p
+			}
 		}
 	}
-	if t.Retry == nil && t.Fault == nil {
+	if t.Retry == nil && t.Fault == nil && t.Breaker == nil {
 		return nil
 	}
 	return t

@@ -20,6 +20,9 @@ type metrics struct {
 	retries *prometheus.CounterVec
 	// faults counts injected delays and aborts.
 	faults *prometheus.CounterVec
+	// circuitOpen counts requests and connections refused by a circuit
+	// breaker; ejections, endpoints ejected by outlier detection.
+	circuitOpen, ejections *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -37,8 +40,16 @@ func newMetrics() *metrics {
 			Name: "weft_outbound_faults_total",
 			Help: "Faults injected into outbound requests by destination service and fault: delay or abort.",
 		}, []string{"service", "fault"}),
+		circuitOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_outbound_circuit_open_total",
+			Help: "Outbound requests and connections refused because the destination's circuit breaker had its maximum in flight.",
+		}, []string{"service"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_outbound_ejections_total",
+			Help: "Endpoints ejected by outlier detection, by destination service.",
+		}, []string{"service"}),
 	}
-	m.registry.MustRegister(m.authz, m.retries, m.faults, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registry.MustRegister(m.authz, m.retries, m.faults, m.circuitOpen, m.ejections, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -126,6 +126,16 @@ func (p *Proxy) tunnelTCP(o *outboundListener, rt *route, c net.Conn) {
 		c.Close()
 		return
 	}
+	if b := rt.breaker; b != nil {
+		release, ok := b.admit()
+		if !ok {
+			p.metrics.circuitOpen.WithLabelValues(rt.out.Service.String()).Inc()
+			p.log.Warn("opaque connection refused: circuit breaker open", "service", rt.out.Service.String(), "max", b.policy.MaxRequests)
+			c.Close()
+			return
+		}
+		defer release()
+	}
 	s, ep, done, err := p.dialEndpoint(rt, "")
 	switch {
 	case err != nil && ep == nil:
@@ -152,6 +162,9 @@ func (p *Proxy) dialEndpoint(rt *route, proto string) (*tunnel.Stream, *model.En
 	var s *tunnel.Stream
 	ep, done, err := p.reach(p.ctx, rt, func(ep *model.Endpoint, port uint32) (err error) {
 		s, err = tunnel.Dial(p.ctx, p.pool, ep.HostPort(), meshHeader(port, proto))
+		if !isConnectFailure(err) {
+			p.observe(rt, ep, outcomeOf(nil, err))
+		}
 		return err
 	})
 	if err != nil {
@@ -209,6 +222,9 @@ func (rc retryConnect) try(req *http.Request, u *upstream) (*http.Response, erro
 		maps.Copy(out.Header, meshHeader(port, u.proto))
 		var err error
 		resp, err = rc.p.pool.RoundTrip(out)
+		if !isConnectFailure(err) { // reach has counted those
+			rc.p.observe(u.route, ep, outcomeOf(resp, err))
+		}
 		return err
 	})
 	u.done = done
@@ -231,6 +247,16 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 		if err != nil {
 			p.refuse(w, r, code, "outbound", err.Error())
 			return
+		}
+		if b := target.breaker; b != nil {
+			release, ok := b.admit()
+			if !ok {
+				p.metrics.circuitOpen.WithLabelValues(target.out.Service.String()).Inc()
+				p.refuse(w, r, http.StatusServiceUnavailable, "outbound",
+					fmt.Sprintf("circuit breaker of service %s open: %d requests in flight", target.out.Service, b.policy.MaxRequests))
+				return
+			}
+			defer release()
 		}
 		ctx := r.Context()
 		var timeout time.Duration

@@ -83,6 +83,7 @@ type Proxy struct {
 	outbound  map[uint32]*outboundListener // by local port
 	balancers map[target]balance.Balancer
 	budgets   map[target]*budget
+	breakers  map[target]*breaker
 	balErr    error
 	shutdown  bool
 }
@@ -109,6 +110,7 @@ func New(opts Options) *Proxy {
 		outbound:  map[uint32]*outboundListener{},
 		balancers: map[target]balance.Balancer{},
 		budgets:   map[target]*budget{},
+		breakers:  map[target]*breaker{},
 		tunnels:   tracker{conns: map[net.Conn]struct{}{}},
 		metrics:   newMetrics(),
 	}

@@ -46,9 +46,11 @@ type route struct {
 	// table routes the service's requests to backend services, when routes
 	// attach to it; nil sends them to its own endpoints.
 	table *routeTable
-	// retry and fault are the service's traffic policies; nil when none.
-	retry *retrier
-	fault *faulter
+	// retry, fault and breaker are the service's traffic policies; nil
+	// when none.
+	retry   *retrier
+	fault   *faulter
+	breaker *breaker
 }
 
 // buildState derives the request-path state of cfg, reusing and updating
@@ -74,6 +76,7 @@ func (p *Proxy) buildState(cfg *model.ProxyConfig) (*state, error) {
 		if !updated[key] {
 			delete(p.balancers, key)
 			delete(p.budgets, key)
+			delete(p.breakers, key)
 		}
 	}
 	for _, ss := range cfg.Services {
@@ -131,6 +134,10 @@ func (rt *route) pick(skip func(*model.Endpoint) bool) (*model.Endpoint, uint32,
 	if rt.svc == nil || !rt.hasPort {
 		return nil, 0, nil, rt.problem()
 	}
+	if b := rt.breaker; b != nil && b.policy.Outlier != nil {
+		inner := skip
+		skip = func(ep *model.Endpoint) bool { return b.outliers.ejected(ep.ID) || inner != nil && inner(ep) }
+	}
 	ep, done, err := rt.bal.Pick(skip)
 	if err != nil {
 		return nil, 0, nil, fmt.Errorf("service %s port %d: %w", rt.out.Service, rt.out.Port, err)
@@ -164,6 +171,7 @@ func (p *Proxy) reach(ctx context.Context, rt *route, try func(ep *model.Endpoin
 		if err == nil || !isConnectFailure(err) || ctx.Err() != nil {
 			return ep, done, err
 		}
+		p.observe(rt, ep, outcomeConnect)
 		tried[ep.ID] = true
 		if len(tried) >= maxConnectAttempts {
 			return ep, done, err

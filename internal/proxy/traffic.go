@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftmesh/weft/internal/model"
@@ -49,6 +50,19 @@ func (p *Proxy) traffic(rt *route, key target) error {
 		}
 		b.configure(r.Budget)
 		rt.retry = &retrier{policy: r, budget: b}
+	}
+	if bp := tp.Breaker; bp != nil {
+		b := p.breakers[key]
+		if b == nil {
+			b = &breaker{}
+			b.outliers.now = time.Now
+			p.breakers[key] = b
+		}
+		b.policy = bp
+		b.outliers.mu.Lock()
+		b.outliers.cfg = bp.Outlier
+		b.outliers.mu.Unlock()
+		rt.breaker = b
 	}
 	if f := tp.Fault; f != nil {
 		fl := &faulter{policy: f}
@@ -351,4 +365,132 @@ func (rc retryConnect) tryWithin(req *http.Request, u *upstream, perTry time.Dur
 	}
 	resp.Body = closeOnBody{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// breaker is a target's CircuitBreakerPolicy with the state it keeps
+// across configs: requests in flight and the outliers it ejected.
+type breaker struct {
+	policy   *model.CircuitBreakerPolicy
+	inflight atomic.Int64
+	outliers outliers
+}
+
+// admit takes a place among the requests in flight, or reports that the
+// circuit is open; release gives it back.
+func (b *breaker) admit() (release func(), ok bool) {
+	max := int64(b.policy.MaxRequests)
+	if n := b.inflight.Add(1); max > 0 && n > max {
+		b.inflight.Add(-1)
+		return nil, false
+	}
+	return func() { b.inflight.Add(-1) }, true
+}
+
+// outcome is how one try on an endpoint went, for outlier detection.
+type outcome int
+
+const (
+	outcomeSuccess outcome = iota
+	outcome5xx             // a 5xx answer other than a gateway error
+	outcomeGateway         // 502, 503, 504, or the peer broke off
+	outcomeConnect         // the peer proxy could not be reached
+)
+
+// outcomeOf classifies an answer or an error; a tunnel has no answer.
+func outcomeOf(resp *http.Response, err error) outcome {
+	switch {
+	case err == nil && resp == nil:
+		return outcomeSuccess
+	case err != nil && isConnectFailure(err):
+		return outcomeConnect
+	case err != nil:
+		return outcomeGateway
+	case resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusGatewayTimeout:
+		return outcomeGateway
+	case resp.StatusCode >= 500:
+		return outcome5xx
+	}
+	return outcomeSuccess
+}
+
+// outliers ejects endpoints that fail in a row.
+type outliers struct {
+	mu  sync.Mutex
+	cfg *model.OutlierDetection
+	eps map[string]*outlierState
+	now func() time.Time
+}
+
+type outlierState struct {
+	fails5xx, failsGateway, failsConnect uint32
+	ejections                            int
+	until                                time.Time
+}
+
+// observe records a try on endpoint id of a pool of total endpoints, and
+// reports whether it ejected the endpoint.
+func (o *outliers) observe(id string, oc outcome, total int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	cfg := o.cfg
+	if cfg == nil {
+		return false
+	}
+	if o.eps == nil {
+		o.eps = map[string]*outlierState{}
+	}
+	s := o.eps[id]
+	if s == nil {
+		s = &outlierState{}
+		o.eps[id] = s
+	}
+	if oc == outcomeSuccess {
+		s.fails5xx, s.failsGateway, s.failsConnect = 0, 0, 0
+		return false
+	}
+	s.fails5xx++ // every failure is a 5xx to its caller
+	if oc == outcomeGateway || oc == outcomeConnect {
+		s.failsGateway++
+	}
+	if oc == outcomeConnect {
+		s.failsConnect++
+	}
+	trip := func(n, limit uint32) bool { return limit > 0 && n >= limit }
+	if !trip(s.fails5xx, cfg.Consecutive5xx) && !trip(s.failsGateway, cfg.ConsecutiveGatewayErrors) && !trip(s.failsConnect, cfg.ConsecutiveConnectFailures) {
+		return false
+	}
+	now := o.now()
+	ejected := 0
+	for _, e := range o.eps {
+		if e.until.After(now) {
+			ejected++
+		}
+	}
+	// At most the share the policy allows, and never the last endpoint.
+	if ejected+1 > total*int(cfg.MaxEjectionPercent)/100 || ejected+1 >= total {
+		return false
+	}
+	s.ejections++
+	s.until = now.Add(cfg.BaseEjection * time.Duration(s.ejections))
+	s.fails5xx, s.failsGateway, s.failsConnect = 0, 0, 0
+	return true
+}
+
+// ejected reports whether endpoint id is ejected now.
+func (o *outliers) ejected(id string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.eps[id]
+	return s != nil && s.until.After(o.now())
+}
+
+// observe feeds a try's outcome to rt's outlier detection.
+func (p *Proxy) observe(rt *route, ep *model.Endpoint, oc outcome) {
+	if rt.breaker == nil || rt.breaker.policy.Outlier == nil {
+		return
+	}
+	if rt.breaker.outliers.observe(ep.ID, oc, len(rt.endpoints)) {
+		p.metrics.ejections.WithLabelValues(rt.out.Service.String()).Inc()
+		p.log.Warn("endpoint ejected", "service", rt.out.Service.String(), "endpoint", ep.ID)
+	}
 }

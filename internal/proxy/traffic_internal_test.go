@@ -60,3 +60,56 @@ func TestRetryable(t *testing.T) {
 		t.Error("a per-try timeout is not retried on gateway-error")
 	}
 }
+
+func TestOutlierEjection(t *testing.T) {
+	now := time.Unix(1000, 0)
+	o := &outliers{now: func() time.Time { return now }, cfg: &model.OutlierDetection{
+		Consecutive5xx: 3, ConsecutiveConnectFailures: 1, BaseEjection: 10 * time.Second, MaxEjectionPercent: 50}}
+	const total = 4
+	// Two 5xx, a success, two more: no ejection (not in a row).
+	for _, oc := range []outcome{outcome5xx, outcome5xx, outcomeSuccess, outcome5xx, outcome5xx} {
+		if o.observe("a", oc, total) {
+			t.Fatal("ejected without three failures in a row")
+		}
+	}
+	if !o.observe("a", outcome5xx, total) || !o.ejected("a") {
+		t.Fatal("not ejected after three 5xx in a row")
+	}
+	// One connect failure ejects b; then the 50% cap stops c.
+	if !o.observe("b", outcomeConnect, total) {
+		t.Fatal("b not ejected after a connect failure")
+	}
+	if o.observe("c", outcomeConnect, total) {
+		t.Fatal("c ejected beyond the 50% cap")
+	}
+	// The time is up: a is back; ejected again, it stays out twice as long.
+	now = now.Add(11 * time.Second)
+	if o.ejected("a") {
+		t.Fatal("a still ejected after its time")
+	}
+	for range 3 {
+		o.observe("a", outcomeGateway, total)
+	}
+	now = now.Add(15 * time.Second)
+	if !o.ejected("a") {
+		t.Fatal("a's second ejection did not last twice the base")
+	}
+	// Never the last endpoint.
+	lone := &outliers{now: func() time.Time { return now }, cfg: &model.OutlierDetection{ConsecutiveConnectFailures: 1, BaseEjection: time.Second, MaxEjectionPercent: 100}}
+	if lone.observe("only", outcomeConnect, 1) {
+		t.Fatal("ejected the only endpoint")
+	}
+}
+
+func TestBreakerAdmits(t *testing.T) {
+	b := &breaker{policy: &model.CircuitBreakerPolicy{MaxRequests: 2}}
+	r1, ok1 := b.admit()
+	_, ok2 := b.admit()
+	if _, ok3 := b.admit(); !ok1 || !ok2 || ok3 {
+		t.Fatalf("admitted %v %v %v, want the first two only", ok1, ok2, ok3)
+	}
+	r1()
+	if _, ok := b.admit(); !ok {
+		t.Fatal("a place given back was not taken")
+	}
+}

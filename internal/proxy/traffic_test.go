@@ -128,3 +128,64 @@ func TestFaultInjection(t *testing.T) {
 		t.Errorf("the app saw %d requests, want %d (aborted ones never leave the proxy)", got, 1+n-aborted)
 	}
 }
+
+func TestOutlierDetectionEjectsAFailingEndpoint(t *testing.T) {
+	good := serveHTTP(t, echoApp("good"))
+	bad := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) }))
+	sg := newServer(t, "api-0", model.WorkloadPort{Port: good, Protocol: model.ProtocolHTTP1})
+	sb := newServer(t, "api-1", model.WorkloadPort{Port: bad, Protocol: model.ProtocolHTTP1})
+	port := model.ServicePort{Port: 80, Protocol: model.ProtocolHTTP1}
+	eps := []*model.Endpoint{sg.endpoint(map[uint32]uint32{80: good}), sb.endpoint(map[uint32]uint32{80: bad})}
+	c := newClient(t, proxy.Options{}, service(port), []uint32{80}, eps...)
+	c.version++
+	tp := &model.TrafficPolicy{Breaker: &model.CircuitBreakerPolicy{Ref: model.Ref{Namespace: "demo", Name: "b"}, Service: "api",
+		Outlier: &model.OutlierDetection{Consecutive5xx: 2, BaseEjection: time.Minute, MaxEjectionPercent: 50}}}
+	st := &model.ServiceState{Service: service(port), Endpoints: eps, Traffic: tp}
+	if err := c.proxy.Apply(&model.ProxyConfig{Version: c.version, Workload: c.wl, Services: map[model.Ref]*model.ServiceState{apiRef: st}}); err != nil {
+		t.Fatal(err)
+	}
+	failures := 0
+	for range 100 {
+		if code, _ := send(t, c, "GET", ""); code != 200 {
+			failures++
+		}
+	}
+	// Two failures in a row eject the bad one; a P2C pick can meet it at
+	// most a few times before that.
+	if failures > 4 {
+		t.Fatalf("%d of 100 requests failed: the failing endpoint was not ejected", failures)
+	}
+}
+
+func TestCircuitBreakerBoundsRequestsInFlight(t *testing.T) {
+	release := make(chan struct{})
+	tp := &model.TrafficPolicy{Breaker: &model.CircuitBreakerPolicy{Ref: model.Ref{Namespace: "demo", Name: "b"}, Service: "api", MaxRequests: 2}}
+	c, _ := policyMesh(t, tp, func(int64, *http.Request) int { <-release; return 200 })
+	codes := make(chan int, 5)
+	for range 5 {
+		go func() {
+			resp, err := h1Client().Get("http://" + c.addr(80) + "/")
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	open := 0
+	for range 3 {
+		if code := <-codes; code == 503 {
+			open++
+		}
+	}
+	close(release)
+	for range 2 {
+		if code := <-codes; code != 200 {
+			t.Errorf("an admitted request got %d", code)
+		}
+	}
+	if open != 3 {
+		t.Fatalf("%d requests refused with 2 in flight and 5 sent, want 3", open)
+	}
+}

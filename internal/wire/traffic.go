@@ -30,6 +30,13 @@ func TrafficToProto(t *model.TrafficPolicy) *meshv1.TrafficUpdate {
 			DelayPercent: f.DelayPercent, AbortPercent: f.AbortPercent, AbortHttpStatus: f.AbortHTTPStatus, AbortGrpcCode: f.AbortGRPCCode,
 		}
 	}
+	if b := t.Breaker; b != nil {
+		out.Breaker = &meshv1.CircuitBreakerPolicy{Ref: RefToProto(b.Ref), Service: b.Service, MaxRequests: b.MaxRequests}
+		if o := b.Outlier; o != nil {
+			out.Breaker.Outlier = &meshv1.OutlierDetection{Consecutive_5Xx: o.Consecutive5xx, ConsecutiveGatewayErrors: o.ConsecutiveGatewayErrors,
+				ConsecutiveConnectFailures: o.ConsecutiveConnectFailures, BaseEjectionMs: ms(o.BaseEjection), MaxEjectionPercent: o.MaxEjectionPercent}
+		}
+	}
 	return &meshv1.TrafficUpdate{Policy: out}
 }
 
@@ -68,6 +75,14 @@ func TrafficFromProto(u *meshv1.TrafficUpdate) (*model.TrafficPolicy, error) {
 			Ref: RefFromProto(fp.GetRef()), Service: fp.GetService(), Headers: valueMatchesFromProto(fp.GetHeaders()),
 			Delay: dur("fault.delay_ms", fp.GetDelayMs()), DelayPercent: fp.GetDelayPercent(),
 			AbortPercent: fp.GetAbortPercent(), AbortHTTPStatus: fp.GetAbortHttpStatus(), AbortGRPCCode: fp.GetAbortGrpcCode(),
+		}
+	}
+	if b := p.GetBreaker(); b != nil {
+		out.Breaker = &model.CircuitBreakerPolicy{Ref: RefFromProto(b.GetRef()), Service: b.GetService(), MaxRequests: b.GetMaxRequests()}
+		if o := b.GetOutlier(); o != nil {
+			out.Breaker.Outlier = &model.OutlierDetection{Consecutive5xx: o.GetConsecutive_5Xx(), ConsecutiveGatewayErrors: o.GetConsecutiveGatewayErrors(),
+				ConsecutiveConnectFailures: o.GetConsecutiveConnectFailures(), BaseEjection: dur("breaker.outlier.base_ejection_ms", o.GetBaseEjectionMs()),
+				MaxEjectionPercent: o.GetMaxEjectionPercent()}
 		}
 	}
 	if err := f.err(); err != nil {

@@ -16,6 +16,8 @@ func validTraffic() *model.TrafficPolicy {
 			Budget: model.RetryBudget{Ratio: 0.2, MinPerSecond: 10, Window: 10 * time.Second}},
 		Fault: &model.FaultPolicy{Ref: model.Ref{Namespace: "demo", Name: "f"}, Service: "catalog", Headers: []model.ValueMatch{{Name: "x-chaos", Value: "on"}},
 			Delay: 2 * time.Second, DelayPercent: 10, AbortPercent: 5.5, AbortHTTPStatus: 503, AbortGRPCCode: 14},
+		Breaker: &model.CircuitBreakerPolicy{Ref: model.Ref{Namespace: "demo", Name: "b"}, Service: "catalog", MaxRequests: 100,
+			Outlier: &model.OutlierDetection{Consecutive5xx: 5, ConsecutiveConnectFailures: 2, BaseEjection: 30 * time.Second, MaxEjectionPercent: 50}},
 	}
 }
 
@@ -42,6 +44,8 @@ func TestTrafficFromProtoRefuses(t *testing.T) {
 		{"huge duration", func(p *meshv1.TrafficPolicy) { p.Retry.PerTryTimeoutMs = 1 << 62 }, "per_try_timeout_ms"},
 		{"percent over 100", func(p *meshv1.TrafficPolicy) { p.Fault.AbortPercent = 101 }, "spec.abort.percent"},
 		{"bad status", func(p *meshv1.TrafficPolicy) { p.Fault.AbortHttpStatus = 42 }, "spec.abort.httpStatus"},
+		{"ejection percent", func(p *meshv1.TrafficPolicy) { p.Breaker.Outlier.MaxEjectionPercent = 0 }, "maxEjectionPercent"},
+		{"breaker with nothing", func(p *meshv1.TrafficPolicy) { p.Breaker.MaxRequests, p.Breaker.Outlier = 0, nil }, "set maxRequests or outlierDetection"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

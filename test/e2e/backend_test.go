@@ -49,8 +49,9 @@ func startBackend(t *testing.T, name string) *backend {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		hit := b.hits.Add(1)
-		// ?fail=half answers every other request 503, ?fail=all every one.
-		if f := r.URL.Query().Get("fail"); f == "all" || f == "half" && hit%2 == 1 {
+		// ?fail=half answers every other request 503, ?fail=all every one,
+		// ?fail=<name> every one that reaches this backend.
+		if f := r.URL.Query().Get("fail"); f == "all" || f == name || f == "half" && hit%2 == 1 {
 			http.Error(w, "failing as asked", http.StatusServiceUnavailable)
 			return
 		}

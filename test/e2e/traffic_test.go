@@ -125,3 +125,49 @@ func TestRetriesAndFaults(t *testing.T) {
 		t.Errorf("a request without the header got %d", code)
 	}
 }
+
+const breakerPolicyYAML = `apiVersion: weft.dev/v1alpha1
+kind: CircuitBreakerPolicy
+metadata: {name: http-breaker, namespace: e2e}
+spec:
+  targetRef: {kind: Service, name: http}
+  outlierDetection: {consecutive5xx: 2, baseEjectionTime: 60s, maxEjectionPercent: 50}
+`
+
+// TestOutlierDetection: of two endpoints, the one that fails every
+// request is ejected after two failures in a row, and then gets none.
+func TestOutlierDetection(t *testing.T) {
+	f := serverSide(t)
+	m, c := f.m, f.c
+	b1 := startBackend(t, "server-1")
+	admin1 := freePort(t)
+	m.write("server-1.yaml", serverYAML("server-1", b1, freePort(t), admin1))
+	m.proxy("e2e/server-1", "server", admin1)
+	waitReady(t, admin1)
+	eventually(t, 15*time.Second, "server-1 serving", func() error {
+		if !strings.Contains(m.endpoints("e2e/http"), "server-1") {
+			return fmt.Errorf("endpoints: %s", m.endpoints("e2e/http"))
+		}
+		return nil
+	})
+	m.write("breaker.yaml", breakerPolicyYAML)
+	eventually(t, 15*time.Second, "the breaker policy in force", func() error {
+		if out, _ := m.weft("get", "policies"); !strings.Contains(out, "http-breaker") || !strings.Contains(out, "in force") {
+			return fmt.Errorf("policies:\n%s", out)
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // the proxies take the policy
+	failures := 0
+	for range 100 {
+		if code, _ := fetch(t, fmt.Sprintf("http://127.0.0.1:%d/?fail=server-1", c.http)); code != http.StatusOK {
+			failures++
+		}
+	}
+	if failures > 4 {
+		t.Errorf("%d of 100 requests failed: server-1 was not ejected", failures)
+	}
+	if n := counter(t, c.admin, `weft_outbound_ejections_total{service="e2e/http"}`); n < 1 {
+		t.Error("no ejection counted")
+	}
+}

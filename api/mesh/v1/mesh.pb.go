@@ -804,6 +804,7 @@ type TrafficPolicy struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Retry         *RetryPolicy           `protobuf:"bytes,1,opt,name=retry,proto3" json:"retry,omitempty"`
 	Fault         *FaultPolicy           `protobuf:"bytes,2,opt,name=fault,proto3" json:"fault,omitempty"`
+	Breaker       *CircuitBreakerPolicy  `protobuf:"bytes,3,opt,name=breaker,proto3" json:"breaker,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -852,6 +853,158 @@ func (x *TrafficPolicy) GetFault() *FaultPolicy {
 	return nil
 }
 
+func (x *TrafficPolicy) GetBreaker() *CircuitBreakerPolicy {
+	if x != nil {
+		return x.Breaker
+	}
+	return nil
+}
+
+type CircuitBreakerPolicy struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Ref     *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Service string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	// Requests and connections in flight from one proxy; 0 is no bound.
+	MaxRequests   uint32            `protobuf:"varint,3,opt,name=max_requests,json=maxRequests,proto3" json:"max_requests,omitempty"`
+	Outlier       *OutlierDetection `protobuf:"bytes,4,opt,name=outlier,proto3" json:"outlier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CircuitBreakerPolicy) Reset() {
+	*x = CircuitBreakerPolicy{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CircuitBreakerPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CircuitBreakerPolicy) ProtoMessage() {}
+
+func (x *CircuitBreakerPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CircuitBreakerPolicy.ProtoReflect.Descriptor instead.
+func (*CircuitBreakerPolicy) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CircuitBreakerPolicy) GetRef() *Ref {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *CircuitBreakerPolicy) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *CircuitBreakerPolicy) GetMaxRequests() uint32 {
+	if x != nil {
+		return x.MaxRequests
+	}
+	return 0
+}
+
+func (x *CircuitBreakerPolicy) GetOutlier() *OutlierDetection {
+	if x != nil {
+		return x.Outlier
+	}
+	return nil
+}
+
+type OutlierDetection struct {
+	state                      protoimpl.MessageState `protogen:"open.v1"`
+	Consecutive_5Xx            uint32                 `protobuf:"varint,1,opt,name=consecutive_5xx,json=consecutive5xx,proto3" json:"consecutive_5xx,omitempty"`
+	ConsecutiveGatewayErrors   uint32                 `protobuf:"varint,2,opt,name=consecutive_gateway_errors,json=consecutiveGatewayErrors,proto3" json:"consecutive_gateway_errors,omitempty"`
+	ConsecutiveConnectFailures uint32                 `protobuf:"varint,3,opt,name=consecutive_connect_failures,json=consecutiveConnectFailures,proto3" json:"consecutive_connect_failures,omitempty"`
+	BaseEjectionMs             uint64                 `protobuf:"varint,4,opt,name=base_ejection_ms,json=baseEjectionMs,proto3" json:"base_ejection_ms,omitempty"`
+	MaxEjectionPercent         uint32                 `protobuf:"varint,5,opt,name=max_ejection_percent,json=maxEjectionPercent,proto3" json:"max_ejection_percent,omitempty"`
+	unknownFields              protoimpl.UnknownFields
+	sizeCache                  protoimpl.SizeCache
+}
+
+func (x *OutlierDetection) Reset() {
+	*x = OutlierDetection{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutlierDetection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutlierDetection) ProtoMessage() {}
+
+func (x *OutlierDetection) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutlierDetection.ProtoReflect.Descriptor instead.
+func (*OutlierDetection) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *OutlierDetection) GetConsecutive_5Xx() uint32 {
+	if x != nil {
+		return x.Consecutive_5Xx
+	}
+	return 0
+}
+
+func (x *OutlierDetection) GetConsecutiveGatewayErrors() uint32 {
+	if x != nil {
+		return x.ConsecutiveGatewayErrors
+	}
+	return 0
+}
+
+func (x *OutlierDetection) GetConsecutiveConnectFailures() uint32 {
+	if x != nil {
+		return x.ConsecutiveConnectFailures
+	}
+	return 0
+}
+
+func (x *OutlierDetection) GetBaseEjectionMs() uint64 {
+	if x != nil {
+		return x.BaseEjectionMs
+	}
+	return 0
+}
+
+func (x *OutlierDetection) GetMaxEjectionPercent() uint32 {
+	if x != nil {
+		return x.MaxEjectionPercent
+	}
+	return 0
+}
+
 type RetryPolicy struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Ref                *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
@@ -870,7 +1023,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +1035,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1048,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{12}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RetryPolicy) GetRef() *Ref {
@@ -984,7 +1137,7 @@ type FaultPolicy struct {
 
 func (x *FaultPolicy) Reset() {
 	*x = FaultPolicy{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1149,7 @@ func (x *FaultPolicy) String() string {
 func (*FaultPolicy) ProtoMessage() {}
 
 func (x *FaultPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1162,7 @@ func (x *FaultPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultPolicy.ProtoReflect.Descriptor instead.
 func (*FaultPolicy) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{13}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FaultPolicy) GetRef() *Ref {
@@ -1079,7 +1232,7 @@ type RoutesUpdate struct {
 
 func (x *RoutesUpdate) Reset() {
 	*x = RoutesUpdate{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1244,7 @@ func (x *RoutesUpdate) String() string {
 func (*RoutesUpdate) ProtoMessage() {}
 
 func (x *RoutesUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1257,7 @@ func (x *RoutesUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoutesUpdate.ProtoReflect.Descriptor instead.
 func (*RoutesUpdate) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{14}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RoutesUpdate) GetTable() *RouteTable {
@@ -1125,7 +1278,7 @@ type RouteTable struct {
 
 func (x *RouteTable) Reset() {
 	*x = RouteTable{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1290,7 @@ func (x *RouteTable) String() string {
 func (*RouteTable) ProtoMessage() {}
 
 func (x *RouteTable) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1303,7 @@ func (x *RouteTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteTable.ProtoReflect.Descriptor instead.
 func (*RouteTable) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{15}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RouteTable) GetRules() []*RouteRule {
@@ -1177,7 +1330,7 @@ type RouteRule struct {
 
 func (x *RouteRule) Reset() {
 	*x = RouteRule{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1342,7 @@ func (x *RouteRule) String() string {
 func (*RouteRule) ProtoMessage() {}
 
 func (x *RouteRule) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1355,7 @@ func (x *RouteRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteRule.ProtoReflect.Descriptor instead.
 func (*RouteRule) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{16}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RouteRule) GetRoute() string {
@@ -1260,7 +1413,7 @@ type RouteMatch struct {
 
 func (x *RouteMatch) Reset() {
 	*x = RouteMatch{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1425,7 @@ func (x *RouteMatch) String() string {
 func (*RouteMatch) ProtoMessage() {}
 
 func (x *RouteMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1438,7 @@ func (x *RouteMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
 func (*RouteMatch) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{17}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RouteMatch) GetPath() *PathMatch {
@@ -1328,7 +1481,7 @@ type ValueMatch struct {
 
 func (x *ValueMatch) Reset() {
 	*x = ValueMatch{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1493,7 @@ func (x *ValueMatch) String() string {
 func (*ValueMatch) ProtoMessage() {}
 
 func (x *ValueMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1506,7 @@ func (x *ValueMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValueMatch.ProtoReflect.Descriptor instead.
 func (*ValueMatch) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{18}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ValueMatch) GetName() string {
@@ -1390,7 +1543,7 @@ type RouteBackend struct {
 
 func (x *RouteBackend) Reset() {
 	*x = RouteBackend{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1555,7 @@ func (x *RouteBackend) String() string {
 func (*RouteBackend) ProtoMessage() {}
 
 func (x *RouteBackend) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1568,7 @@ func (x *RouteBackend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteBackend.ProtoReflect.Descriptor instead.
 func (*RouteBackend) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{19}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RouteBackend) GetService() string {
@@ -1450,7 +1603,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1615,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1628,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{20}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HeaderModifier) GetSet() map[string]string {
@@ -1509,7 +1662,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1674,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1687,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{21}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Service) GetRef() *Ref {
@@ -1562,7 +1715,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1727,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1740,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{22}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ServicePort) GetName() string {
@@ -1630,7 +1783,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1795,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1808,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{23}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Endpoint) GetId() string {
@@ -1728,7 +1881,7 @@ type Workload struct {
 
 func (x *Workload) Reset() {
 	*x = Workload{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +1893,7 @@ func (x *Workload) String() string {
 func (*Workload) ProtoMessage() {}
 
 func (x *Workload) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +1906,7 @@ func (x *Workload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workload.ProtoReflect.Descriptor instead.
 func (*Workload) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{24}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Workload) GetRef() *Ref {
@@ -1823,7 +1976,7 @@ type WorkloadPort struct {
 
 func (x *WorkloadPort) Reset() {
 	*x = WorkloadPort{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1988,7 @@ func (x *WorkloadPort) String() string {
 func (*WorkloadPort) ProtoMessage() {}
 
 func (x *WorkloadPort) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +2001,7 @@ func (x *WorkloadPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadPort.ProtoReflect.Descriptor instead.
 func (*WorkloadPort) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{25}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WorkloadPort) GetName() string {
@@ -1884,7 +2037,7 @@ type Outbound struct {
 
 func (x *Outbound) Reset() {
 	*x = Outbound{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1896,7 +2049,7 @@ func (x *Outbound) String() string {
 func (*Outbound) ProtoMessage() {}
 
 func (x *Outbound) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1909,7 +2062,7 @@ func (x *Outbound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outbound.ProtoReflect.Descriptor instead.
 func (*Outbound) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{26}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Outbound) GetService() *Ref {
@@ -1944,7 +2097,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2109,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2122,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{27}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RegisterRequest) GetWorkload() *Workload {
@@ -1996,7 +2149,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2161,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2174,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{28}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RegisterResponse) GetLeaseId() string {
@@ -2047,7 +2200,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2059,7 +2212,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2072,7 +2225,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{29}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RenewRequest) GetLeaseId() string {
@@ -2091,7 +2244,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2256,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2269,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{30}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RenewResponse) GetTtlSeconds() uint32 {
@@ -2135,7 +2288,7 @@ type DeregisterRequest struct {
 
 func (x *DeregisterRequest) Reset() {
 	*x = DeregisterRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2147,7 +2300,7 @@ func (x *DeregisterRequest) String() string {
 func (*DeregisterRequest) ProtoMessage() {}
 
 func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2160,7 +2313,7 @@ func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{31}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeregisterRequest) GetLeaseId() string {
@@ -2178,7 +2331,7 @@ type DeregisterResponse struct {
 
 func (x *DeregisterResponse) Reset() {
 	*x = DeregisterResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +2343,7 @@ func (x *DeregisterResponse) String() string {
 func (*DeregisterResponse) ProtoMessage() {}
 
 func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +2356,7 @@ func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{32}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{34}
 }
 
 type CertifyRequest struct {
@@ -2218,7 +2371,7 @@ type CertifyRequest struct {
 
 func (x *CertifyRequest) Reset() {
 	*x = CertifyRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2383,7 @@ func (x *CertifyRequest) String() string {
 func (*CertifyRequest) ProtoMessage() {}
 
 func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2396,7 @@ func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyRequest.ProtoReflect.Descriptor instead.
 func (*CertifyRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{33}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CertifyRequest) GetCsr() []byte {
@@ -2273,7 +2426,7 @@ type CertifyResponse struct {
 
 func (x *CertifyResponse) Reset() {
 	*x = CertifyResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2438,7 @@ func (x *CertifyResponse) String() string {
 func (*CertifyResponse) ProtoMessage() {}
 
 func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2451,7 @@ func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyResponse.ProtoReflect.Descriptor instead.
 func (*CertifyResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{34}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CertifyResponse) GetChain() [][]byte {
@@ -2379,10 +2532,22 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\x06routes\x18\a \x01(\v2\x1a.weft.mesh.v1.RoutesUpdateR\x06routes\x125\n" +
 	"\atraffic\x18\b \x01(\v2\x1b.weft.mesh.v1.TrafficUpdateR\atraffic\"D\n" +
 	"\rTrafficUpdate\x123\n" +
-	"\x06policy\x18\x01 \x01(\v2\x1b.weft.mesh.v1.TrafficPolicyR\x06policy\"q\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1b.weft.mesh.v1.TrafficPolicyR\x06policy\"\xaf\x01\n" +
 	"\rTrafficPolicy\x12/\n" +
 	"\x05retry\x18\x01 \x01(\v2\x19.weft.mesh.v1.RetryPolicyR\x05retry\x12/\n" +
-	"\x05fault\x18\x02 \x01(\v2\x19.weft.mesh.v1.FaultPolicyR\x05fault\"\xfe\x02\n" +
+	"\x05fault\x18\x02 \x01(\v2\x19.weft.mesh.v1.FaultPolicyR\x05fault\x12<\n" +
+	"\abreaker\x18\x03 \x01(\v2\".weft.mesh.v1.CircuitBreakerPolicyR\abreaker\"\xb2\x01\n" +
+	"\x14CircuitBreakerPolicy\x12#\n" +
+	"\x03ref\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\x03ref\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12!\n" +
+	"\fmax_requests\x18\x03 \x01(\rR\vmaxRequests\x128\n" +
+	"\aoutlier\x18\x04 \x01(\v2\x1e.weft.mesh.v1.OutlierDetectionR\aoutlier\"\x97\x02\n" +
+	"\x10OutlierDetection\x12'\n" +
+	"\x0fconsecutive_5xx\x18\x01 \x01(\rR\x0econsecutive5xx\x12<\n" +
+	"\x1aconsecutive_gateway_errors\x18\x02 \x01(\rR\x18consecutiveGatewayErrors\x12@\n" +
+	"\x1cconsecutive_connect_failures\x18\x03 \x01(\rR\x1aconsecutiveConnectFailures\x12(\n" +
+	"\x10base_ejection_ms\x18\x04 \x01(\x04R\x0ebaseEjectionMs\x120\n" +
+	"\x14max_ejection_percent\x18\x05 \x01(\rR\x12maxEjectionPercent\"\xfe\x02\n" +
 	"\vRetryPolicy\x12#\n" +
 	"\x03ref\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\x03ref\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x19\n" +
@@ -2538,56 +2703,58 @@ func file_api_mesh_v1_mesh_proto_rawDescGZIP() []byte {
 }
 
 var file_api_mesh_v1_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_api_mesh_v1_mesh_proto_goTypes = []any{
-	(Protocol)(0),              // 0: weft.mesh.v1.Protocol
-	(*Ref)(nil),                // 1: weft.mesh.v1.Ref
-	(*StreamRequest)(nil),      // 2: weft.mesh.v1.StreamRequest
-	(*StreamResponse)(nil),     // 3: weft.mesh.v1.StreamResponse
-	(*AuthzUpdate)(nil),        // 4: weft.mesh.v1.AuthzUpdate
-	(*Authz)(nil),              // 5: weft.mesh.v1.Authz
-	(*AuthzGrant)(nil),         // 6: weft.mesh.v1.AuthzGrant
-	(*AuthzRule)(nil),          // 7: weft.mesh.v1.AuthzRule
-	(*Principal)(nil),          // 8: weft.mesh.v1.Principal
-	(*PathMatch)(nil),          // 9: weft.mesh.v1.PathMatch
-	(*ServiceUpdate)(nil),      // 10: weft.mesh.v1.ServiceUpdate
-	(*TrafficUpdate)(nil),      // 11: weft.mesh.v1.TrafficUpdate
-	(*TrafficPolicy)(nil),      // 12: weft.mesh.v1.TrafficPolicy
-	(*RetryPolicy)(nil),        // 13: weft.mesh.v1.RetryPolicy
-	(*FaultPolicy)(nil),        // 14: weft.mesh.v1.FaultPolicy
-	(*RoutesUpdate)(nil),       // 15: weft.mesh.v1.RoutesUpdate
-	(*RouteTable)(nil),         // 16: weft.mesh.v1.RouteTable
-	(*RouteRule)(nil),          // 17: weft.mesh.v1.RouteRule
-	(*RouteMatch)(nil),         // 18: weft.mesh.v1.RouteMatch
-	(*ValueMatch)(nil),         // 19: weft.mesh.v1.ValueMatch
-	(*RouteBackend)(nil),       // 20: weft.mesh.v1.RouteBackend
-	(*HeaderModifier)(nil),     // 21: weft.mesh.v1.HeaderModifier
-	(*Service)(nil),            // 22: weft.mesh.v1.Service
-	(*ServicePort)(nil),        // 23: weft.mesh.v1.ServicePort
-	(*Endpoint)(nil),           // 24: weft.mesh.v1.Endpoint
-	(*Workload)(nil),           // 25: weft.mesh.v1.Workload
-	(*WorkloadPort)(nil),       // 26: weft.mesh.v1.WorkloadPort
-	(*Outbound)(nil),           // 27: weft.mesh.v1.Outbound
-	(*RegisterRequest)(nil),    // 28: weft.mesh.v1.RegisterRequest
-	(*RegisterResponse)(nil),   // 29: weft.mesh.v1.RegisterResponse
-	(*RenewRequest)(nil),       // 30: weft.mesh.v1.RenewRequest
-	(*RenewResponse)(nil),      // 31: weft.mesh.v1.RenewResponse
-	(*DeregisterRequest)(nil),  // 32: weft.mesh.v1.DeregisterRequest
-	(*DeregisterResponse)(nil), // 33: weft.mesh.v1.DeregisterResponse
-	(*CertifyRequest)(nil),     // 34: weft.mesh.v1.CertifyRequest
-	(*CertifyResponse)(nil),    // 35: weft.mesh.v1.CertifyResponse
-	nil,                        // 36: weft.mesh.v1.AuthzRule.HeadersEntry
-	nil,                        // 37: weft.mesh.v1.HeaderModifier.SetEntry
-	nil,                        // 38: weft.mesh.v1.HeaderModifier.AddEntry
-	nil,                        // 39: weft.mesh.v1.Endpoint.LabelsEntry
-	nil,                        // 40: weft.mesh.v1.Endpoint.TargetPortsEntry
-	nil,                        // 41: weft.mesh.v1.Workload.LabelsEntry
+	(Protocol)(0),                // 0: weft.mesh.v1.Protocol
+	(*Ref)(nil),                  // 1: weft.mesh.v1.Ref
+	(*StreamRequest)(nil),        // 2: weft.mesh.v1.StreamRequest
+	(*StreamResponse)(nil),       // 3: weft.mesh.v1.StreamResponse
+	(*AuthzUpdate)(nil),          // 4: weft.mesh.v1.AuthzUpdate
+	(*Authz)(nil),                // 5: weft.mesh.v1.Authz
+	(*AuthzGrant)(nil),           // 6: weft.mesh.v1.AuthzGrant
+	(*AuthzRule)(nil),            // 7: weft.mesh.v1.AuthzRule
+	(*Principal)(nil),            // 8: weft.mesh.v1.Principal
+	(*PathMatch)(nil),            // 9: weft.mesh.v1.PathMatch
+	(*ServiceUpdate)(nil),        // 10: weft.mesh.v1.ServiceUpdate
+	(*TrafficUpdate)(nil),        // 11: weft.mesh.v1.TrafficUpdate
+	(*TrafficPolicy)(nil),        // 12: weft.mesh.v1.TrafficPolicy
+	(*CircuitBreakerPolicy)(nil), // 13: weft.mesh.v1.CircuitBreakerPolicy
+	(*OutlierDetection)(nil),     // 14: weft.mesh.v1.OutlierDetection
+	(*RetryPolicy)(nil),          // 15: weft.mesh.v1.RetryPolicy
+	(*FaultPolicy)(nil),          // 16: weft.mesh.v1.FaultPolicy
+	(*RoutesUpdate)(nil),         // 17: weft.mesh.v1.RoutesUpdate
+	(*RouteTable)(nil),           // 18: weft.mesh.v1.RouteTable
+	(*RouteRule)(nil),            // 19: weft.mesh.v1.RouteRule
+	(*RouteMatch)(nil),           // 20: weft.mesh.v1.RouteMatch
+	(*ValueMatch)(nil),           // 21: weft.mesh.v1.ValueMatch
+	(*RouteBackend)(nil),         // 22: weft.mesh.v1.RouteBackend
+	(*HeaderModifier)(nil),       // 23: weft.mesh.v1.HeaderModifier
+	(*Service)(nil),              // 24: weft.mesh.v1.Service
+	(*ServicePort)(nil),          // 25: weft.mesh.v1.ServicePort
+	(*Endpoint)(nil),             // 26: weft.mesh.v1.Endpoint
+	(*Workload)(nil),             // 27: weft.mesh.v1.Workload
+	(*WorkloadPort)(nil),         // 28: weft.mesh.v1.WorkloadPort
+	(*Outbound)(nil),             // 29: weft.mesh.v1.Outbound
+	(*RegisterRequest)(nil),      // 30: weft.mesh.v1.RegisterRequest
+	(*RegisterResponse)(nil),     // 31: weft.mesh.v1.RegisterResponse
+	(*RenewRequest)(nil),         // 32: weft.mesh.v1.RenewRequest
+	(*RenewResponse)(nil),        // 33: weft.mesh.v1.RenewResponse
+	(*DeregisterRequest)(nil),    // 34: weft.mesh.v1.DeregisterRequest
+	(*DeregisterResponse)(nil),   // 35: weft.mesh.v1.DeregisterResponse
+	(*CertifyRequest)(nil),       // 36: weft.mesh.v1.CertifyRequest
+	(*CertifyResponse)(nil),      // 37: weft.mesh.v1.CertifyResponse
+	nil,                          // 38: weft.mesh.v1.AuthzRule.HeadersEntry
+	nil,                          // 39: weft.mesh.v1.HeaderModifier.SetEntry
+	nil,                          // 40: weft.mesh.v1.HeaderModifier.AddEntry
+	nil,                          // 41: weft.mesh.v1.Endpoint.LabelsEntry
+	nil,                          // 42: weft.mesh.v1.Endpoint.TargetPortsEntry
+	nil,                          // 43: weft.mesh.v1.Workload.LabelsEntry
 }
 var file_api_mesh_v1_mesh_proto_depIdxs = []int32{
 	1,  // 0: weft.mesh.v1.StreamRequest.workload:type_name -> weft.mesh.v1.Ref
 	1,  // 1: weft.mesh.v1.StreamRequest.subscribe:type_name -> weft.mesh.v1.Ref
 	1,  // 2: weft.mesh.v1.StreamRequest.unsubscribe:type_name -> weft.mesh.v1.Ref
-	25, // 3: weft.mesh.v1.StreamResponse.workload:type_name -> weft.mesh.v1.Workload
+	27, // 3: weft.mesh.v1.StreamResponse.workload:type_name -> weft.mesh.v1.Workload
 	10, // 4: weft.mesh.v1.StreamResponse.services:type_name -> weft.mesh.v1.ServiceUpdate
 	4,  // 5: weft.mesh.v1.StreamResponse.authz:type_name -> weft.mesh.v1.AuthzUpdate
 	5,  // 6: weft.mesh.v1.AuthzUpdate.authz:type_name -> weft.mesh.v1.Authz
@@ -2596,57 +2763,60 @@ var file_api_mesh_v1_mesh_proto_depIdxs = []int32{
 	7,  // 9: weft.mesh.v1.AuthzGrant.rule:type_name -> weft.mesh.v1.AuthzRule
 	8,  // 10: weft.mesh.v1.AuthzRule.from:type_name -> weft.mesh.v1.Principal
 	9,  // 11: weft.mesh.v1.AuthzRule.paths:type_name -> weft.mesh.v1.PathMatch
-	36, // 12: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.AuthzRule.HeadersEntry
+	38, // 12: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.AuthzRule.HeadersEntry
 	1,  // 13: weft.mesh.v1.ServiceUpdate.ref:type_name -> weft.mesh.v1.Ref
-	22, // 14: weft.mesh.v1.ServiceUpdate.service:type_name -> weft.mesh.v1.Service
-	24, // 15: weft.mesh.v1.ServiceUpdate.upserted:type_name -> weft.mesh.v1.Endpoint
-	15, // 16: weft.mesh.v1.ServiceUpdate.routes:type_name -> weft.mesh.v1.RoutesUpdate
+	24, // 14: weft.mesh.v1.ServiceUpdate.service:type_name -> weft.mesh.v1.Service
+	26, // 15: weft.mesh.v1.ServiceUpdate.upserted:type_name -> weft.mesh.v1.Endpoint
+	17, // 16: weft.mesh.v1.ServiceUpdate.routes:type_name -> weft.mesh.v1.RoutesUpdate
 	11, // 17: weft.mesh.v1.ServiceUpdate.traffic:type_name -> weft.mesh.v1.TrafficUpdate
 	12, // 18: weft.mesh.v1.TrafficUpdate.policy:type_name -> weft.mesh.v1.TrafficPolicy
-	13, // 19: weft.mesh.v1.TrafficPolicy.retry:type_name -> weft.mesh.v1.RetryPolicy
-	14, // 20: weft.mesh.v1.TrafficPolicy.fault:type_name -> weft.mesh.v1.FaultPolicy
-	1,  // 21: weft.mesh.v1.RetryPolicy.ref:type_name -> weft.mesh.v1.Ref
-	1,  // 22: weft.mesh.v1.FaultPolicy.ref:type_name -> weft.mesh.v1.Ref
-	19, // 23: weft.mesh.v1.FaultPolicy.headers:type_name -> weft.mesh.v1.ValueMatch
-	16, // 24: weft.mesh.v1.RoutesUpdate.table:type_name -> weft.mesh.v1.RouteTable
-	17, // 25: weft.mesh.v1.RouteTable.rules:type_name -> weft.mesh.v1.RouteRule
-	18, // 26: weft.mesh.v1.RouteRule.match:type_name -> weft.mesh.v1.RouteMatch
-	20, // 27: weft.mesh.v1.RouteRule.backends:type_name -> weft.mesh.v1.RouteBackend
-	21, // 28: weft.mesh.v1.RouteRule.request_headers:type_name -> weft.mesh.v1.HeaderModifier
-	9,  // 29: weft.mesh.v1.RouteMatch.path:type_name -> weft.mesh.v1.PathMatch
-	19, // 30: weft.mesh.v1.RouteMatch.headers:type_name -> weft.mesh.v1.ValueMatch
-	19, // 31: weft.mesh.v1.RouteMatch.query:type_name -> weft.mesh.v1.ValueMatch
-	37, // 32: weft.mesh.v1.HeaderModifier.set:type_name -> weft.mesh.v1.HeaderModifier.SetEntry
-	38, // 33: weft.mesh.v1.HeaderModifier.add:type_name -> weft.mesh.v1.HeaderModifier.AddEntry
-	1,  // 34: weft.mesh.v1.Service.ref:type_name -> weft.mesh.v1.Ref
-	23, // 35: weft.mesh.v1.Service.ports:type_name -> weft.mesh.v1.ServicePort
-	0,  // 36: weft.mesh.v1.ServicePort.protocol:type_name -> weft.mesh.v1.Protocol
-	1,  // 37: weft.mesh.v1.Endpoint.workload:type_name -> weft.mesh.v1.Ref
-	1,  // 38: weft.mesh.v1.Endpoint.service_account:type_name -> weft.mesh.v1.Ref
-	39, // 39: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
-	40, // 40: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
-	1,  // 41: weft.mesh.v1.Workload.ref:type_name -> weft.mesh.v1.Ref
-	41, // 42: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
-	26, // 43: weft.mesh.v1.Workload.ports:type_name -> weft.mesh.v1.WorkloadPort
-	27, // 44: weft.mesh.v1.Workload.outbound:type_name -> weft.mesh.v1.Outbound
-	0,  // 45: weft.mesh.v1.WorkloadPort.protocol:type_name -> weft.mesh.v1.Protocol
-	1,  // 46: weft.mesh.v1.Outbound.service:type_name -> weft.mesh.v1.Ref
-	25, // 47: weft.mesh.v1.RegisterRequest.workload:type_name -> weft.mesh.v1.Workload
-	2,  // 48: weft.mesh.v1.Discovery.Stream:input_type -> weft.mesh.v1.StreamRequest
-	34, // 49: weft.mesh.v1.Identity.Certify:input_type -> weft.mesh.v1.CertifyRequest
-	28, // 50: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
-	30, // 51: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
-	32, // 52: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
-	3,  // 53: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
-	35, // 54: weft.mesh.v1.Identity.Certify:output_type -> weft.mesh.v1.CertifyResponse
-	29, // 55: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
-	31, // 56: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
-	33, // 57: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
-	53, // [53:58] is the sub-list for method output_type
-	48, // [48:53] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	15, // 19: weft.mesh.v1.TrafficPolicy.retry:type_name -> weft.mesh.v1.RetryPolicy
+	16, // 20: weft.mesh.v1.TrafficPolicy.fault:type_name -> weft.mesh.v1.FaultPolicy
+	13, // 21: weft.mesh.v1.TrafficPolicy.breaker:type_name -> weft.mesh.v1.CircuitBreakerPolicy
+	1,  // 22: weft.mesh.v1.CircuitBreakerPolicy.ref:type_name -> weft.mesh.v1.Ref
+	14, // 23: weft.mesh.v1.CircuitBreakerPolicy.outlier:type_name -> weft.mesh.v1.OutlierDetection
+	1,  // 24: weft.mesh.v1.RetryPolicy.ref:type_name -> weft.mesh.v1.Ref
+	1,  // 25: weft.mesh.v1.FaultPolicy.ref:type_name -> weft.mesh.v1.Ref
+	21, // 26: weft.mesh.v1.FaultPolicy.headers:type_name -> weft.mesh.v1.ValueMatch
+	18, // 27: weft.mesh.v1.RoutesUpdate.table:type_name -> weft.mesh.v1.RouteTable
+	19, // 28: weft.mesh.v1.RouteTable.rules:type_name -> weft.mesh.v1.RouteRule
+	20, // 29: weft.mesh.v1.RouteRule.match:type_name -> weft.mesh.v1.RouteMatch
+	22, // 30: weft.mesh.v1.RouteRule.backends:type_name -> weft.mesh.v1.RouteBackend
+	23, // 31: weft.mesh.v1.RouteRule.request_headers:type_name -> weft.mesh.v1.HeaderModifier
+	9,  // 32: weft.mesh.v1.RouteMatch.path:type_name -> weft.mesh.v1.PathMatch
+	21, // 33: weft.mesh.v1.RouteMatch.headers:type_name -> weft.mesh.v1.ValueMatch
+	21, // 34: weft.mesh.v1.RouteMatch.query:type_name -> weft.mesh.v1.ValueMatch
+	39, // 35: weft.mesh.v1.HeaderModifier.set:type_name -> weft.mesh.v1.HeaderModifier.SetEntry
+	40, // 36: weft.mesh.v1.HeaderModifier.add:type_name -> weft.mesh.v1.HeaderModifier.AddEntry
+	1,  // 37: weft.mesh.v1.Service.ref:type_name -> weft.mesh.v1.Ref
+	25, // 38: weft.mesh.v1.Service.ports:type_name -> weft.mesh.v1.ServicePort
+	0,  // 39: weft.mesh.v1.ServicePort.protocol:type_name -> weft.mesh.v1.Protocol
+	1,  // 40: weft.mesh.v1.Endpoint.workload:type_name -> weft.mesh.v1.Ref
+	1,  // 41: weft.mesh.v1.Endpoint.service_account:type_name -> weft.mesh.v1.Ref
+	41, // 42: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
+	42, // 43: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
+	1,  // 44: weft.mesh.v1.Workload.ref:type_name -> weft.mesh.v1.Ref
+	43, // 45: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
+	28, // 46: weft.mesh.v1.Workload.ports:type_name -> weft.mesh.v1.WorkloadPort
+	29, // 47: weft.mesh.v1.Workload.outbound:type_name -> weft.mesh.v1.Outbound
+	0,  // 48: weft.mesh.v1.WorkloadPort.protocol:type_name -> weft.mesh.v1.Protocol
+	1,  // 49: weft.mesh.v1.Outbound.service:type_name -> weft.mesh.v1.Ref
+	27, // 50: weft.mesh.v1.RegisterRequest.workload:type_name -> weft.mesh.v1.Workload
+	2,  // 51: weft.mesh.v1.Discovery.Stream:input_type -> weft.mesh.v1.StreamRequest
+	36, // 52: weft.mesh.v1.Identity.Certify:input_type -> weft.mesh.v1.CertifyRequest
+	30, // 53: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
+	32, // 54: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
+	34, // 55: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
+	3,  // 56: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
+	37, // 57: weft.mesh.v1.Identity.Certify:output_type -> weft.mesh.v1.CertifyResponse
+	31, // 58: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
+	33, // 59: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
+	35, // 60: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
+	56, // [56:61] is the sub-list for method output_type
+	51, // [51:56] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_api_mesh_v1_mesh_proto_init() }
@@ -2660,7 +2830,7 @@ func file_api_mesh_v1_mesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_mesh_v1_mesh_proto_rawDesc), len(file_api_mesh_v1_mesh_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

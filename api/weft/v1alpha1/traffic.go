@@ -111,3 +111,43 @@ type FaultAbort struct {
 	// Percent of the requests, 0 to 100, are aborted.
 	Percent *float64 `json:"percent"`
 }
+
+// CircuitBreakerPolicy protects a Service from its callers, and them from
+// its failing endpoints: each calling proxy bounds what it has in flight
+// to the Service and stops sending to endpoints that fail in a row.
+type CircuitBreakerPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              CircuitBreakerPolicySpec `json:"spec"`
+}
+
+// CircuitBreakerPolicySpec sets a bound on requests in flight, outlier
+// detection or both.
+type CircuitBreakerPolicySpec struct {
+	TargetRef ServiceTargetRef `json:"targetRef"`
+	// MaxRequests bounds the requests and connections in flight to the
+	// Service from one calling proxy; over it the proxy answers 503 at
+	// once. No bound if omitted or 0.
+	MaxRequests int32 `json:"maxRequests,omitempty"`
+	// OutlierDetection ejects endpoints that fail in a row.
+	OutlierDetection *OutlierDetection `json:"outlierDetection,omitempty"`
+}
+
+// OutlierDetection ejects an endpoint, in each calling proxy, after
+// consecutive failures of a kind. Each count is optional, 0 or omitted
+// turning that kind off, and at least one must be set.
+type OutlierDetection struct {
+	// Consecutive5xx counts answers 500 to 599.
+	Consecutive5xx int32 `json:"consecutive5xx,omitempty"`
+	// ConsecutiveGatewayErrors counts answers 502, 503 and 504.
+	ConsecutiveGatewayErrors int32 `json:"consecutiveGatewayErrors,omitempty"`
+	// ConsecutiveConnectFailures counts connections to the endpoint that
+	// could not be made.
+	ConsecutiveConnectFailures int32 `json:"consecutiveConnectFailures,omitempty"`
+	// BaseEjectionTime, times the number of times the endpoint has been
+	// ejected, is how long an ejection lasts; 1s to 1h, 30s if omitted.
+	BaseEjectionTime Duration `json:"baseEjectionTime,omitempty"`
+	// MaxEjectionPercent of a Service's endpoints, 1 to 100, may be
+	// ejected at once; 50 if omitted.
+	MaxEjectionPercent *int32 `json:"maxEjectionPercent,omitempty"`
+}
