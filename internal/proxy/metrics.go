@@ -23,6 +23,8 @@ type metrics struct {
 	// circuitOpen counts requests and connections refused by a circuit
 	// breaker; ejections, endpoints ejected by outlier detection.
 	circuitOpen, ejections *prometheus.CounterVec
+	// timeouts counts requests a route's timeout ended.
+	timeouts *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -48,8 +50,12 @@ func newMetrics() *metrics {
 			Name: "weft_outbound_ejections_total",
 			Help: "Endpoints ejected by outlier detection, by destination service.",
 		}, []string{"service"}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_outbound_timeouts_total",
+			Help: "Outbound requests ended by their route's request timeout, by destination service.",
+		}, []string{"service"}),
 	}
-	m.registry.MustRegister(m.authz, m.retries, m.faults, m.circuitOpen, m.ejections, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registry.MustRegister(m.authz, m.retries, m.faults, m.circuitOpen, m.ejections, m.timeouts, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -306,7 +306,7 @@ func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 			u := r.Context().Value(upstreamKey{}).(*upstream)
 			u.err = err
 			if r.Context().Err() != nil && u.client.Err() == nil {
-				p.timedOut(w, r, u.timeout)
+				p.timedOut(w, r, u.route, u.timeout)
 				return
 			}
 			if r.Context().Err() != nil {

@@ -326,9 +326,10 @@ func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, code int, side, m
 
 // timedOut answers a request the route's timeout cut: 504, or for gRPC
 // DEADLINE_EXCEEDED, as Gateway API's timeouts.request says.
-func (p *Proxy) timedOut(w http.ResponseWriter, r *http.Request, timeout time.Duration) {
+func (p *Proxy) timedOut(w http.ResponseWriter, r *http.Request, rt *route, timeout time.Duration) {
 	msg := fmt.Sprintf("weft outbound: the route's request timeout (%s) passed", timeout)
-	p.log.Info("request timed out", "path", r.URL.Path, "timeout", timeout.String())
+	p.metrics.timeouts.WithLabelValues(rt.out.Service.String()).Inc()
+	p.log.Info("request timed out", "service", rt.out.Service.String(), "path", r.URL.Path, "timeout", timeout.String())
 	if isGRPC(r) {
 		writeGRPCError(w, grpcDeadlineExceeded, msg)
 		return

@@ -101,7 +101,7 @@ func (p *Proxy) inject(w http.ResponseWriter, r *http.Request, rt *route, timeou
 		case <-r.Context().Done():
 			t.Stop()
 			if errors.Is(r.Context().Err(), context.DeadlineExceeded) {
-				p.timedOut(w, r, timeout)
+				p.timedOut(w, r, rt, timeout)
 			}
 			return true
 		}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -92,7 +93,8 @@ func (s *Stock) Serve(ctx context.Context, ln net.Listener) error {
 		srv.Stop()
 		<-stopped
 	}
-	if err := <-errc; err != nil {
+	// ErrServerStopped: the stop came before Serve had started.
+	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("serve grpc on %s: %w", ln.Addr(), err)
 	}
 	return nil
