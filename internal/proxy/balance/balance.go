@@ -36,7 +36,8 @@ var ErrAllSkipped = errors.New("every endpoint is excluded")
 // Names of the registered balancers.
 const (
 	RoundRobin = "round-robin"
-	P2C        = "p2c"
+	// P2C is power of two choices over peak-EWMA latency times load.
+	P2C = "p2c"
 	// Default is the balancer used when none is named.
 	Default = P2C
 )

@@ -155,6 +155,9 @@ func skipIDs(ids ...string) func(*model.Endpoint) bool {
 
 // TestPickSkips holds for every balancer: Pick never returns a skipped
 // endpoint, still reaches every other one, and says so when none is left.
+// Requests are held until the end, so that a latency-aware balancer
+// spreads them by load rather than settling on whichever endpoint
+// happened to answer first.
 func TestPickSkips(t *testing.T) {
 	tests := []struct {
 		desc    string
@@ -176,6 +179,12 @@ func TestPickSkips(t *testing.T) {
 				b, _ := New(name)
 				b.Update(tc.eps)
 				seen := map[string]bool{}
+				var held []Done
+				defer func() {
+					for _, d := range held {
+						d(nil)
+					}
+				}()
 				for range 300 {
 					ep, done, err := b.Pick(tc.skip)
 					if tc.wantErr != nil {
@@ -188,7 +197,7 @@ func TestPickSkips(t *testing.T) {
 						t.Fatalf("Pick: %v", err)
 					}
 					seen[ep.ID] = true
-					done(nil)
+					held = append(held, done)
 				}
 				if got := slices.Sorted(maps.Keys(seen)); !slices.Equal(got, tc.want) {
 					t.Fatalf("picked %v, want %v", got, tc.want)
