@@ -39,23 +39,8 @@ func HTTPRouteFromV1(r *gwv1.HTTPRoute) (*model.Route, error) {
 	}
 	for i, rule := range r.Spec.Rules {
 		f := fmt.Sprintf("spec.rules[%d]", i)
-		var rr model.RouteRule
-		for j, m := range rule.Matches {
-			rr.Matches = append(rr.Matches, httpRouteMatch(&fe, fmt.Sprintf("%s.matches[%d]", f, j), m))
-		}
-		rr.Matches = matchesAll(rr.Matches)
-		filters := make([]routeFilter, len(rule.Filters))
-		for j, fl := range rule.Filters {
-			filters[j] = httpFilter(fl)
-		}
-		rr.RequestHeaders = routeFilters(&fe, f+".filters", filters)
-		for j, b := range rule.BackendRefs {
-			bf := fmt.Sprintf("%s.backendRefs[%d]", f, j)
-			for k, fl := range b.Filters {
-				refuseBackendFilter(&fe, fmt.Sprintf("%s.filters[%d]", bf, k), string(fl.Type))
-			}
-			rr.Backends = append(rr.Backends, routeBackend(&fe, bf, ns, b.BackendRef))
-		}
+		rr := convertRule(&fe, f, ns, rule.Matches, httpRouteMatch, rule.Filters, httpFilter, rule.BackendRefs,
+			func(b gwv1.HTTPBackendRef) (gwv1.BackendRef, []gwv1.HTTPRouteFilter) { return b.BackendRef, b.Filters })
 		if t := rule.Timeouts; t != nil {
 			if t.Request != nil {
 				rr.Timeout = gatewayDuration(&fe, f+".timeouts.request", *t.Request)
@@ -93,29 +78,42 @@ func GRPCRouteFromV1(r *gwv1.GRPCRoute) (*model.Route, error) {
 	}
 	for i, rule := range r.Spec.Rules {
 		f := fmt.Sprintf("spec.rules[%d]", i)
-		var rr model.RouteRule
-		for j, m := range rule.Matches {
-			rr.Matches = append(rr.Matches, grpcRouteMatch(&fe, fmt.Sprintf("%s.matches[%d]", f, j), m))
-		}
-		rr.Matches = matchesAll(rr.Matches)
-		filters := make([]routeFilter, len(rule.Filters))
-		for j, fl := range rule.Filters {
-			filters[j] = grpcFilter(fl)
-		}
-		rr.RequestHeaders = routeFilters(&fe, f+".filters", filters)
-		for j, b := range rule.BackendRefs {
-			bf := fmt.Sprintf("%s.backendRefs[%d]", f, j)
-			for k, fl := range b.Filters {
-				refuseBackendFilter(&fe, fmt.Sprintf("%s.filters[%d]", bf, k), string(fl.Type))
-			}
-			rr.Backends = append(rr.Backends, routeBackend(&fe, bf, ns, b.BackendRef))
-		}
+		rr := convertRule(&fe, f, ns, rule.Matches, grpcRouteMatch, rule.Filters, grpcFilter, rule.BackendRefs,
+			func(b gwv1.GRPCBackendRef) (gwv1.BackendRef, []gwv1.GRPCRouteFilter) { return b.BackendRef, b.Filters })
 		if rule.SessionPersistence != nil {
 			fe.Add(f+".sessionPersistence", "not supported yet")
 		}
 		out.Rules = append(out.Rules, rr)
 	}
 	return checkedAs(fe, out, grpcFieldName)
+}
+
+// convertRule converts what HTTPRoute and GRPCRoute rules share: matches,
+// filters and backends, each of its own Gateway API type.
+func convertRule[M, F, B any](fe *model.FieldErrors, f, ns string,
+	matches []M, match func(*model.FieldErrors, string, M) model.RouteMatch,
+	filters []F, filter func(F) routeFilter,
+	backends []B, backend func(B) (gwv1.BackendRef, []F),
+) model.RouteRule {
+	var rr model.RouteRule
+	for j, m := range matches {
+		rr.Matches = append(rr.Matches, match(fe, fmt.Sprintf("%s.matches[%d]", f, j), m))
+	}
+	rr.Matches = matchesAll(rr.Matches)
+	fs := make([]routeFilter, len(filters))
+	for j, fl := range filters {
+		fs[j] = filter(fl)
+	}
+	rr.RequestHeaders = routeFilters(fe, f+".filters", fs)
+	for j, b := range backends {
+		bf := fmt.Sprintf("%s.backendRefs[%d]", f, j)
+		ref, bfs := backend(b)
+		for k, fl := range bfs {
+			refuseBackendFilter(fe, fmt.Sprintf("%s.filters[%d]", bf, k), filter(fl).typ)
+		}
+		rr.Backends = append(rr.Backends, routeBackend(fe, bf, ns, ref))
+	}
+	return rr
 }
 
 // TrafficSplitFromSMI converts and validates an SMI TrafficSplit of

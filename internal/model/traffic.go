@@ -105,11 +105,7 @@ func (p *CircuitBreakerPolicy) EqualPolicy(o Policy) bool {
 
 // Validate checks a circuit breaker policy; field paths are the manifest's.
 func (p *CircuitBreakerPolicy) Validate() error {
-	var fe FieldErrors
-	validateMeta(&fe, p.Ref)
-	validateName(&fe, "spec.targetRef.name", p.Service)
-	p.validateSpec(&fe)
-	return fe.Err()
+	return validateAttached(p.Ref, p.Service, p.validateSpec)
 }
 
 func (p *CircuitBreakerPolicy) validateSpec(fe *FieldErrors) {
@@ -148,13 +144,7 @@ func (p *FaultPolicy) EqualPolicy(o Policy) bool {
 const maxRetryAttempts = 10
 
 // Validate checks a retry policy; field paths are the manifest's.
-func (p *RetryPolicy) Validate() error {
-	var fe FieldErrors
-	validateMeta(&fe, p.Ref)
-	validateName(&fe, "spec.targetRef.name", p.Service)
-	p.validateSpec(&fe)
-	return fe.Err()
-}
+func (p *RetryPolicy) Validate() error { return validateAttached(p.Ref, p.Service, p.validateSpec) }
 
 func (p *RetryPolicy) validateSpec(fe *FieldErrors) {
 	if len(p.RetryOn) == 0 {
@@ -188,13 +178,7 @@ func (p *RetryPolicy) validateSpec(fe *FieldErrors) {
 }
 
 // Validate checks a fault policy; field paths are the manifest's.
-func (p *FaultPolicy) Validate() error {
-	var fe FieldErrors
-	validateMeta(&fe, p.Ref)
-	validateName(&fe, "spec.targetRef.name", p.Service)
-	p.validateSpec(&fe)
-	return fe.Err()
-}
+func (p *FaultPolicy) Validate() error { return validateAttached(p.Ref, p.Service, p.validateSpec) }
 
 func (p *FaultPolicy) validateSpec(fe *FieldErrors) {
 	for _, pc := range []struct {
@@ -220,6 +204,16 @@ func (p *FaultPolicy) validateSpec(fe *FieldErrors) {
 		fe.Add("spec", "set a delay or an abort with a percent above 0")
 	}
 	validateValueMatches(fe, "spec.match.headers", p.Headers, true)
+}
+
+// validateAttached checks a policy attached to a Service: its own name,
+// the service's, then its spec.
+func validateAttached(ref Ref, service string, spec func(*FieldErrors)) error {
+	var fe FieldErrors
+	validateMeta(&fe, ref)
+	validateName(&fe, "spec.targetRef.name", service)
+	spec(&fe)
+	return fe.Err()
 }
 
 // TrafficPolicy is what the policies attached to one Service ask of its

@@ -55,7 +55,9 @@ func startBackend(t *testing.T, name string) *backend {
 			http.Error(w, "failing as asked", http.StatusServiceUnavailable)
 			return
 		}
-		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil {
+		// ?sleep=D waits D before answering; with ?slow=<name>, only on
+		// that backend.
+		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil && (r.URL.Query().Get("slow") == "" || r.URL.Query().Get("slow") == name) {
 			select {
 			case <-time.After(d):
 			case <-r.Context().Done():

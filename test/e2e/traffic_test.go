@@ -139,17 +139,7 @@ spec:
 func TestOutlierDetection(t *testing.T) {
 	f := serverSide(t)
 	m, c := f.m, f.c
-	b1 := startBackend(t, "server-1")
-	admin1 := freePort(t)
-	m.write("server-1.yaml", serverYAML("server-1", b1, freePort(t), admin1))
-	m.proxy("e2e/server-1", "server", admin1)
-	waitReady(t, admin1)
-	eventually(t, 15*time.Second, "server-1 serving", func() error {
-		if !strings.Contains(m.endpoints("e2e/http"), "server-1") {
-			return fmt.Errorf("endpoints: %s", m.endpoints("e2e/http"))
-		}
-		return nil
-	})
+	secondServer(t, m)
 	m.write("breaker.yaml", breakerPolicyYAML)
 	eventually(t, 15*time.Second, "the breaker policy in force", func() error {
 		if out, _ := m.weft("get", "policies"); !strings.Contains(out, "http-breaker") || !strings.Contains(out, "in force") {
@@ -169,5 +159,41 @@ func TestOutlierDetection(t *testing.T) {
 	}
 	if n := counter(t, c.admin, `weft_outbound_ejections_total{service="e2e/http"}`); n < 1 {
 		t.Error("no ejection counted")
+	}
+}
+
+// secondServer adds workload server-1 behind the e2e services, with its
+// proxy ready and its endpoint known.
+func secondServer(t *testing.T, m *mesh) *backend {
+	t.Helper()
+	b1 := startBackend(t, "server-1")
+	admin1 := freePort(t)
+	m.write("server-1.yaml", serverYAML("server-1", b1, freePort(t), admin1))
+	m.proxy("e2e/server-1", "server", admin1)
+	waitReady(t, admin1)
+	eventually(t, 15*time.Second, "server-1 serving", func() error {
+		if !strings.Contains(m.endpoints("e2e/http"), "server-1") {
+			return fmt.Errorf("endpoints: %s", m.endpoints("e2e/http"))
+		}
+		return nil
+	})
+	return b1
+}
+
+// TestLatencyAwareBalancing: of two endpoints, the one 50ms slower gets
+// few of the requests.
+func TestLatencyAwareBalancing(t *testing.T) {
+	f := serverSide(t)
+	secondServer(t, f.m)
+	byBackend := map[string]int{}
+	for range 200 {
+		code, backend, err := routedGet(t.Context(), f.c.http, "/?slow=server-1&sleep=50ms")
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("%d %v", code, err)
+		}
+		byBackend[backend]++
+	}
+	if byBackend["server-0"] < 150 {
+		t.Errorf("the fast endpoint got %d of 200 requests (%v), want most", byBackend["server-0"], byBackend)
 	}
 }
