@@ -135,7 +135,7 @@ type RotateRequest struct {
 // Policy is one entry of GET /api/v1/policies.
 type Policy struct {
 	// Kind is AuthorizationPolicy, TrafficTarget, HTTPRouteGroup, TCPRoute,
-	// RetryPolicy, FaultPolicy or CircuitBreakerPolicy.
+	// RetryPolicy, FaultPolicy, CircuitBreakerPolicy or RateLimitPolicy.
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
@@ -143,8 +143,8 @@ type Policy struct {
 	// a traffic policy what it does to the calls to its service.
 	Summary string `json:"summary"`
 	// Status says whether a traffic policy (RetryPolicy, FaultPolicy,
-	// CircuitBreakerPolicy) is in force on its service; other kinds have
-	// none.
+	// CircuitBreakerPolicy) is in force on its service, or a
+	// RateLimitPolicy on the service's workloads; other kinds have none.
 	Status *PolicyStatus `json:"status,omitempty"`
 }
 
@@ -160,8 +160,9 @@ type PolicyStatus struct {
 func (cp *ControlPlane) Policies() []Policy { return policies(cp.store.Snapshot()) }
 
 // policies reads the status of each traffic policy from the traffic
-// policies the model resolved for its service, so it says what proxies
-// are told.
+// policies the model resolved for its service, and of each rate limit
+// from the authorization it resolved for each workload, so it says what
+// proxies are told.
 func policies(snap *model.Snapshot) []Policy {
 	out := []Policy{}
 	for _, p := range snap.Policies() {
@@ -176,7 +177,8 @@ func policies(snap *model.Snapshot) []Policy {
 
 // trafficStatus says whether a traffic policy is the one of its kind in
 // force on its service: the first by name is, and the others are not.
-// It is nil for the other kinds.
+// A RateLimitPolicy is in force per workload (rateLimitStatus). It is nil
+// for the other kinds.
 func trafficStatus(snap *model.Snapshot, p model.Policy) *PolicyStatus {
 	var service string
 	var inForce func(*model.TrafficPolicy) model.Policy
@@ -190,6 +192,8 @@ func trafficStatus(snap *model.Snapshot, p model.Policy) *PolicyStatus {
 	case *model.CircuitBreakerPolicy:
 		service = p.Service
 		inForce = func(t *model.TrafficPolicy) model.Policy { return orNil(t.Breaker) }
+	case *model.RateLimitPolicy:
+		return rateLimitStatus(snap, p)
 	default:
 		return nil
 	}
@@ -210,6 +214,47 @@ func trafficStatus(snap *model.Snapshot, p model.Policy) *PolicyStatus {
 		return &PolicyStatus{InForce: true}
 	}
 	return &PolicyStatus{Reason: fmt.Sprintf("%s already applies to service %s (the first by name is in force)", winner.Key(), ref)}
+}
+
+// rateLimitStatus says whether a rate limit policy is in force on at
+// least one workload its service selects. The model resolves rate limits
+// per workload, the first policy by name that selects a workload winning,
+// so the policies in force there may attach to other services selecting
+// the same workloads.
+func rateLimitStatus(snap *model.Snapshot, p *model.RateLimitPolicy) *PolicyStatus {
+	ref := model.Ref{Namespace: p.Ref.Namespace, Name: p.Service}
+	svc, ok := snap.Service(ref)
+	if !ok {
+		return &PolicyStatus{Reason: fmt.Sprintf("service %s does not exist", ref)}
+	}
+	name := p.Key().String()
+	selected, winners := false, []string{}
+	for _, w := range snap.Workloads() {
+		if w.Ref.Namespace != ref.Namespace || !svc.Service.Selects(w.Labels) {
+			continue
+		}
+		selected = true
+		a := snap.Authz(w.Ref)
+		if a == nil || a.RateLimit == nil {
+			continue
+		}
+		if a.RateLimit.Policy == name {
+			return &PolicyStatus{InForce: true}
+		}
+		if !slices.Contains(winners, a.RateLimit.Policy) {
+			winners = append(winners, a.RateLimit.Policy)
+		}
+	}
+	switch len(winners) {
+	case 0:
+		if !selected {
+			return &PolicyStatus{Reason: fmt.Sprintf("service %s selects no workload", ref)}
+		}
+		return &PolicyStatus{Reason: fmt.Sprintf("not in force on the workloads of service %s", ref)}
+	case 1:
+		return &PolicyStatus{Reason: fmt.Sprintf("%s already applies to the workloads of service %s (the first by name is in force)", winners[0], ref)}
+	}
+	return &PolicyStatus{Reason: fmt.Sprintf("%s already apply to the workloads of service %s (the first by name is in force)", strings.Join(winners, " and "), ref)}
 }
 
 // orNil turns a nil pointer into a nil Policy interface.
@@ -283,6 +328,8 @@ func policySummary(p model.Policy) string {
 		return faultSummary(p)
 	case *model.CircuitBreakerPolicy:
 		return breakerSummary(p)
+	case *model.RateLimitPolicy:
+		return rateLimitSummary(p)
 	}
 	return ""
 }
@@ -349,6 +396,16 @@ func breakerSummary(p *model.CircuitBreakerPolicy) string {
 			strings.Join(kinds, " / "), o.BaseEjection, o.MaxEjectionPercent))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// rateLimitSummary is e.g. "100 requests/s per workload, burst 200": the
+// bucket is each workload's, not shared across the service.
+func rateLimitSummary(p *model.RateLimitPolicy) string {
+	noun := "requests"
+	if p.RequestsPerSecond == 1 {
+		noun = "request"
+	}
+	return fmt.Sprintf("%d %s/s per workload, burst %d", p.RequestsPerSecond, noun, p.Burst)
 }
 
 // formatPercent writes a percentage briefly, 10 or 12.5, without the

@@ -59,6 +59,10 @@ func TestPolicySummary(t *testing.T) {
 		{"circuit breaker policy, gateway errors only", &model.CircuitBreakerPolicy{Ref: demo("b"), Service: "catalog",
 			Outlier: &model.OutlierDetection{ConsecutiveGatewayErrors: 1, BaseEjection: time.Second, MaxEjectionPercent: 10}},
 			"eject after 1 gateway error for 1s+, at most 10%"},
+		{"rate limit policy", &model.RateLimitPolicy{Ref: demo("l"), Service: "catalog", RequestsPerSecond: 100, Burst: 200},
+			"100 requests/s per workload, burst 200"},
+		{"rate limit policy, burst of 1", &model.RateLimitPolicy{Ref: demo("l"), Service: "catalog", RequestsPerSecond: 1, Burst: 1},
+			"1 request/s per workload, burst 1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -275,6 +279,73 @@ metadata: {name: ghost-breaker, namespace: demo}
 spec:
   targetRef: {kind: Service, name: ghost}
   maxRequests: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: catalog-v1, namespace: demo}
+spec: {selector: {app: catalog, version: v1}, ports: [{name: http, port: 80}]}
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: catalog-0, namespace: demo, labels: {app: catalog, version: v1}}
+spec: {serviceAccount: catalog, address: 127.0.0.1, ports: [{name: http, port: 8080}], proxy: {inboundPort: 4143}}
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: catalog-1, namespace: demo, labels: {app: catalog, version: v2}}
+spec: {serviceAccount: catalog, address: 127.0.0.2, ports: [{name: http, port: 8080}], proxy: {inboundPort: 4143}}
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: other-catalog, namespace: other, labels: {app: catalog, version: v2}}
+spec: {serviceAccount: catalog, address: 127.0.0.3, ports: [{name: http, port: 8080}], proxy: {inboundPort: 4143}}
+---
+# First by name: in force on catalog-0, which catalog-v1 selects, so
+# neither catalog-v1-limit nor catalog-strict-limit is there.
+apiVersion: weft.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: a-v1-limit, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog-v1}
+  requestsPerSecond: 5
+---
+# In force on catalog-1 only.
+apiVersion: weft.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: catalog-rate, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  requestsPerSecond: 100
+  burst: 200
+---
+apiVersion: weft.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: catalog-strict-limit, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  requestsPerSecond: 10
+---
+apiVersion: weft.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: catalog-v1-limit, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog-v1}
+  requestsPerSecond: 50
+  burst: 10
+---
+apiVersion: weft.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: stock-limit, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: stock}
+  requestsPerSecond: 1000
+---
+apiVersion: weft.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: ghost-limit, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: ghost}
+  requestsPerSecond: 1
 `
 	d := manifest.Decode("policies.yaml", []byte(manifests))
 	if err := d.Err(); err != nil {
@@ -282,9 +353,12 @@ spec:
 	}
 	var c model.Changes
 	for _, o := range d.Objects {
-		if o.Service != nil {
+		switch {
+		case o.Service != nil:
 			c.PutServices = append(c.PutServices, o.Service)
-		} else {
+		case o.Workload != nil:
+			c.PutWorkloads = append(c.PutWorkloads, o.Workload)
+		default:
 			c.PutPolicies = append(c.PutPolicies, o.Policy)
 		}
 	}
@@ -307,6 +381,20 @@ spec:
 			Summary: "delay 2s for 10%, abort 503 for 5%, when x-chaos=on", Status: inForce},
 		{Kind: model.KindFaultPolicy, Namespace: "demo", Name: "ghost-faults",
 			Summary: "abort 500 for 100%", Status: &PolicyStatus{Reason: "service demo/ghost does not exist"}},
+		{Kind: model.KindRateLimitPolicy, Namespace: "demo", Name: "a-v1-limit",
+			Summary: "5 requests/s per workload, burst 5", Status: inForce},
+		{Kind: model.KindRateLimitPolicy, Namespace: "demo", Name: "catalog-rate",
+			Summary: "100 requests/s per workload, burst 200", Status: inForce},
+		{Kind: model.KindRateLimitPolicy, Namespace: "demo", Name: "catalog-strict-limit",
+			Summary: "10 requests/s per workload, burst 10",
+			Status:  &PolicyStatus{Reason: "RateLimitPolicy demo/a-v1-limit and RateLimitPolicy demo/catalog-rate already apply to the workloads of service demo/catalog (the first by name is in force)"}},
+		{Kind: model.KindRateLimitPolicy, Namespace: "demo", Name: "catalog-v1-limit",
+			Summary: "50 requests/s per workload, burst 10",
+			Status:  &PolicyStatus{Reason: "RateLimitPolicy demo/a-v1-limit already applies to the workloads of service demo/catalog-v1 (the first by name is in force)"}},
+		{Kind: model.KindRateLimitPolicy, Namespace: "demo", Name: "ghost-limit",
+			Summary: "1 request/s per workload, burst 1", Status: &PolicyStatus{Reason: "service demo/ghost does not exist"}},
+		{Kind: model.KindRateLimitPolicy, Namespace: "demo", Name: "stock-limit",
+			Summary: "1000 requests/s per workload, burst 1000", Status: &PolicyStatus{Reason: "service demo/stock selects no workload"}},
 		{Kind: model.KindRetryPolicy, Namespace: "demo", Name: "catalog-retries",
 			Summary: "retry 5xx,reset x2, per try 500ms, budget 20% + 10/s over 10s", Status: inForce},
 		{Kind: model.KindRetryPolicy, Namespace: "demo", Name: "more-retries",

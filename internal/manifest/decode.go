@@ -179,6 +179,7 @@ var decoders = map[string]map[string]func(doc []byte, into *Object) error{
 	model.KindCircuitBreakerPolicy: {
 		weftv1alpha1.GroupVersion: decodePolicy(CircuitBreakerPolicyFromV1alpha1),
 	},
+	model.KindRateLimitPolicy: {weftv1alpha1.GroupVersion: decodePolicy(RateLimitPolicyFromV1alpha1)},
 	model.KindTrafficTarget: {
 		smi.AccessV1alpha3: decodePolicy(TrafficTargetFromSMI),
 		smi.AccessV1alpha2: decodePolicy(TrafficTargetFromSMI),

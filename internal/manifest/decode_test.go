@@ -200,7 +200,8 @@ func TestServicePortProtocolFromName(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	for _, doc := range []string{goodService, goodWorkload, goodAuthorizationPolicy, goodTrafficTarget, goodHTTPRouteGroup, goodTCPRoute,
-		goodHTTPRoute, goodGRPCRoute, goodTrafficSplit, goodRetryPolicy, goodFaultPolicy, goodCircuitBreakerPolicy} {
+		goodHTTPRoute, goodGRPCRoute, goodTrafficSplit, goodRetryPolicy, goodFaultPolicy, goodCircuitBreakerPolicy,
+		goodRateLimitPolicy} {
 		f.Add([]byte(doc))
 	}
 	f.Add([]byte(goodService + "\n---\n" + goodWorkload))

@@ -156,13 +156,17 @@ func TestTrafficDocExamples(t *testing.T) {
 				if !services[p.Service] {
 					t.Errorf("%s: %s targets service %s, which the demo does not have", where, o.Key, p.Service)
 				}
+			case *model.RateLimitPolicy:
+				if !services[p.Service] {
+					t.Errorf("%s: %s targets service %s, which the demo does not have", where, o.Key, p.Service)
+				}
 			default:
 				t.Errorf("%s: %s is not a route or a traffic policy", where, o.Key)
 			}
 		}
 	}
 	for _, k := range []string{model.KindHTTPRoute, model.KindGRPCRoute, model.KindTrafficSplit, model.KindRetryPolicy, model.KindFaultPolicy,
-		model.KindCircuitBreakerPolicy} {
+		model.KindCircuitBreakerPolicy, model.KindRateLimitPolicy} {
 		if !kinds[k] {
 			t.Errorf("no %s among the examples", k)
 		}

@@ -11,10 +11,10 @@ import (
 	"github.com/weftmesh/weft/internal/model"
 )
 
-// Traffic policies: weft's RetryPolicy, FaultPolicy and
-// CircuitBreakerPolicy, attached to a Service of their namespace. Fields
+// Traffic policies: weft's RetryPolicy, FaultPolicy, CircuitBreakerPolicy
+// and RateLimitPolicy, attached to a Service of their namespace. Fields
 // left out take the defaults below here, so the model never sees an unset
-// attempt count, budget or ejection time.
+// attempt count, budget, ejection time or burst.
 
 // RetryPolicy defaults.
 const (
@@ -154,6 +154,30 @@ func CircuitBreakerPolicyFromV1alpha1(p *weftv1alpha1.CircuitBreakerPolicy) (*mo
 			// The model bounds the percent; 0 and over 100 are its to refuse.
 			out.Outlier.MaxEjectionPercent = nonNegative(&fe, f+".maxEjectionPercent", *m)
 		}
+	}
+	return checked(fe, out)
+}
+
+// RateLimitPolicyFromV1alpha1 converts and validates a weft
+// RateLimitPolicy. Burst defaults to the rate, a bucket holding one
+// second's requests.
+func RateLimitPolicyFromV1alpha1(p *weftv1alpha1.RateLimitPolicy) (*model.RateLimitPolicy, error) {
+	var fe model.FieldErrors
+	s := p.Spec
+	out := &model.RateLimitPolicy{
+		Ref:     model.Ref{Namespace: namespaceOf(p.Namespace), Name: p.Name},
+		Service: serviceTarget(&fe, s.TargetRef),
+	}
+	// The model bounds the rate and the burst; only what would wrap
+	// around is refused here.
+	if r := s.RequestsPerSecond; r == nil {
+		fe.Add("spec.requestsPerSecond", "must be set (1 to 1000000)")
+	} else {
+		out.RequestsPerSecond = nonNegative(&fe, "spec.requestsPerSecond", *r)
+	}
+	out.Burst = out.RequestsPerSecond
+	if b := s.Burst; b != nil {
+		out.Burst = nonNegative(&fe, "spec.burst", *b)
 	}
 	return checked(fe, out)
 }

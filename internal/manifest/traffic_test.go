@@ -51,6 +51,16 @@ spec:
     maxEjectionPercent: 100
 `
 
+const goodRateLimitPolicy = `
+apiVersion: weft.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: catalog-limit, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  requestsPerSecond: 100
+  burst: 200
+`
+
 func TestDecodeTrafficPolicies(t *testing.T) {
 	demo := func(name string) model.Ref { return model.Ref{Namespace: "demo", Name: name} }
 	allConditions := []string{"5xx", "gateway-error", "reset", "unavailable", "resource-exhausted", "cancelled"}
@@ -175,6 +185,25 @@ spec:
   outlierDetection: {consecutive5xx: 0, consecutiveGatewayErrors: 10, baseEjectionTime: 1s, maxEjectionPercent: 1}
 `, &model.CircuitBreakerPolicy{Ref: demo("b"), Service: "catalog",
 			Outlier: &model.OutlierDetection{ConsecutiveGatewayErrors: 10, BaseEjection: time.Second, MaxEjectionPercent: 1}}},
+		{"rate limit policy", goodRateLimitPolicy, &model.RateLimitPolicy{
+			Ref: demo("catalog-limit"), Service: "catalog", RequestsPerSecond: 100, Burst: 200}},
+		{"rate limit policy, burst defaults to the rate", `
+apiVersion: weft.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: l}
+spec:
+  targetRef: {group: "", kind: Service, name: stock}
+  requestsPerSecond: 50
+`, &model.RateLimitPolicy{Ref: model.Ref{Namespace: DefaultNamespace, Name: "l"}, Service: "stock", RequestsPerSecond: 50, Burst: 50}},
+		{"rate limit policy, bounds", `
+apiVersion: weft.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: l, namespace: demo}
+spec:
+  targetRef: {group: core, kind: Service, name: catalog}
+  requestsPerSecond: 1000000
+  burst: 1
+`, &model.RateLimitPolicy{Ref: demo("l"), Service: "catalog", RequestsPerSecond: 1_000_000, Burst: 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -203,6 +232,7 @@ func TestDecodeTrafficPolicyErrors(t *testing.T) {
 	retry := func(old, new string) string { return mustReplace(t, goodRetryPolicy, old, new) }
 	fault := func(old, new string) string { return mustReplace(t, goodFaultPolicy, old, new) }
 	breaker := func(old, new string) string { return mustReplace(t, goodCircuitBreakerPolicy, old, new) }
+	limit := func(old, new string) string { return mustReplace(t, goodRateLimitPolicy, old, new) }
 	// breakerSpec is the good circuit breaker policy with the spec after
 	// its targetRef replaced by rest.
 	breakerHead, _, _ := strings.Cut(goodCircuitBreakerPolicy, "  maxRequests:")
@@ -355,6 +385,47 @@ func TestDecodeTrafficPolicyErrors(t *testing.T) {
 			[]string{`unknown field "spec.outlierDetection.consecutiveErrors"`}},
 		{"breaker other version", breaker("weft.dev/v1alpha1", "weft.dev/v1"),
 			[]string{`apiVersion: "weft.dev/v1": weft reads CircuitBreakerPolicy as weft.dev/v1alpha1`}},
+		// RateLimitPolicy.
+		{"requests per second missing", limit("  requestsPerSecond: 100\n", ""),
+			[]string{"ratelimitpolicy demo/catalog-limit", "spec.requestsPerSecond: must be set (1 to 1000000)"}},
+		{"requests per second missing, burst omitted", limit("  requestsPerSecond: 100\n  burst: 200\n", ""),
+			[]string{"spec.requestsPerSecond: must be set (1 to 1000000)"}},
+		{"requests per second 0", limit("requestsPerSecond: 100", "requestsPerSecond: 0"),
+			[]string{"spec.requestsPerSecond: 0: want 1 to 1000000"}},
+		{"requests per second 0, burst omitted", limit("  requestsPerSecond: 100\n  burst: 200\n", "  requestsPerSecond: 0\n"),
+			[]string{"spec.requestsPerSecond: 0: want 1 to 1000000", "spec.burst: 0: want 1 to 1000000"}},
+		{"negative requests per second", limit("requestsPerSecond: 100", "requestsPerSecond: -100"),
+			[]string{"spec.requestsPerSecond: must not be negative, got -100"}},
+		{"requests per second too big", limit("requestsPerSecond: 100", "requestsPerSecond: 1000001"),
+			[]string{"spec.requestsPerSecond: 1000001: want 1 to 1000000"}},
+		{"requests per second past int32", limit("requestsPerSecond: 100", "requestsPerSecond: 4294967296"),
+			[]string{"ratelimitpolicy demo/catalog-limit", "spec.requestsPerSecond"}},
+		{"requests per second not whole", limit("requestsPerSecond: 100", "requestsPerSecond: 0.5"),
+			[]string{"ratelimitpolicy demo/catalog-limit", "spec.requestsPerSecond"}},
+		{"requests per second a string", limit("requestsPerSecond: 100", `requestsPerSecond: "100/s"`),
+			[]string{"ratelimitpolicy demo/catalog-limit", "spec.requestsPerSecond"}},
+		{"burst 0", limit("burst: 200", "burst: 0"),
+			[]string{"spec.burst: 0: want 1 to 1000000"}},
+		{"negative burst", limit("burst: 200", "burst: -1"),
+			[]string{"spec.burst: must not be negative, got -1"}},
+		{"burst too big", limit("burst: 200", "burst: 2000000"),
+			[]string{"spec.burst: 2000000: want 1 to 1000000"}},
+		{"limit target kind", limit("kind: Service,", "kind: Deployment,"),
+			[]string{`spec.targetRef.kind: "Deployment": want Service`}},
+		{"limit target kind omitted", limit("{kind: Service, name: catalog}", "{name: catalog}"),
+			[]string{`spec.targetRef.kind: "": want Service`}},
+		{"limit target group", limit("{kind: Service,", "{group: gateway.networking.k8s.io, kind: Service,"),
+			[]string{`spec.targetRef.group: "gateway.networking.k8s.io": a Service is in the core group, ""`}},
+		{"limit no target", limit("  targetRef: {kind: Service, name: catalog}\n", ""),
+			[]string{`spec.targetRef.kind: "": want Service`}},
+		{"limit target name", limit("name: catalog}", "name: Catalog_1}"),
+			[]string{"spec.targetRef.name"}},
+		{"limit target namespace", limit("name: catalog}", "name: catalog, namespace: shop}"),
+			[]string{`unknown field "spec.targetRef.namespace"`}},
+		{"limit unknown field", limit("burst: 200", "maxBurst: 200"),
+			[]string{"ratelimitpolicy demo/catalog-limit", `unknown field "spec.maxBurst"`}},
+		{"limit other version", limit("weft.dev/v1alpha1", "weft.dev/v1beta1"),
+			[]string{`apiVersion: "weft.dev/v1beta1": weft reads RateLimitPolicy as weft.dev/v1alpha1`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

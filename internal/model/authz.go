@@ -386,11 +386,27 @@ type Authz struct {
 	// mTLS peers; they have no identity, so rules naming sources never
 	// match them.
 	Permissive bool
+	// RateLimit bounds the requests and connections the workload takes;
+	// nil is no bound.
+	RateLimit *RateLimit
+}
+
+// RateLimit is a RateLimitPolicy as it applies to one workload.
+type RateLimit struct {
+	Policy            string
+	RequestsPerSecond uint32
+	Burst             uint32
 }
 
 // Validate checks every rule, as a proxy does with what it receives.
 func (a *Authz) Validate() error {
 	var fe FieldErrors
+	if r := a.RateLimit; r != nil {
+		if r.Policy == "" {
+			fe.Add("rateLimit.policy", "must not be empty")
+		}
+		(&RateLimitPolicy{RequestsPerSecond: r.RequestsPerSecond, Burst: r.Burst}).validateSpec(&fe)
+	}
 	for _, list := range []struct {
 		name   string
 		grants []AuthzGrant
@@ -419,7 +435,8 @@ func (a *Authz) Equal(o *Authz) bool {
 		return a == o
 	}
 	eq := func(x, y AuthzGrant) bool { return x.Policy == y.Policy && x.Rule.equal(y.Rule) }
-	return a.Selected == o.Selected && a.Permissive == o.Permissive && slices.EqualFunc(a.Allow, o.Allow, eq) && slices.EqualFunc(a.Deny, o.Deny, eq)
+	return a.Selected == o.Selected && a.Permissive == o.Permissive && slices.EqualFunc(a.Allow, o.Allow, eq) && slices.EqualFunc(a.Deny, o.Deny, eq) &&
+		(a.RateLimit == nil) == (o.RateLimit == nil) && (a.RateLimit == nil || *a.RateLimit == *o.RateLimit)
 }
 
 // MTLSMode is whether a workload's inbound accepts plaintext beside mTLS.
@@ -488,9 +505,16 @@ func resolveAuthz(w *Workload, scope authzScope) *Authz {
 			}
 			a.Selected = true
 			a.Allow = append(a.Allow, p.grants(lookup)...)
+		case *RateLimitPolicy:
+			if a.RateLimit != nil || w.Ref.Namespace != p.Ref.Namespace {
+				continue // the first by name is in force
+			}
+			if svc := services(p.Service); svc != nil && svc.Selects(w.Labels) {
+				a.RateLimit = &RateLimit{Policy: p.Key().String(), RequestsPerSecond: p.RequestsPerSecond, Burst: p.Burst}
+			}
 		}
 	}
-	if !a.Selected && len(a.Deny) == 0 && !a.Permissive {
+	if !a.Selected && len(a.Deny) == 0 && !a.Permissive && a.RateLimit == nil {
 		return nil
 	}
 	return a

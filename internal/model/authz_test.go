@@ -226,3 +226,26 @@ func TestMTLSMode(t *testing.T) {
 		t.Fatalf("after the annotation: %s", describeAuthz(a))
 	}
 }
+
+func TestRateLimitResolution(t *testing.T) {
+	s := NewStore()
+	w := wl("catalog-1", map[string]string{"app": "catalog"}, 14001, WorkloadPort{Port: 8080})
+	other := wl("web-1", map[string]string{"app": "web"}, 14002, WorkloadPort{Port: 8081})
+	limit := func(name string, rps uint32) *RateLimitPolicy {
+		return &RateLimitPolicy{Ref: Ref{"demo", name}, Service: "catalog", RequestsPerSecond: rps, Burst: rps}
+	}
+	if err := s.Apply("files", Changes{
+		PutServices:  []*Service{svc("catalog", map[string]string{"app": "catalog"}, ServicePort{Port: 80, TargetPort: 8080})},
+		PutWorkloads: []*Workload{w, other},
+		PutPolicies:  []Policy{limit("b-limit", 5), limit("a-limit", 100)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := s.Snapshot().Authz(w.Ref)
+	if a == nil || a.RateLimit == nil || a.RateLimit.Policy != "RateLimitPolicy demo/a-limit" || a.RateLimit.RequestsPerSecond != 100 || a.Selected {
+		t.Fatalf("catalog-1: %+v, want a-limit alone, nothing selected for authorization", a)
+	}
+	if s.Snapshot().Authz(other.Ref) != nil {
+		t.Error("a workload the service does not select got a rate limit")
+	}
+}

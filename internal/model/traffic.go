@@ -13,7 +13,36 @@ const (
 	KindRetryPolicy          = "RetryPolicy"
 	KindFaultPolicy          = "FaultPolicy"
 	KindCircuitBreakerPolicy = "CircuitBreakerPolicy"
+	KindRateLimitPolicy      = "RateLimitPolicy"
 )
+
+// RateLimitPolicy bounds the requests each workload of a Service takes:
+// a token bucket in the workload's own proxy (local rate limiting, not a
+// mesh-wide count), refilled at RequestsPerSecond and holding Burst.
+type RateLimitPolicy struct {
+	Ref               Ref
+	Service           string
+	RequestsPerSecond uint32
+	Burst             uint32
+}
+
+func (p *RateLimitPolicy) Key() PolicyKey { return PolicyKey{Kind: KindRateLimitPolicy, Ref: p.Ref} }
+
+func (p *RateLimitPolicy) EqualPolicy(o Policy) bool {
+	q, ok := o.(*RateLimitPolicy)
+	return ok && *p == *q
+}
+
+func (p *RateLimitPolicy) Validate() error { return validateAttached(p.Ref, p.Service, p.validateSpec) }
+
+func (p *RateLimitPolicy) validateSpec(fe *FieldErrors) {
+	if p.RequestsPerSecond < 1 || p.RequestsPerSecond > 1_000_000 {
+		fe.Add("spec.requestsPerSecond", "%d: want 1 to 1000000", p.RequestsPerSecond)
+	}
+	if p.Burst < 1 || p.Burst > 1_000_000 {
+		fe.Add("spec.burst", "%d: want 1 to 1000000", p.Burst)
+	}
+}
 
 // Conditions a RetryPolicy retries on.
 const (

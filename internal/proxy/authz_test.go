@@ -86,3 +86,28 @@ func TestInboundAuthorizationClosesDeniedTCP(t *testing.T) {
 		t.Errorf("denial not counted:\n%s", m)
 	}
 }
+
+func TestInboundRateLimit(t *testing.T) {
+	app := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "app") }))
+	c, s := meshPair(t, model.ProtocolHTTP1, model.ProtocolHTTP1, app)
+	s.authorize(t, 2, &model.Authz{RateLimit: &model.RateLimit{Policy: "RateLimitPolicy demo/limit", RequestsPerSecond: 1, Burst: 5}})
+	limited := 0
+	for range 20 {
+		resp, err := h1Client().Get("http://" + c.addr(80) + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests && strings.Contains(string(body), "rate limited by RateLimitPolicy demo/limit") {
+			limited++
+		}
+	}
+	// The burst of 5 passes, and at 1/s perhaps one more while the loop runs.
+	if limited < 13 || limited > 15 {
+		t.Fatalf("%d of 20 requests limited, want about 15", limited)
+	}
+	if m := metricsText(t, s); !strings.Contains(m, `weft_inbound_rate_limited_total{policy="RateLimitPolicy demo/limit"}`) {
+		t.Errorf("rate limiting not counted:\n%s", m)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy"
+	"github.com/weftmesh/weft/internal/testutil/ports"
 )
 
 // The harness builds real proxies on loopback with hand-made configs:
@@ -32,12 +33,7 @@ func testLogger() *slog.Logger {
 // freePort returns a loopback port nothing listens on right now.
 func freePort(t *testing.T) uint32 {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint32(ln.Addr().(*net.TCPAddr).Port)
+	return uint32(ports.Free(t))
 }
 
 func newProxy(t *testing.T, opts proxy.Options) *proxy.Proxy {

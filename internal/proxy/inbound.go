@@ -98,7 +98,7 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("port %d is not a declared port of workload %s", port, wl.Ref))
 		return
 	}
-	if !p.authorize(w, r, port) {
+	if !p.authorize(w, r, port) || p.rateLimited(w, r) {
 		return
 	}
 	appAddr := model.HostPort(p.opts.AppAddress, port)

@@ -25,6 +25,8 @@ type metrics struct {
 	circuitOpen, ejections *prometheus.CounterVec
 	// timeouts counts requests a route's timeout ended.
 	timeouts *prometheus.CounterVec
+	// rateLimited counts inbound requests and tunnels a rate limit refused.
+	rateLimited *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -55,7 +57,11 @@ func newMetrics() *metrics {
 			Help: "Outbound requests ended by their route's request timeout, by destination service.",
 		}, []string{"service"}),
 	}
-	m.registry.MustRegister(m.authz, m.retries, m.faults, m.circuitOpen, m.ejections, m.timeouts, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_inbound_rate_limited_total",
+		Help: "Inbound requests and connections refused by the workload's rate limit, by policy.",
+	}, []string{"policy"})
+	m.registry.MustRegister(m.authz, m.retries, m.faults, m.circuitOpen, m.ejections, m.timeouts, m.rateLimited, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -83,9 +83,11 @@ type Proxy struct {
 	outbound  map[uint32]*outboundListener // by local port
 	balancers map[target]balance.Balancer
 	budgets   map[target]*budget
-	breakers  map[target]*breaker
-	balErr    error
-	shutdown  bool
+	// bucket is the workload's inbound rate limit, when one applies.
+	bucket   tokenBucket
+	breakers map[target]*breaker
+	balErr   error
+	shutdown bool
 }
 
 // New makes a Proxy with no config: it listens nowhere until Apply.
@@ -197,6 +199,9 @@ func (p *Proxy) Apply(cfg *model.ProxyConfig) error {
 		return abort(err)
 	}
 	st.authz = authz
+	if rl := cfg.Authz; rl != nil && rl.RateLimit != nil {
+		p.bucket.configure(rl.RateLimit.RequestsPerSecond, rl.RateLimit.Burst)
+	}
 	p.cur.Store(st)
 
 	if newIn != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/testutil/ports"
 )
 
 func selfSigned(t *testing.T) *tls.Config {
@@ -134,12 +135,7 @@ func TestPlaintextFollowsTheModeInForce(t *testing.T) {
 	t.Cleanup(func() { app.Close() })
 	appPort := uint32(appLn.Addr().(*net.TCPAddr).Port)
 
-	inLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inPort := uint32(inLn.Addr().(*net.TCPAddr).Port)
-	inLn.Close()
+	inPort := uint32(ports.Free(t))
 
 	p := New(Options{Logger: slog.New(slog.DiscardHandler), InboundTLS: selfSigned(t), DrainTimeout: time.Second})
 	t.Cleanup(func() { p.Shutdown(t.Context()) })

@@ -494,3 +494,63 @@ func (p *Proxy) observe(rt *route, ep *model.Endpoint, oc outcome) {
 		p.log.Warn("endpoint ejected", "service", rt.out.Service.String(), "endpoint", ep.ID)
 	}
 }
+
+// tokenBucket is the inbound rate limit: refilled at rate tokens a
+// second, holding at most burst. It outlives configs, so a new config
+// does not refill it.
+type tokenBucket struct {
+	mu          sync.Mutex
+	rate, burst float64
+	tokens      float64
+	last        time.Time
+	now         func() time.Time
+	started     bool
+}
+
+// configure sets the rate and burst, keeping the tokens there are (at
+// most the new burst); a bucket configured for the first time is full.
+func (b *tokenBucket) configure(rps, burst uint32) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.started {
+		if b.now == nil {
+			b.now = time.Now
+		}
+		b.last, b.tokens, b.started = b.now(), float64(burst), true
+	}
+	b.rate, b.burst = float64(rps), float64(burst)
+	b.tokens = min(b.tokens, b.burst)
+}
+
+// take takes a token, or reports there is none.
+func (b *tokenBucket) take() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// rateLimited answers a request or tunnel the workload's rate limit
+// refuses: 429, RESOURCE_EXHAUSTED for gRPC. It reports whether it did.
+func (p *Proxy) rateLimited(w http.ResponseWriter, r *http.Request) bool {
+	rl := p.cur.Load().cfg.Authz
+	if rl == nil || rl.RateLimit == nil || p.bucket.take() {
+		return false
+	}
+	policy := rl.RateLimit.Policy
+	p.metrics.rateLimited.WithLabelValues(policy).Inc()
+	msg := fmt.Sprintf("weft inbound: rate limited by %s (%d requests/s)", policy, rl.RateLimit.RequestsPerSecond)
+	p.log.Debug("inbound rate limited", "policy", policy, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+	if isGRPC(r) {
+		writeGRPCError(w, grpcResourceExhausted, msg)
+		return true
+	}
+	http.Error(w, msg, http.StatusTooManyRequests)
+	return true
+}

@@ -113,3 +113,39 @@ func TestBreakerAdmits(t *testing.T) {
 		t.Fatal("a place given back was not taken")
 	}
 }
+
+func TestTokenBucket(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := &tokenBucket{now: func() time.Time { return now }}
+	b.configure(10, 5)
+	taken := 0
+	for range 20 {
+		if b.take() {
+			taken++
+		}
+	}
+	if taken != 5 {
+		t.Fatalf("took %d at once, want the burst of 5", taken)
+	}
+	now = now.Add(300 * time.Millisecond) // 3 tokens at 10/s
+	taken = 0
+	for range 20 {
+		if b.take() {
+			taken++
+		}
+	}
+	if taken != 3 {
+		t.Fatalf("took %d after 300ms, want 3", taken)
+	}
+	now = now.Add(time.Hour) // never more than the burst
+	b.configure(10, 2)
+	taken = 0
+	for range 20 {
+		if b.take() {
+			taken++
+		}
+	}
+	if taken != 2 {
+		t.Fatalf("took %d after a long idle with burst 2, want 2", taken)
+	}
+}

@@ -22,7 +22,11 @@ func AuthzToProto(a *model.Authz) *meshv1.AuthzUpdate {
 		}
 		return out
 	}
-	return &meshv1.AuthzUpdate{Authz: &meshv1.Authz{Selected: a.Selected, Permissive: a.Permissive, Allow: grants(a.Allow), Deny: grants(a.Deny)}}
+	out := &meshv1.Authz{Selected: a.Selected, Permissive: a.Permissive, Allow: grants(a.Allow), Deny: grants(a.Deny)}
+	if r := a.RateLimit; r != nil {
+		out.RateLimit = &meshv1.RateLimit{Policy: r.Policy, RequestsPerSecond: r.RequestsPerSecond, Burst: r.Burst}
+	}
+	return &meshv1.AuthzUpdate{Authz: out}
 }
 
 func ruleToProto(r model.AuthzRule) *meshv1.AuthzRule {
@@ -61,6 +65,9 @@ func AuthzFromProto(u *meshv1.AuthzUpdate) (*model.Authz, error) {
 		return out
 	}
 	out := &model.Authz{Selected: a.GetSelected(), Permissive: a.GetPermissive(), Allow: grants("allow", a.GetAllow()), Deny: grants("deny", a.GetDeny())}
+	if r := a.GetRateLimit(); r != nil {
+		out.RateLimit = &model.RateLimit{Policy: r.GetPolicy(), RequestsPerSecond: r.GetRequestsPerSecond(), Burst: r.GetBurst()}
+	}
 	if err := f.err(); err != nil {
 		return nil, err
 	}

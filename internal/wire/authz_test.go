@@ -23,7 +23,8 @@ func validAuthz() *model.Authz {
 }
 
 func TestAuthzRoundTrip(t *testing.T) {
-	for _, a := range []*model.Authz{nil, validAuthz(), {Selected: true}, {Permissive: true}} {
+	for _, a := range []*model.Authz{nil, validAuthz(), {Selected: true}, {Permissive: true},
+		{RateLimit: &model.RateLimit{Policy: "RateLimitPolicy shop/limit", RequestsPerSecond: 100, Burst: 200}}} {
 		got, err := AuthzFromProto(AuthzToProto(a))
 		if err != nil {
 			t.Fatalf("AuthzFromProto: %v", err)
@@ -50,6 +51,7 @@ func TestAuthzFromProtoRefuses(t *testing.T) {
 		{"unknown path type", rule(&meshv1.AuthzRule{Paths: []*meshv1.PathMatch{{Type: "Glob", Value: "/x"}}}), "paths[0].type"},
 		{"bad method", rule(&meshv1.AuthzRule{Methods: []string{"get"}}), "methods[0]"},
 		{"bad port", rule(&meshv1.AuthzRule{Ports: []uint32{70000}}), "ports[0]"},
+		{"rate limit of 0", &meshv1.AuthzUpdate{Authz: &meshv1.Authz{RateLimit: &meshv1.RateLimit{Policy: "p", Burst: 1}}}, "spec.requestsPerSecond"},
 		{"bad principal", rule(&meshv1.AuthzRule{From: []*meshv1.Principal{{Namespace: "Shop", ServiceAccount: "web"}}}), "from[0].namespace"},
 	}
 	for _, tc := range tests {

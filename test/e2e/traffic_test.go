@@ -197,3 +197,41 @@ func TestLatencyAwareBalancing(t *testing.T) {
 		t.Errorf("the fast endpoint got %d of 200 requests (%v), want most", byBackend["server-0"], byBackend)
 	}
 }
+
+const rateLimitYAML = `apiVersion: weft.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: http-limit, namespace: e2e}
+spec:
+  targetRef: {kind: Service, name: http}
+  requestsPerSecond: 1
+  burst: 5
+`
+
+// TestRateLimit: the server's proxy lets a burst through, then answers
+// 429, and counts it.
+func TestRateLimit(t *testing.T) {
+	f := serverSide(t)
+	m, c := f.m, f.c
+	m.write("limit.yaml", rateLimitYAML)
+	eventually(t, 15*time.Second, "the rate limit in force", func() error {
+		if code, _ := fetch(t, fmt.Sprintf("http://127.0.0.1:%d/", c.http)); code != http.StatusTooManyRequests {
+			return fmt.Errorf("got %d", code)
+		}
+		return nil
+	})
+	// The burst is spent: at 1/s, nearly every request of a quick run is
+	// refused.
+	start := time.Now()
+	limited := 0
+	for range 20 {
+		if code, _ := fetch(t, fmt.Sprintf("http://127.0.0.1:%d/", c.http)); code == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if allowed := 20 - limited; float64(allowed) > time.Since(start).Seconds()+1 {
+		t.Errorf("%d of 20 requests passed in %s, want at most one a second", allowed, time.Since(start).Round(time.Millisecond))
+	}
+	if n := counter(t, f.serverAdmin, `weft_inbound_rate_limited_total{policy="RateLimitPolicy e2e/http-limit"}`); n < limited {
+		t.Errorf("the server proxy counts %d limited, want at least %d", n, limited)
+	}
+}

@@ -343,7 +343,9 @@ type Authz struct {
 	Deny     []*AuthzGrant          `protobuf:"bytes,3,rep,name=deny,proto3" json:"deny,omitempty"`
 	// permissive: plaintext clients from outside the mesh may connect too;
 	// they have no identity, so rules naming sources never match them.
-	Permissive    bool `protobuf:"varint,4,opt,name=permissive,proto3" json:"permissive,omitempty"`
+	Permissive bool `protobuf:"varint,4,opt,name=permissive,proto3" json:"permissive,omitempty"`
+	// Unset: no bound on the requests the workload takes.
+	RateLimit     *RateLimit `protobuf:"bytes,5,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -406,6 +408,75 @@ func (x *Authz) GetPermissive() bool {
 	return false
 }
 
+func (x *Authz) GetRateLimit() *RateLimit {
+	if x != nil {
+		return x.RateLimit
+	}
+	return nil
+}
+
+// RateLimit is a token bucket in the workload's own proxy, for all its
+// callers together.
+type RateLimit struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Policy            string                 `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	RequestsPerSecond uint32                 `protobuf:"varint,2,opt,name=requests_per_second,json=requestsPerSecond,proto3" json:"requests_per_second,omitempty"`
+	Burst             uint32                 `protobuf:"varint,3,opt,name=burst,proto3" json:"burst,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RateLimit) Reset() {
+	*x = RateLimit{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimit) ProtoMessage() {}
+
+func (x *RateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimit.ProtoReflect.Descriptor instead.
+func (*RateLimit) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RateLimit) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *RateLimit) GetRequestsPerSecond() uint32 {
+	if x != nil {
+		return x.RequestsPerSecond
+	}
+	return 0
+}
+
+func (x *RateLimit) GetBurst() uint32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
 type AuthzGrant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The policy the rule comes from, "Kind namespace/name": decisions name it.
@@ -417,7 +488,7 @@ type AuthzGrant struct {
 
 func (x *AuthzGrant) Reset() {
 	*x = AuthzGrant{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[5]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +500,7 @@ func (x *AuthzGrant) String() string {
 func (*AuthzGrant) ProtoMessage() {}
 
 func (x *AuthzGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[5]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +513,7 @@ func (x *AuthzGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthzGrant.ProtoReflect.Descriptor instead.
 func (*AuthzGrant) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{5}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AuthzGrant) GetPolicy() string {
@@ -475,7 +546,7 @@ type AuthzRule struct {
 
 func (x *AuthzRule) Reset() {
 	*x = AuthzRule{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[6]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +558,7 @@ func (x *AuthzRule) String() string {
 func (*AuthzRule) ProtoMessage() {}
 
 func (x *AuthzRule) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[6]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +571,7 @@ func (x *AuthzRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthzRule.ProtoReflect.Descriptor instead.
 func (*AuthzRule) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{6}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AuthzRule) GetFrom() []*Principal {
@@ -549,7 +620,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[7]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +632,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[7]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +645,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{7}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Principal) GetNamespace() string {
@@ -602,7 +673,7 @@ type PathMatch struct {
 
 func (x *PathMatch) Reset() {
 	*x = PathMatch{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[8]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +685,7 @@ func (x *PathMatch) String() string {
 func (*PathMatch) ProtoMessage() {}
 
 func (x *PathMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[8]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +698,7 @@ func (x *PathMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathMatch.ProtoReflect.Descriptor instead.
 func (*PathMatch) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{8}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PathMatch) GetType() string {
@@ -671,7 +742,7 @@ type ServiceUpdate struct {
 
 func (x *ServiceUpdate) Reset() {
 	*x = ServiceUpdate{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[9]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +754,7 @@ func (x *ServiceUpdate) String() string {
 func (*ServiceUpdate) ProtoMessage() {}
 
 func (x *ServiceUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[9]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +767,7 @@ func (x *ServiceUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceUpdate.ProtoReflect.Descriptor instead.
 func (*ServiceUpdate) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{9}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ServiceUpdate) GetRef() *Ref {
@@ -765,7 +836,7 @@ type TrafficUpdate struct {
 
 func (x *TrafficUpdate) Reset() {
 	*x = TrafficUpdate{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +848,7 @@ func (x *TrafficUpdate) String() string {
 func (*TrafficUpdate) ProtoMessage() {}
 
 func (x *TrafficUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[10]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +861,7 @@ func (x *TrafficUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficUpdate.ProtoReflect.Descriptor instead.
 func (*TrafficUpdate) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{10}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TrafficUpdate) GetPolicy() *TrafficPolicy {
@@ -811,7 +882,7 @@ type TrafficPolicy struct {
 
 func (x *TrafficPolicy) Reset() {
 	*x = TrafficPolicy{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +894,7 @@ func (x *TrafficPolicy) String() string {
 func (*TrafficPolicy) ProtoMessage() {}
 
 func (x *TrafficPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[11]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +907,7 @@ func (x *TrafficPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficPolicy.ProtoReflect.Descriptor instead.
 func (*TrafficPolicy) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{11}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TrafficPolicy) GetRetry() *RetryPolicy {
@@ -873,7 +944,7 @@ type CircuitBreakerPolicy struct {
 
 func (x *CircuitBreakerPolicy) Reset() {
 	*x = CircuitBreakerPolicy{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +956,7 @@ func (x *CircuitBreakerPolicy) String() string {
 func (*CircuitBreakerPolicy) ProtoMessage() {}
 
 func (x *CircuitBreakerPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[12]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +969,7 @@ func (x *CircuitBreakerPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreakerPolicy.ProtoReflect.Descriptor instead.
 func (*CircuitBreakerPolicy) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{12}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CircuitBreakerPolicy) GetRef() *Ref {
@@ -942,7 +1013,7 @@ type OutlierDetection struct {
 
 func (x *OutlierDetection) Reset() {
 	*x = OutlierDetection{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1025,7 @@ func (x *OutlierDetection) String() string {
 func (*OutlierDetection) ProtoMessage() {}
 
 func (x *OutlierDetection) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[13]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1038,7 @@ func (x *OutlierDetection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutlierDetection.ProtoReflect.Descriptor instead.
 func (*OutlierDetection) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{13}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OutlierDetection) GetConsecutive_5Xx() uint32 {
@@ -1023,7 +1094,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1106,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[14]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1119,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{14}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RetryPolicy) GetRef() *Ref {
@@ -1137,7 +1208,7 @@ type FaultPolicy struct {
 
 func (x *FaultPolicy) Reset() {
 	*x = FaultPolicy{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1220,7 @@ func (x *FaultPolicy) String() string {
 func (*FaultPolicy) ProtoMessage() {}
 
 func (x *FaultPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[15]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1233,7 @@ func (x *FaultPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultPolicy.ProtoReflect.Descriptor instead.
 func (*FaultPolicy) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{15}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FaultPolicy) GetRef() *Ref {
@@ -1232,7 +1303,7 @@ type RoutesUpdate struct {
 
 func (x *RoutesUpdate) Reset() {
 	*x = RoutesUpdate{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1315,7 @@ func (x *RoutesUpdate) String() string {
 func (*RoutesUpdate) ProtoMessage() {}
 
 func (x *RoutesUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[16]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1328,7 @@ func (x *RoutesUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoutesUpdate.ProtoReflect.Descriptor instead.
 func (*RoutesUpdate) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{16}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RoutesUpdate) GetTable() *RouteTable {
@@ -1278,7 +1349,7 @@ type RouteTable struct {
 
 func (x *RouteTable) Reset() {
 	*x = RouteTable{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1361,7 @@ func (x *RouteTable) String() string {
 func (*RouteTable) ProtoMessage() {}
 
 func (x *RouteTable) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[17]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1374,7 @@ func (x *RouteTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteTable.ProtoReflect.Descriptor instead.
 func (*RouteTable) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{17}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RouteTable) GetRules() []*RouteRule {
@@ -1330,7 +1401,7 @@ type RouteRule struct {
 
 func (x *RouteRule) Reset() {
 	*x = RouteRule{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1413,7 @@ func (x *RouteRule) String() string {
 func (*RouteRule) ProtoMessage() {}
 
 func (x *RouteRule) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[18]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1426,7 @@ func (x *RouteRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteRule.ProtoReflect.Descriptor instead.
 func (*RouteRule) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{18}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RouteRule) GetRoute() string {
@@ -1413,7 +1484,7 @@ type RouteMatch struct {
 
 func (x *RouteMatch) Reset() {
 	*x = RouteMatch{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1496,7 @@ func (x *RouteMatch) String() string {
 func (*RouteMatch) ProtoMessage() {}
 
 func (x *RouteMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[19]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1509,7 @@ func (x *RouteMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
 func (*RouteMatch) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{19}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RouteMatch) GetPath() *PathMatch {
@@ -1481,7 +1552,7 @@ type ValueMatch struct {
 
 func (x *ValueMatch) Reset() {
 	*x = ValueMatch{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1564,7 @@ func (x *ValueMatch) String() string {
 func (*ValueMatch) ProtoMessage() {}
 
 func (x *ValueMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1577,7 @@ func (x *ValueMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValueMatch.ProtoReflect.Descriptor instead.
 func (*ValueMatch) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{20}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ValueMatch) GetName() string {
@@ -1543,7 +1614,7 @@ type RouteBackend struct {
 
 func (x *RouteBackend) Reset() {
 	*x = RouteBackend{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1555,7 +1626,7 @@ func (x *RouteBackend) String() string {
 func (*RouteBackend) ProtoMessage() {}
 
 func (x *RouteBackend) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1568,7 +1639,7 @@ func (x *RouteBackend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteBackend.ProtoReflect.Descriptor instead.
 func (*RouteBackend) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{21}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RouteBackend) GetService() string {
@@ -1603,7 +1674,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +1686,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +1699,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{22}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HeaderModifier) GetSet() map[string]string {
@@ -1662,7 +1733,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +1745,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +1758,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{23}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Service) GetRef() *Ref {
@@ -1715,7 +1786,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1798,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1811,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{24}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ServicePort) GetName() string {
@@ -1783,7 +1854,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +1866,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +1879,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{25}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Endpoint) GetId() string {
@@ -1881,7 +1952,7 @@ type Workload struct {
 
 func (x *Workload) Reset() {
 	*x = Workload{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +1964,7 @@ func (x *Workload) String() string {
 func (*Workload) ProtoMessage() {}
 
 func (x *Workload) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +1977,7 @@ func (x *Workload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workload.ProtoReflect.Descriptor instead.
 func (*Workload) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{26}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Workload) GetRef() *Ref {
@@ -1976,7 +2047,7 @@ type WorkloadPort struct {
 
 func (x *WorkloadPort) Reset() {
 	*x = WorkloadPort{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2059,7 @@ func (x *WorkloadPort) String() string {
 func (*WorkloadPort) ProtoMessage() {}
 
 func (x *WorkloadPort) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2072,7 @@ func (x *WorkloadPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadPort.ProtoReflect.Descriptor instead.
 func (*WorkloadPort) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{27}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WorkloadPort) GetName() string {
@@ -2037,7 +2108,7 @@ type Outbound struct {
 
 func (x *Outbound) Reset() {
 	*x = Outbound{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2120,7 @@ func (x *Outbound) String() string {
 func (*Outbound) ProtoMessage() {}
 
 func (x *Outbound) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2133,7 @@ func (x *Outbound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outbound.ProtoReflect.Descriptor instead.
 func (*Outbound) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{28}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Outbound) GetService() *Ref {
@@ -2097,7 +2168,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2180,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2193,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{29}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RegisterRequest) GetWorkload() *Workload {
@@ -2149,7 +2220,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2232,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2245,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{30}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RegisterResponse) GetLeaseId() string {
@@ -2200,7 +2271,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2212,7 +2283,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2225,7 +2296,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{31}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RenewRequest) GetLeaseId() string {
@@ -2244,7 +2315,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2256,7 +2327,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2269,7 +2340,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{32}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RenewResponse) GetTtlSeconds() uint32 {
@@ -2288,7 +2359,7 @@ type DeregisterRequest struct {
 
 func (x *DeregisterRequest) Reset() {
 	*x = DeregisterRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2371,7 @@ func (x *DeregisterRequest) String() string {
 func (*DeregisterRequest) ProtoMessage() {}
 
 func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2384,7 @@ func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{33}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeregisterRequest) GetLeaseId() string {
@@ -2331,7 +2402,7 @@ type DeregisterResponse struct {
 
 func (x *DeregisterResponse) Reset() {
 	*x = DeregisterResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2343,7 +2414,7 @@ func (x *DeregisterResponse) String() string {
 func (*DeregisterResponse) ProtoMessage() {}
 
 func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2356,7 +2427,7 @@ func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{34}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{35}
 }
 
 type CertifyRequest struct {
@@ -2371,7 +2442,7 @@ type CertifyRequest struct {
 
 func (x *CertifyRequest) Reset() {
 	*x = CertifyRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[35]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2454,7 @@ func (x *CertifyRequest) String() string {
 func (*CertifyRequest) ProtoMessage() {}
 
 func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[35]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2467,7 @@ func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyRequest.ProtoReflect.Descriptor instead.
 func (*CertifyRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{35}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CertifyRequest) GetCsr() []byte {
@@ -2426,7 +2497,7 @@ type CertifyResponse struct {
 
 func (x *CertifyResponse) Reset() {
 	*x = CertifyResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[36]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2438,7 +2509,7 @@ func (x *CertifyResponse) String() string {
 func (*CertifyResponse) ProtoMessage() {}
 
 func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[36]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2451,7 +2522,7 @@ func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyResponse.ProtoReflect.Descriptor instead.
 func (*CertifyResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{36}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CertifyResponse) GetChain() [][]byte {
@@ -2495,14 +2566,20 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\x0ebundle_version\x18\x05 \x01(\x04R\rbundleVersion\x12/\n" +
 	"\x05authz\x18\x06 \x01(\v2\x19.weft.mesh.v1.AuthzUpdateR\x05authz\"8\n" +
 	"\vAuthzUpdate\x12)\n" +
-	"\x05authz\x18\x01 \x01(\v2\x13.weft.mesh.v1.AuthzR\x05authz\"\xa1\x01\n" +
+	"\x05authz\x18\x01 \x01(\v2\x13.weft.mesh.v1.AuthzR\x05authz\"\xd9\x01\n" +
 	"\x05Authz\x12\x1a\n" +
 	"\bselected\x18\x01 \x01(\bR\bselected\x12.\n" +
 	"\x05allow\x18\x02 \x03(\v2\x18.weft.mesh.v1.AuthzGrantR\x05allow\x12,\n" +
 	"\x04deny\x18\x03 \x03(\v2\x18.weft.mesh.v1.AuthzGrantR\x04deny\x12\x1e\n" +
 	"\n" +
 	"permissive\x18\x04 \x01(\bR\n" +
-	"permissive\"Q\n" +
+	"permissive\x126\n" +
+	"\n" +
+	"rate_limit\x18\x05 \x01(\v2\x17.weft.mesh.v1.RateLimitR\trateLimit\"i\n" +
+	"\tRateLimit\x12\x16\n" +
+	"\x06policy\x18\x01 \x01(\tR\x06policy\x12.\n" +
+	"\x13requests_per_second\x18\x02 \x01(\rR\x11requestsPerSecond\x12\x14\n" +
+	"\x05burst\x18\x03 \x01(\rR\x05burst\"Q\n" +
 	"\n" +
 	"AuthzGrant\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\tR\x06policy\x12+\n" +
@@ -2703,7 +2780,7 @@ func file_api_mesh_v1_mesh_proto_rawDescGZIP() []byte {
 }
 
 var file_api_mesh_v1_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_api_mesh_v1_mesh_proto_goTypes = []any{
 	(Protocol)(0),                // 0: weft.mesh.v1.Protocol
 	(*Ref)(nil),                  // 1: weft.mesh.v1.Ref
@@ -2711,112 +2788,114 @@ var file_api_mesh_v1_mesh_proto_goTypes = []any{
 	(*StreamResponse)(nil),       // 3: weft.mesh.v1.StreamResponse
 	(*AuthzUpdate)(nil),          // 4: weft.mesh.v1.AuthzUpdate
 	(*Authz)(nil),                // 5: weft.mesh.v1.Authz
-	(*AuthzGrant)(nil),           // 6: weft.mesh.v1.AuthzGrant
-	(*AuthzRule)(nil),            // 7: weft.mesh.v1.AuthzRule
-	(*Principal)(nil),            // 8: weft.mesh.v1.Principal
-	(*PathMatch)(nil),            // 9: weft.mesh.v1.PathMatch
-	(*ServiceUpdate)(nil),        // 10: weft.mesh.v1.ServiceUpdate
-	(*TrafficUpdate)(nil),        // 11: weft.mesh.v1.TrafficUpdate
-	(*TrafficPolicy)(nil),        // 12: weft.mesh.v1.TrafficPolicy
-	(*CircuitBreakerPolicy)(nil), // 13: weft.mesh.v1.CircuitBreakerPolicy
-	(*OutlierDetection)(nil),     // 14: weft.mesh.v1.OutlierDetection
-	(*RetryPolicy)(nil),          // 15: weft.mesh.v1.RetryPolicy
-	(*FaultPolicy)(nil),          // 16: weft.mesh.v1.FaultPolicy
-	(*RoutesUpdate)(nil),         // 17: weft.mesh.v1.RoutesUpdate
-	(*RouteTable)(nil),           // 18: weft.mesh.v1.RouteTable
-	(*RouteRule)(nil),            // 19: weft.mesh.v1.RouteRule
-	(*RouteMatch)(nil),           // 20: weft.mesh.v1.RouteMatch
-	(*ValueMatch)(nil),           // 21: weft.mesh.v1.ValueMatch
-	(*RouteBackend)(nil),         // 22: weft.mesh.v1.RouteBackend
-	(*HeaderModifier)(nil),       // 23: weft.mesh.v1.HeaderModifier
-	(*Service)(nil),              // 24: weft.mesh.v1.Service
-	(*ServicePort)(nil),          // 25: weft.mesh.v1.ServicePort
-	(*Endpoint)(nil),             // 26: weft.mesh.v1.Endpoint
-	(*Workload)(nil),             // 27: weft.mesh.v1.Workload
-	(*WorkloadPort)(nil),         // 28: weft.mesh.v1.WorkloadPort
-	(*Outbound)(nil),             // 29: weft.mesh.v1.Outbound
-	(*RegisterRequest)(nil),      // 30: weft.mesh.v1.RegisterRequest
-	(*RegisterResponse)(nil),     // 31: weft.mesh.v1.RegisterResponse
-	(*RenewRequest)(nil),         // 32: weft.mesh.v1.RenewRequest
-	(*RenewResponse)(nil),        // 33: weft.mesh.v1.RenewResponse
-	(*DeregisterRequest)(nil),    // 34: weft.mesh.v1.DeregisterRequest
-	(*DeregisterResponse)(nil),   // 35: weft.mesh.v1.DeregisterResponse
-	(*CertifyRequest)(nil),       // 36: weft.mesh.v1.CertifyRequest
-	(*CertifyResponse)(nil),      // 37: weft.mesh.v1.CertifyResponse
-	nil,                          // 38: weft.mesh.v1.AuthzRule.HeadersEntry
-	nil,                          // 39: weft.mesh.v1.HeaderModifier.SetEntry
-	nil,                          // 40: weft.mesh.v1.HeaderModifier.AddEntry
-	nil,                          // 41: weft.mesh.v1.Endpoint.LabelsEntry
-	nil,                          // 42: weft.mesh.v1.Endpoint.TargetPortsEntry
-	nil,                          // 43: weft.mesh.v1.Workload.LabelsEntry
+	(*RateLimit)(nil),            // 6: weft.mesh.v1.RateLimit
+	(*AuthzGrant)(nil),           // 7: weft.mesh.v1.AuthzGrant
+	(*AuthzRule)(nil),            // 8: weft.mesh.v1.AuthzRule
+	(*Principal)(nil),            // 9: weft.mesh.v1.Principal
+	(*PathMatch)(nil),            // 10: weft.mesh.v1.PathMatch
+	(*ServiceUpdate)(nil),        // 11: weft.mesh.v1.ServiceUpdate
+	(*TrafficUpdate)(nil),        // 12: weft.mesh.v1.TrafficUpdate
+	(*TrafficPolicy)(nil),        // 13: weft.mesh.v1.TrafficPolicy
+	(*CircuitBreakerPolicy)(nil), // 14: weft.mesh.v1.CircuitBreakerPolicy
+	(*OutlierDetection)(nil),     // 15: weft.mesh.v1.OutlierDetection
+	(*RetryPolicy)(nil),          // 16: weft.mesh.v1.RetryPolicy
+	(*FaultPolicy)(nil),          // 17: weft.mesh.v1.FaultPolicy
+	(*RoutesUpdate)(nil),         // 18: weft.mesh.v1.RoutesUpdate
+	(*RouteTable)(nil),           // 19: weft.mesh.v1.RouteTable
+	(*RouteRule)(nil),            // 20: weft.mesh.v1.RouteRule
+	(*RouteMatch)(nil),           // 21: weft.mesh.v1.RouteMatch
+	(*ValueMatch)(nil),           // 22: weft.mesh.v1.ValueMatch
+	(*RouteBackend)(nil),         // 23: weft.mesh.v1.RouteBackend
+	(*HeaderModifier)(nil),       // 24: weft.mesh.v1.HeaderModifier
+	(*Service)(nil),              // 25: weft.mesh.v1.Service
+	(*ServicePort)(nil),          // 26: weft.mesh.v1.ServicePort
+	(*Endpoint)(nil),             // 27: weft.mesh.v1.Endpoint
+	(*Workload)(nil),             // 28: weft.mesh.v1.Workload
+	(*WorkloadPort)(nil),         // 29: weft.mesh.v1.WorkloadPort
+	(*Outbound)(nil),             // 30: weft.mesh.v1.Outbound
+	(*RegisterRequest)(nil),      // 31: weft.mesh.v1.RegisterRequest
+	(*RegisterResponse)(nil),     // 32: weft.mesh.v1.RegisterResponse
+	(*RenewRequest)(nil),         // 33: weft.mesh.v1.RenewRequest
+	(*RenewResponse)(nil),        // 34: weft.mesh.v1.RenewResponse
+	(*DeregisterRequest)(nil),    // 35: weft.mesh.v1.DeregisterRequest
+	(*DeregisterResponse)(nil),   // 36: weft.mesh.v1.DeregisterResponse
+	(*CertifyRequest)(nil),       // 37: weft.mesh.v1.CertifyRequest
+	(*CertifyResponse)(nil),      // 38: weft.mesh.v1.CertifyResponse
+	nil,                          // 39: weft.mesh.v1.AuthzRule.HeadersEntry
+	nil,                          // 40: weft.mesh.v1.HeaderModifier.SetEntry
+	nil,                          // 41: weft.mesh.v1.HeaderModifier.AddEntry
+	nil,                          // 42: weft.mesh.v1.Endpoint.LabelsEntry
+	nil,                          // 43: weft.mesh.v1.Endpoint.TargetPortsEntry
+	nil,                          // 44: weft.mesh.v1.Workload.LabelsEntry
 }
 var file_api_mesh_v1_mesh_proto_depIdxs = []int32{
 	1,  // 0: weft.mesh.v1.StreamRequest.workload:type_name -> weft.mesh.v1.Ref
 	1,  // 1: weft.mesh.v1.StreamRequest.subscribe:type_name -> weft.mesh.v1.Ref
 	1,  // 2: weft.mesh.v1.StreamRequest.unsubscribe:type_name -> weft.mesh.v1.Ref
-	27, // 3: weft.mesh.v1.StreamResponse.workload:type_name -> weft.mesh.v1.Workload
-	10, // 4: weft.mesh.v1.StreamResponse.services:type_name -> weft.mesh.v1.ServiceUpdate
+	28, // 3: weft.mesh.v1.StreamResponse.workload:type_name -> weft.mesh.v1.Workload
+	11, // 4: weft.mesh.v1.StreamResponse.services:type_name -> weft.mesh.v1.ServiceUpdate
 	4,  // 5: weft.mesh.v1.StreamResponse.authz:type_name -> weft.mesh.v1.AuthzUpdate
 	5,  // 6: weft.mesh.v1.AuthzUpdate.authz:type_name -> weft.mesh.v1.Authz
-	6,  // 7: weft.mesh.v1.Authz.allow:type_name -> weft.mesh.v1.AuthzGrant
-	6,  // 8: weft.mesh.v1.Authz.deny:type_name -> weft.mesh.v1.AuthzGrant
-	7,  // 9: weft.mesh.v1.AuthzGrant.rule:type_name -> weft.mesh.v1.AuthzRule
-	8,  // 10: weft.mesh.v1.AuthzRule.from:type_name -> weft.mesh.v1.Principal
-	9,  // 11: weft.mesh.v1.AuthzRule.paths:type_name -> weft.mesh.v1.PathMatch
-	38, // 12: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.AuthzRule.HeadersEntry
-	1,  // 13: weft.mesh.v1.ServiceUpdate.ref:type_name -> weft.mesh.v1.Ref
-	24, // 14: weft.mesh.v1.ServiceUpdate.service:type_name -> weft.mesh.v1.Service
-	26, // 15: weft.mesh.v1.ServiceUpdate.upserted:type_name -> weft.mesh.v1.Endpoint
-	17, // 16: weft.mesh.v1.ServiceUpdate.routes:type_name -> weft.mesh.v1.RoutesUpdate
-	11, // 17: weft.mesh.v1.ServiceUpdate.traffic:type_name -> weft.mesh.v1.TrafficUpdate
-	12, // 18: weft.mesh.v1.TrafficUpdate.policy:type_name -> weft.mesh.v1.TrafficPolicy
-	15, // 19: weft.mesh.v1.TrafficPolicy.retry:type_name -> weft.mesh.v1.RetryPolicy
-	16, // 20: weft.mesh.v1.TrafficPolicy.fault:type_name -> weft.mesh.v1.FaultPolicy
-	13, // 21: weft.mesh.v1.TrafficPolicy.breaker:type_name -> weft.mesh.v1.CircuitBreakerPolicy
-	1,  // 22: weft.mesh.v1.CircuitBreakerPolicy.ref:type_name -> weft.mesh.v1.Ref
-	14, // 23: weft.mesh.v1.CircuitBreakerPolicy.outlier:type_name -> weft.mesh.v1.OutlierDetection
-	1,  // 24: weft.mesh.v1.RetryPolicy.ref:type_name -> weft.mesh.v1.Ref
-	1,  // 25: weft.mesh.v1.FaultPolicy.ref:type_name -> weft.mesh.v1.Ref
-	21, // 26: weft.mesh.v1.FaultPolicy.headers:type_name -> weft.mesh.v1.ValueMatch
-	18, // 27: weft.mesh.v1.RoutesUpdate.table:type_name -> weft.mesh.v1.RouteTable
-	19, // 28: weft.mesh.v1.RouteTable.rules:type_name -> weft.mesh.v1.RouteRule
-	20, // 29: weft.mesh.v1.RouteRule.match:type_name -> weft.mesh.v1.RouteMatch
-	22, // 30: weft.mesh.v1.RouteRule.backends:type_name -> weft.mesh.v1.RouteBackend
-	23, // 31: weft.mesh.v1.RouteRule.request_headers:type_name -> weft.mesh.v1.HeaderModifier
-	9,  // 32: weft.mesh.v1.RouteMatch.path:type_name -> weft.mesh.v1.PathMatch
-	21, // 33: weft.mesh.v1.RouteMatch.headers:type_name -> weft.mesh.v1.ValueMatch
-	21, // 34: weft.mesh.v1.RouteMatch.query:type_name -> weft.mesh.v1.ValueMatch
-	39, // 35: weft.mesh.v1.HeaderModifier.set:type_name -> weft.mesh.v1.HeaderModifier.SetEntry
-	40, // 36: weft.mesh.v1.HeaderModifier.add:type_name -> weft.mesh.v1.HeaderModifier.AddEntry
-	1,  // 37: weft.mesh.v1.Service.ref:type_name -> weft.mesh.v1.Ref
-	25, // 38: weft.mesh.v1.Service.ports:type_name -> weft.mesh.v1.ServicePort
-	0,  // 39: weft.mesh.v1.ServicePort.protocol:type_name -> weft.mesh.v1.Protocol
-	1,  // 40: weft.mesh.v1.Endpoint.workload:type_name -> weft.mesh.v1.Ref
-	1,  // 41: weft.mesh.v1.Endpoint.service_account:type_name -> weft.mesh.v1.Ref
-	41, // 42: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
-	42, // 43: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
-	1,  // 44: weft.mesh.v1.Workload.ref:type_name -> weft.mesh.v1.Ref
-	43, // 45: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
-	28, // 46: weft.mesh.v1.Workload.ports:type_name -> weft.mesh.v1.WorkloadPort
-	29, // 47: weft.mesh.v1.Workload.outbound:type_name -> weft.mesh.v1.Outbound
-	0,  // 48: weft.mesh.v1.WorkloadPort.protocol:type_name -> weft.mesh.v1.Protocol
-	1,  // 49: weft.mesh.v1.Outbound.service:type_name -> weft.mesh.v1.Ref
-	27, // 50: weft.mesh.v1.RegisterRequest.workload:type_name -> weft.mesh.v1.Workload
-	2,  // 51: weft.mesh.v1.Discovery.Stream:input_type -> weft.mesh.v1.StreamRequest
-	36, // 52: weft.mesh.v1.Identity.Certify:input_type -> weft.mesh.v1.CertifyRequest
-	30, // 53: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
-	32, // 54: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
-	34, // 55: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
-	3,  // 56: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
-	37, // 57: weft.mesh.v1.Identity.Certify:output_type -> weft.mesh.v1.CertifyResponse
-	31, // 58: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
-	33, // 59: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
-	35, // 60: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
-	56, // [56:61] is the sub-list for method output_type
-	51, // [51:56] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	7,  // 7: weft.mesh.v1.Authz.allow:type_name -> weft.mesh.v1.AuthzGrant
+	7,  // 8: weft.mesh.v1.Authz.deny:type_name -> weft.mesh.v1.AuthzGrant
+	6,  // 9: weft.mesh.v1.Authz.rate_limit:type_name -> weft.mesh.v1.RateLimit
+	8,  // 10: weft.mesh.v1.AuthzGrant.rule:type_name -> weft.mesh.v1.AuthzRule
+	9,  // 11: weft.mesh.v1.AuthzRule.from:type_name -> weft.mesh.v1.Principal
+	10, // 12: weft.mesh.v1.AuthzRule.paths:type_name -> weft.mesh.v1.PathMatch
+	39, // 13: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.AuthzRule.HeadersEntry
+	1,  // 14: weft.mesh.v1.ServiceUpdate.ref:type_name -> weft.mesh.v1.Ref
+	25, // 15: weft.mesh.v1.ServiceUpdate.service:type_name -> weft.mesh.v1.Service
+	27, // 16: weft.mesh.v1.ServiceUpdate.upserted:type_name -> weft.mesh.v1.Endpoint
+	18, // 17: weft.mesh.v1.ServiceUpdate.routes:type_name -> weft.mesh.v1.RoutesUpdate
+	12, // 18: weft.mesh.v1.ServiceUpdate.traffic:type_name -> weft.mesh.v1.TrafficUpdate
+	13, // 19: weft.mesh.v1.TrafficUpdate.policy:type_name -> weft.mesh.v1.TrafficPolicy
+	16, // 20: weft.mesh.v1.TrafficPolicy.retry:type_name -> weft.mesh.v1.RetryPolicy
+	17, // 21: weft.mesh.v1.TrafficPolicy.fault:type_name -> weft.mesh.v1.FaultPolicy
+	14, // 22: weft.mesh.v1.TrafficPolicy.breaker:type_name -> weft.mesh.v1.CircuitBreakerPolicy
+	1,  // 23: weft.mesh.v1.CircuitBreakerPolicy.ref:type_name -> weft.mesh.v1.Ref
+	15, // 24: weft.mesh.v1.CircuitBreakerPolicy.outlier:type_name -> weft.mesh.v1.OutlierDetection
+	1,  // 25: weft.mesh.v1.RetryPolicy.ref:type_name -> weft.mesh.v1.Ref
+	1,  // 26: weft.mesh.v1.FaultPolicy.ref:type_name -> weft.mesh.v1.Ref
+	22, // 27: weft.mesh.v1.FaultPolicy.headers:type_name -> weft.mesh.v1.ValueMatch
+	19, // 28: weft.mesh.v1.RoutesUpdate.table:type_name -> weft.mesh.v1.RouteTable
+	20, // 29: weft.mesh.v1.RouteTable.rules:type_name -> weft.mesh.v1.RouteRule
+	21, // 30: weft.mesh.v1.RouteRule.match:type_name -> weft.mesh.v1.RouteMatch
+	23, // 31: weft.mesh.v1.RouteRule.backends:type_name -> weft.mesh.v1.RouteBackend
+	24, // 32: weft.mesh.v1.RouteRule.request_headers:type_name -> weft.mesh.v1.HeaderModifier
+	10, // 33: weft.mesh.v1.RouteMatch.path:type_name -> weft.mesh.v1.PathMatch
+	22, // 34: weft.mesh.v1.RouteMatch.headers:type_name -> weft.mesh.v1.ValueMatch
+	22, // 35: weft.mesh.v1.RouteMatch.query:type_name -> weft.mesh.v1.ValueMatch
+	40, // 36: weft.mesh.v1.HeaderModifier.set:type_name -> weft.mesh.v1.HeaderModifier.SetEntry
+	41, // 37: weft.mesh.v1.HeaderModifier.add:type_name -> weft.mesh.v1.HeaderModifier.AddEntry
+	1,  // 38: weft.mesh.v1.Service.ref:type_name -> weft.mesh.v1.Ref
+	26, // 39: weft.mesh.v1.Service.ports:type_name -> weft.mesh.v1.ServicePort
+	0,  // 40: weft.mesh.v1.ServicePort.protocol:type_name -> weft.mesh.v1.Protocol
+	1,  // 41: weft.mesh.v1.Endpoint.workload:type_name -> weft.mesh.v1.Ref
+	1,  // 42: weft.mesh.v1.Endpoint.service_account:type_name -> weft.mesh.v1.Ref
+	42, // 43: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
+	43, // 44: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
+	1,  // 45: weft.mesh.v1.Workload.ref:type_name -> weft.mesh.v1.Ref
+	44, // 46: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
+	29, // 47: weft.mesh.v1.Workload.ports:type_name -> weft.mesh.v1.WorkloadPort
+	30, // 48: weft.mesh.v1.Workload.outbound:type_name -> weft.mesh.v1.Outbound
+	0,  // 49: weft.mesh.v1.WorkloadPort.protocol:type_name -> weft.mesh.v1.Protocol
+	1,  // 50: weft.mesh.v1.Outbound.service:type_name -> weft.mesh.v1.Ref
+	28, // 51: weft.mesh.v1.RegisterRequest.workload:type_name -> weft.mesh.v1.Workload
+	2,  // 52: weft.mesh.v1.Discovery.Stream:input_type -> weft.mesh.v1.StreamRequest
+	37, // 53: weft.mesh.v1.Identity.Certify:input_type -> weft.mesh.v1.CertifyRequest
+	31, // 54: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
+	33, // 55: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
+	35, // 56: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
+	3,  // 57: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
+	38, // 58: weft.mesh.v1.Identity.Certify:output_type -> weft.mesh.v1.CertifyResponse
+	32, // 59: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
+	34, // 60: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
+	36, // 61: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
+	57, // [57:62] is the sub-list for method output_type
+	52, // [52:57] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_api_mesh_v1_mesh_proto_init() }
@@ -2830,7 +2909,7 @@ func file_api_mesh_v1_mesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_mesh_v1_mesh_proto_rawDesc), len(file_api_mesh_v1_mesh_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -151,3 +151,24 @@ type OutlierDetection struct {
 	// ejected at once; 50 if omitted.
 	MaxEjectionPercent *int32 `json:"maxEjectionPercent,omitempty"`
 }
+
+// RateLimitPolicy bounds the requests each workload of a Service takes:
+// the workload's own proxy keeps a token bucket for all its callers
+// together (local rate limiting, not a mesh-wide count) and refuses what
+// is over it.
+type RateLimitPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              RateLimitPolicySpec `json:"spec"`
+}
+
+// RateLimitPolicySpec sets each workload's token bucket.
+type RateLimitPolicySpec struct {
+	TargetRef ServiceTargetRef `json:"targetRef"`
+	// RequestsPerSecond refills the bucket: the sustained rate each
+	// workload takes, 1 to 1000000. Required.
+	RequestsPerSecond *int32 `json:"requestsPerSecond"`
+	// Burst is the bucket's size: how many requests a workload takes at
+	// once after a quiet spell, 1 to 1000000; RequestsPerSecond if omitted.
+	Burst *int32 `json:"burst,omitempty"`
+}
