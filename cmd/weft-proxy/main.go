@@ -22,6 +22,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/proxy/admin"
 	"github.com/weftmesh/weft/internal/proxy/control"
@@ -100,6 +101,13 @@ func run(args []string) int {
 	var lease *control.Lease
 	keepErr := make(chan error, 1)
 	if cfg.registered != nil {
+		// Listen before joining the mesh: peers pick a registered endpoint
+		// at once, and one whose proxy refuses connections is shunned by
+		// their balancers for a while.
+		if err := p.Apply(&model.ProxyConfig{Workload: cfg.registered}); err != nil {
+			logger.Error("listeners for the workload to register", "error", err)
+			return 1
+		}
 		lease, err = control.Register(ctx, conn, cfg.registered, cfg.leaseTTL, logger)
 		if err != nil {
 			if ctx.Err() != nil {

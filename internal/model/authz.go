@@ -66,8 +66,9 @@ type PolicyTarget struct {
 }
 
 // AuthzRule matches requests and connections. Each field left empty
-// matches anything; a rule with HTTP conditions (methods, paths, headers)
-// never matches an opaque TCP connection.
+// matches anything. A rule with HTTP conditions (methods, paths, headers)
+// cannot be checked against a tunnel (opaque TCP, or an upgrade such as
+// WebSocket): a deny rule's then matches it, an allow rule's does not.
 type AuthzRule struct {
 	// From are the source identities; "*" in a field matches any value.
 	From    []Principal

@@ -111,3 +111,25 @@ func TestInboundRateLimit(t *testing.T) {
 		t.Errorf("rate limiting not counted:\n%s", m)
 	}
 }
+
+// TestUpgradeCannotSlipPastADenyRule: a request asking for an upgrade
+// travels as a tunnel, which a path rule cannot check; a deny rule then
+// closes it rather than let the request through.
+func TestUpgradeCannotSlipPastADenyRule(t *testing.T) {
+	app := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "app "+r.URL.Path) }))
+	c, s := meshPair(t, model.ProtocolHTTP1, model.ProtocolHTTP1, app)
+	s.authorize(t, 2, &model.Authz{Deny: []model.AuthzGrant{{Policy: "AuthorizationPolicy demo/no-admin",
+		Rule: model.AuthzRule{Paths: []model.PathMatch{{Type: model.PathPrefix, Value: "/admin"}}}}}})
+	req, _ := http.NewRequest("GET", "http://"+c.addr(80)+"/admin/x", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "foo")
+	resp, err := h1Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || strings.Contains(string(body), "app /admin") {
+		t.Fatalf("upgrade to a denied path: %d %q, want 403", resp.StatusCode, body)
+	}
+}

@@ -127,10 +127,10 @@ func (p *Proxy) tunnelTCP(o *outboundListener, rt *route, c net.Conn) {
 		return
 	}
 	if b := rt.breaker; b != nil {
-		release, ok := b.admit()
+		release, ok := b.admit(rt.breakerPolicy.MaxRequests)
 		if !ok {
 			p.metrics.circuitOpen.WithLabelValues(rt.out.Service.String()).Inc()
-			p.log.Warn("opaque connection refused: circuit breaker open", "service", rt.out.Service.String(), "max", b.policy.MaxRequests)
+			p.log.Warn("opaque connection refused: circuit breaker open", "service", rt.out.Service.String(), "max", rt.breakerPolicy.MaxRequests)
 			c.Close()
 			return
 		}
@@ -249,11 +249,11 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 			return
 		}
 		if b := target.breaker; b != nil {
-			release, ok := b.admit()
+			release, ok := b.admit(target.breakerPolicy.MaxRequests)
 			if !ok {
 				p.metrics.circuitOpen.WithLabelValues(target.out.Service.String()).Inc()
 				p.refuse(w, r, http.StatusServiceUnavailable, "outbound",
-					fmt.Sprintf("circuit breaker of service %s open: %d requests in flight", target.out.Service, b.policy.MaxRequests))
+					fmt.Sprintf("circuit breaker of service %s open: %d requests in flight", target.out.Service, target.breakerPolicy.MaxRequests))
 				return
 			}
 			defer release()
@@ -315,6 +315,10 @@ func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 			}
 			if u.endpoint == "" {
 				p.refuse(w, r, http.StatusServiceUnavailable, "outbound", err.Error())
+				return
+			}
+			if errors.Is(err, errPerTryTimeout) {
+				p.refuse(w, r, http.StatusGatewayTimeout, "outbound", upstreamMsg(u.endpoint, u.addr, err))
 				return
 			}
 			p.upstreamFailed(w, r, u.start, "outbound", upstreamMsg(u.endpoint, u.addr, err))

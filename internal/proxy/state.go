@@ -51,6 +51,8 @@ type route struct {
 	retry   *retrier
 	fault   *faulter
 	breaker *breaker
+	// breakerPolicy is the policy in force for breaker.
+	breakerPolicy *model.CircuitBreakerPolicy
 }
 
 // buildState derives the request-path state of cfg, reusing and updating
@@ -134,7 +136,7 @@ func (rt *route) pick(skip func(*model.Endpoint) bool) (*model.Endpoint, uint32,
 	if rt.svc == nil || !rt.hasPort {
 		return nil, 0, nil, rt.problem()
 	}
-	if b := rt.breaker; b != nil && b.policy.Outlier != nil {
+	if b := rt.breaker; b != nil && rt.breakerPolicy.Outlier != nil {
 		inner := skip
 		skip = func(ep *model.Endpoint) bool { return b.outliers.ejected(ep.ID) || inner != nil && inner(ep) }
 	}

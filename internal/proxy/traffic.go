@@ -58,7 +58,7 @@ func (p *Proxy) traffic(rt *route, key target) error {
 			b.outliers.now = time.Now
 			p.breakers[key] = b
 		}
-		b.policy = bp
+		rt.breakerPolicy = bp
 		b.outliers.mu.Lock()
 		b.outliers.cfg = bp.Outlier
 		b.outliers.mu.Unlock()
@@ -356,6 +356,11 @@ func (rc retryConnect) tryWithin(req *http.Request, u *upstream, perTry time.Dur
 	timer := time.AfterFunc(perTry, cancel)
 	resp, err := rc.try(req.WithContext(ctx), u)
 	timedOut := !timer.Stop()
+	if err == nil && timedOut {
+		// The answer came as the timer fired: its body is cut off already.
+		resp.Body.Close()
+		err = context.Canceled
+	}
 	if err != nil {
 		cancel()
 		if timedOut && req.Context().Err() == nil {
@@ -367,18 +372,18 @@ func (rc retryConnect) tryWithin(req *http.Request, u *upstream, perTry time.Dur
 	return resp, nil
 }
 
-// breaker is a target's CircuitBreakerPolicy with the state it keeps
-// across configs: requests in flight and the outliers it ejected.
+// breaker is the state a target's CircuitBreakerPolicy keeps across
+// configs: requests in flight and the outliers it ejected. The policy
+// itself is on the (immutable) route.
 type breaker struct {
-	policy   *model.CircuitBreakerPolicy
 	inflight atomic.Int64
 	outliers outliers
 }
 
-// admit takes a place among the requests in flight, or reports that the
-// circuit is open; release gives it back.
-func (b *breaker) admit() (release func(), ok bool) {
-	max := int64(b.policy.MaxRequests)
+// admit takes a place among at most max requests in flight (0: no
+// bound), or reports that the circuit is open; release gives it back.
+func (b *breaker) admit(maxRequests uint32) (release func(), ok bool) {
+	max := int64(maxRequests)
 	if n := b.inflight.Add(1); max > 0 && n > max {
 		b.inflight.Add(-1)
 		return nil, false
@@ -390,10 +395,11 @@ func (b *breaker) admit() (release func(), ok bool) {
 type outcome int
 
 const (
-	outcomeSuccess outcome = iota
-	outcome5xx             // a 5xx answer other than a gateway error
-	outcomeGateway         // 502, 503, 504, or the peer broke off
-	outcomeConnect         // the peer proxy could not be reached
+	outcomeSuccess  outcome = iota
+	outcome5xx              // a 5xx answer other than a gateway error
+	outcomeGateway          // 502, 503, 504, or the peer broke off
+	outcomeConnect          // the peer proxy could not be reached
+	outcomeCanceled         // the caller gave up: says nothing of the endpoint
 )
 
 // outcomeOf classifies an answer or an error; a tunnel has no answer.
@@ -403,6 +409,8 @@ func outcomeOf(resp *http.Response, err error) outcome {
 		return outcomeSuccess
 	case err != nil && isConnectFailure(err):
 		return outcomeConnect
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return outcomeCanceled
 	case err != nil:
 		return outcomeGateway
 	case resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusGatewayTimeout:
@@ -486,7 +494,7 @@ func (o *outliers) ejected(id string) bool {
 
 // observe feeds a try's outcome to rt's outlier detection.
 func (p *Proxy) observe(rt *route, ep *model.Endpoint, oc outcome) {
-	if rt.breaker == nil || rt.breaker.policy.Outlier == nil {
+	if rt.breaker == nil || rt.breakerPolicy.Outlier == nil || oc == outcomeCanceled {
 		return
 	}
 	if rt.breaker.outliers.observe(ep.ID, oc, len(rt.endpoints)) {

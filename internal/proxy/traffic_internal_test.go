@@ -102,14 +102,14 @@ func TestOutlierEjection(t *testing.T) {
 }
 
 func TestBreakerAdmits(t *testing.T) {
-	b := &breaker{policy: &model.CircuitBreakerPolicy{MaxRequests: 2}}
-	r1, ok1 := b.admit()
-	_, ok2 := b.admit()
-	if _, ok3 := b.admit(); !ok1 || !ok2 || ok3 {
+	b := &breaker{}
+	r1, ok1 := b.admit(2)
+	_, ok2 := b.admit(2)
+	if _, ok3 := b.admit(2); !ok1 || !ok2 || ok3 {
 		t.Fatalf("admitted %v %v %v, want the first two only", ok1, ok2, ok3)
 	}
 	r1()
-	if _, ok := b.admit(); !ok {
+	if _, ok := b.admit(2); !ok {
 		t.Fatal("a place given back was not taken")
 	}
 }

@@ -113,7 +113,7 @@ func (p *Policy) Decide(req Request) Decision {
 		return Decision{Allowed: true}
 	}
 	for i := range p.deny {
-		if p.deny[i].matches(req) {
+		if p.deny[i].matches(req, true) {
 			return Decision{Allowed: false, Matched: true, Policy: p.deny[i].policy}
 		}
 	}
@@ -121,14 +121,19 @@ func (p *Policy) Decide(req Request) Decision {
 		return Decision{Allowed: true}
 	}
 	for i := range p.allow {
-		if p.allow[i].matches(req) {
+		if p.allow[i].matches(req, false) {
 			return Decision{Allowed: true, Matched: true, Policy: p.allow[i].policy}
 		}
 	}
 	return Decision{Allowed: false, Policy: p.policies}
 }
 
-func (r *rule) matches(req Request) bool {
+// matches reports whether the rule matches req. A tunnel (an opaque
+// connection, or an upgrade such as WebSocket) carries no request the
+// proxy can read: a rule with HTTP conditions matches it when it denies,
+// and not when it allows, so that no tunnel slips past a deny rule and
+// none is let in on a rule it cannot be checked against.
+func (r *rule) matches(req Request, deny bool) bool {
 	if len(r.from) > 0 && !slices.ContainsFunc(r.from, func(f model.Principal) bool { return principalMatches(f, req.Source) }) {
 		return false
 	}
@@ -139,7 +144,7 @@ func (r *rule) matches(req Request) bool {
 		return true
 	}
 	if req.HTTP == nil {
-		return false // HTTP conditions never match an opaque connection
+		return deny
 	}
 	if len(r.methods) > 0 && !slices.Contains(r.methods, req.HTTP.Method) && !slices.Contains(r.methods, "*") {
 		return false

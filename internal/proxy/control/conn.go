@@ -25,8 +25,10 @@ type Conn struct {
 	mu     sync.Mutex
 	cur    *grpc.ClientConn
 	serial string
-	closed bool
-	old    []*grpc.ClientConn
+	// notAfter is when the certificate cur was made under expires.
+	notAfter time.Time
+	closed   bool
+	old      []*grpc.ClientConn
 }
 
 var _ grpc.ClientConnInterface = (*Conn)(nil)
@@ -58,9 +60,9 @@ func (c *Conn) current() (*grpc.ClientConn, error) {
 	if prev := c.cur; prev != nil {
 		c.old = append(c.old, prev)
 		// Its streams may go on while its certificate is valid.
-		time.AfterFunc(time.Until(notAfter)+time.Second, func() { c.retire(prev) })
+		time.AfterFunc(time.Until(c.notAfter)+time.Second, func() { c.retire(prev) })
 	}
-	c.cur, c.serial = cc, serial
+	c.cur, c.serial, c.notAfter = cc, serial, notAfter
 	return cc, nil
 }
 

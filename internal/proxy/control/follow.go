@@ -52,9 +52,10 @@ type follower struct {
 	latest chan *model.ProxyConfig
 
 	mu sync.Mutex
-	// applied is the config in force; nil before the first.
-	applied *model.ProxyConfig
-	waiting bool
+	// applied is the config in force; nil before the first. offered is
+	// the newest config offered.
+	applied, offered *model.ProxyConfig
+	waiting          bool
 }
 
 // offer runs on Run's goroutine with each new config.
@@ -71,11 +72,13 @@ func (f *follower) offer(pc *model.ProxyConfig) {
 		}
 		return
 	}
-	f.mu.Lock()
-	applied := f.applied
-	f.mu.Unlock()
 	calls := Calls(pc)
-	f.c.SetSubscriptions(union(calls, Calls(applied)))
+	f.mu.Lock()
+	f.offered = pc
+	// Under the lock, so that apply, which narrows the subscriptions, never
+	// drops what this newer config needs.
+	f.c.SetSubscriptions(union(calls, Calls(f.applied)))
+	f.mu.Unlock()
 	if !f.c.answered(calls) {
 		return // the full states asked for come with a later config
 	}
@@ -118,7 +121,7 @@ func (f *follower) apply(pc *model.ProxyConfig) error {
 	if err == nil {
 		f.applied = pc
 		f.waiting = false
-		f.c.SetSubscriptions(Calls(pc))
+		f.c.SetSubscriptions(union(Calls(pc), Calls(f.offered)))
 		return nil
 	}
 	if f.applied != nil && !f.applied.Workload.Equal(pc.Workload) {
