@@ -78,17 +78,11 @@ func newIdentityCommand() *cobra.Command {
 		Short: "Show the mesh's trust anchors, their expiry and the certificates each signed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.validate(); err != nil {
-				return err
-			}
-			var id controlplane.Identity
-			if err := (adminClient{o.admin}).get(cmd.Context(), "/api/v1/identity", &id); err != nil {
+			id, printed, err := show[controlplane.Identity](cmd, o, "/api/v1/identity")
+			if err != nil || printed {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if o.output == "json" {
-				return printJSON(out, id)
-			}
 			fmt.Fprintf(out, "trust domain %s", id.TrustDomain)
 			if id.RotationPhase != "" {
 				fmt.Fprintf(out, " (root rotation %s)", id.RotationPhase)

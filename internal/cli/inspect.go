@@ -60,6 +60,21 @@ func (o *outputFlags) validate() error {
 	return nil
 }
 
+// show reads path from the admin API and, when -o json asks for it,
+// prints it; printed then says the caller has nothing left to do.
+func show[T any](cmd *cobra.Command, o *outputFlags, path string) (v T, printed bool, err error) {
+	if err := o.validate(); err != nil {
+		return v, false, err
+	}
+	if err := (adminClient{o.admin}).get(cmd.Context(), path, &v); err != nil {
+		return v, false, err
+	}
+	if o.output == "json" {
+		return v, true, printJSON(cmd.OutOrStdout(), v)
+	}
+	return v, false, nil
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -78,17 +93,11 @@ func newStatusCommand() *cobra.Command {
 		Short: "Show the control plane's model, connected proxies and manifest problems",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.validate(); err != nil {
-				return err
-			}
-			var st controlplane.Status
-			if err := (adminClient{o.admin}).get(cmd.Context(), "/api/v1/status", &st); err != nil {
+			st, printed, err := show[controlplane.Status](cmd, o, "/api/v1/status")
+			if err != nil || printed {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if o.output == "json" {
-				return printJSON(out, st)
-			}
 			fmt.Fprintf(out, "model version %d: %d services, %d workloads, %d proxies connected\n",
 				st.Version, st.Services, st.Workloads, len(st.Proxies))
 			if m := st.Manifests; m != nil {
