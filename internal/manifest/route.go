@@ -39,14 +39,20 @@ func HTTPRouteFromV1(r *gwv1.HTTPRoute) (*model.Route, error) {
 	}
 	for i, rule := range r.Spec.Rules {
 		f := fmt.Sprintf("spec.rules[%d]", i)
-		rr := convertRule(&fe, f, ns, rule.Matches, httpRouteMatch, rule.Filters, httpFilter, rule.BackendRefs,
+		rr := convertRule(&fe, f, ns, rule.Matches, httpRouteMatch, rule.Filters, httpFilter, httpFilterTypes,
+			prefixMatches(rule.Matches), rule.BackendRefs,
 			func(b gwv1.HTTPBackendRef) (gwv1.BackendRef, []gwv1.HTTPRouteFilter) { return b.BackendRef, b.Filters })
 		if t := rule.Timeouts; t != nil {
 			if t.Request != nil {
 				rr.Timeout = gatewayDuration(&fe, f+".timeouts.request", *t.Request)
 			}
 			if t.BackendRequest != nil {
-				fe.Add(f+".timeouts.backendRequest", "not supported yet: bound the whole request with timeouts.request, or each try with a RetryPolicy's perTryTimeout")
+				rr.BackendTimeout = gatewayDuration(&fe, f+".timeouts.backendRequest", *t.BackendRequest)
+				// Gateway API: a try may not outlast the whole request,
+				// unless that has no bound (0s).
+				if rr.Timeout > 0 && rr.BackendTimeout > rr.Timeout {
+					fe.Add(f+".timeouts.backendRequest", "%s is longer than timeouts.request (%s)", *t.BackendRequest, *t.Request)
+				}
 			}
 		}
 		if rule.Retry != nil {
@@ -78,7 +84,7 @@ func GRPCRouteFromV1(r *gwv1.GRPCRoute) (*model.Route, error) {
 	}
 	for i, rule := range r.Spec.Rules {
 		f := fmt.Sprintf("spec.rules[%d]", i)
-		rr := convertRule(&fe, f, ns, rule.Matches, grpcRouteMatch, rule.Filters, grpcFilter, rule.BackendRefs,
+		rr := convertRule(&fe, f, ns, rule.Matches, grpcRouteMatch, rule.Filters, grpcFilter, grpcFilterTypes, "", rule.BackendRefs,
 			func(b gwv1.GRPCBackendRef) (gwv1.BackendRef, []gwv1.GRPCRouteFilter) { return b.BackendRef, b.Filters })
 		if rule.SessionPersistence != nil {
 			fe.Add(f+".sessionPersistence", "not supported yet")
@@ -89,10 +95,12 @@ func GRPCRouteFromV1(r *gwv1.GRPCRoute) (*model.Route, error) {
 }
 
 // convertRule converts what HTTPRoute and GRPCRoute rules share: matches,
-// filters and backends, each of its own Gateway API type.
+// filters and backends, each of its own Gateway API type. types are the
+// filter types the route kind has; notPrefix says why the rule's matches
+// do not allow ReplacePrefixMatch ("" when they do).
 func convertRule[M, F, B any](fe *model.FieldErrors, f, ns string,
 	matches []M, match func(*model.FieldErrors, string, M) model.RouteMatch,
-	filters []F, filter func(F) routeFilter,
+	filters []F, filter func(F) routeFilter, types []string, notPrefix string,
 	backends []B, backend func(B) (gwv1.BackendRef, []F),
 ) model.RouteRule {
 	var rr model.RouteRule
@@ -104,7 +112,10 @@ func convertRule[M, F, B any](fe *model.FieldErrors, f, ns string,
 	for j, fl := range filters {
 		fs[j] = filter(fl)
 	}
-	rr.RequestHeaders = routeFilters(fe, f+".filters", fs)
+	routeFilters(fe, f+".filters", ns, fs, types, notPrefix, &rr)
+	if rr.Redirect != nil && len(backends) > 0 {
+		fe.Add(f+".backendRefs", "must be empty in a rule with a RequestRedirect filter, which answers the request itself")
+	}
 	for j, b := range backends {
 		bf := fmt.Sprintf("%s.backendRefs[%d]", f, j)
 		ref, bfs := backend(b)
@@ -267,32 +278,68 @@ func routeBackend(fe *model.FieldErrors, field, ns string, b gwv1.BackendRef) mo
 }
 
 // routeFilter is what weft reads of an HTTPRoute's or a GRPCRoute's
-// filter: its type, its RequestHeaderModifier, and which other settings
-// it has, since only a filter of their own type may have them.
+// filter: its type and the settings it has, by their field names, since
+// only a filter of their own type may have them.
 type routeFilter struct {
-	typ            string
-	requestHeaders *gwv1.HTTPHeaderFilter
-	others         []string
+	typ             string
+	requestHeaders  *gwv1.HTTPHeaderFilter
+	responseHeaders *gwv1.HTTPHeaderFilter
+	redirect        *gwv1.HTTPRequestRedirectFilter
+	rewrite         *gwv1.HTTPURLRewriteFilter
+	mirror          *gwv1.HTTPRequestMirrorFilter
+	set             []string
 }
 
+// Filter types and the field of each one's settings.
+var filterFields = map[string]string{
+	string(gwv1.HTTPRouteFilterRequestHeaderModifier):  "requestHeaderModifier",
+	string(gwv1.HTTPRouteFilterResponseHeaderModifier): "responseHeaderModifier",
+	string(gwv1.HTTPRouteFilterRequestRedirect):        "requestRedirect",
+	string(gwv1.HTTPRouteFilterURLRewrite):             "urlRewrite",
+	string(gwv1.HTTPRouteFilterRequestMirror):          "requestMirror",
+}
+
+// The filter types weft converts for each route kind: GRPCRoute has no
+// redirect or rewrite.
+var (
+	httpFilterTypes = []string{
+		string(gwv1.HTTPRouteFilterRequestHeaderModifier), string(gwv1.HTTPRouteFilterResponseHeaderModifier),
+		string(gwv1.HTTPRouteFilterRequestRedirect), string(gwv1.HTTPRouteFilterURLRewrite), string(gwv1.HTTPRouteFilterRequestMirror),
+	}
+	grpcFilterTypes = []string{
+		string(gwv1.GRPCRouteFilterRequestHeaderModifier), string(gwv1.GRPCRouteFilterResponseHeaderModifier),
+		string(gwv1.GRPCRouteFilterRequestMirror),
+	}
+)
+
 func httpFilter(f gwv1.HTTPRouteFilter) routeFilter {
-	return routeFilter{typ: string(f.Type), requestHeaders: f.RequestHeaderModifier, others: setFields(map[string]bool{
-		"responseHeaderModifier": f.ResponseHeaderModifier != nil,
-		"requestMirror":          f.RequestMirror != nil,
-		"requestRedirect":        f.RequestRedirect != nil,
-		"urlRewrite":             f.URLRewrite != nil,
-		"cors":                   f.CORS != nil,
-		"externalAuth":           f.ExternalAuth != nil,
-		"extensionRef":           f.ExtensionRef != nil,
-	})}
+	return routeFilter{
+		typ: string(f.Type), requestHeaders: f.RequestHeaderModifier, responseHeaders: f.ResponseHeaderModifier,
+		redirect: f.RequestRedirect, rewrite: f.URLRewrite, mirror: f.RequestMirror,
+		set: setFields(map[string]bool{
+			"requestHeaderModifier":  f.RequestHeaderModifier != nil,
+			"responseHeaderModifier": f.ResponseHeaderModifier != nil,
+			"requestMirror":          f.RequestMirror != nil,
+			"requestRedirect":        f.RequestRedirect != nil,
+			"urlRewrite":             f.URLRewrite != nil,
+			"cors":                   f.CORS != nil,
+			"externalAuth":           f.ExternalAuth != nil,
+			"extensionRef":           f.ExtensionRef != nil,
+		}),
+	}
 }
 
 func grpcFilter(f gwv1.GRPCRouteFilter) routeFilter {
-	return routeFilter{typ: string(f.Type), requestHeaders: f.RequestHeaderModifier, others: setFields(map[string]bool{
-		"responseHeaderModifier": f.ResponseHeaderModifier != nil,
-		"requestMirror":          f.RequestMirror != nil,
-		"extensionRef":           f.ExtensionRef != nil,
-	})}
+	return routeFilter{
+		typ: string(f.Type), requestHeaders: f.RequestHeaderModifier, responseHeaders: f.ResponseHeaderModifier,
+		mirror: f.RequestMirror,
+		set: setFields(map[string]bool{
+			"requestHeaderModifier":  f.RequestHeaderModifier != nil,
+			"responseHeaderModifier": f.ResponseHeaderModifier != nil,
+			"requestMirror":          f.RequestMirror != nil,
+			"extensionRef":           f.ExtensionRef != nil,
+		}),
+	}
 }
 
 func setFields(set map[string]bool) []string {
@@ -306,32 +353,227 @@ func setFields(set map[string]bool) []string {
 	return out
 }
 
-// routeFilters reads a rule's filters: weft supports one
-// RequestHeaderModifier and refuses every other type.
-func routeFilters(fe *model.FieldErrors, field string, filters []routeFilter) model.HeaderModifier {
-	var out model.HeaderModifier
-	seen := false
+// routeFilters reads a rule's filters into rr: at most one of each type
+// of types (weft mirrors to one Service per rule), and not both a
+// RequestRedirect and a URLRewrite. Every other type is refused.
+func routeFilters(fe *model.FieldErrors, field, ns string, filters []routeFilter, types []string, notPrefix string, rr *model.RouteRule) {
+	seen := map[string]int{} // type: the index of the filter of it
 	for i, f := range filters {
 		ff := fmt.Sprintf("%s[%d]", field, i)
 		switch {
 		case f.typ == "":
 			fe.Add(ff+".type", "must be set")
 			continue
-		case f.typ != string(gwv1.HTTPRouteFilterRequestHeaderModifier):
-			fe.Add(ff+".type", "%q: not supported yet (weft supports RequestHeaderModifier)", f.typ)
+		case !slices.Contains(types, f.typ):
+			fe.Add(ff+".type", "%q: not supported yet (weft supports %s)", f.typ, strings.Join(types, ", "))
 			continue
 		}
-		for _, o := range f.others {
-			fe.Add(ff+"."+o, "set in a filter of type RequestHeaderModifier")
+		name := filterFields[f.typ]
+		for _, o := range f.set {
+			if o != name {
+				fe.Add(ff+"."+o, "set in a filter of type %s", f.typ)
+			}
+		}
+		if !slices.Contains(f.set, name) {
+			fe.Add(ff+"."+name, "must be set for type %s", f.typ)
+			continue
+		}
+		if first, ok := seen[f.typ]; ok {
+			if f.typ == string(gwv1.HTTPRouteFilterRequestMirror) {
+				fe.Add(ff, "a rule has at most one RequestMirror filter in weft (filters[%d] is one)", first)
+			} else {
+				fe.Add(ff, "a rule has at most one %s filter", f.typ)
+			}
+			continue
+		}
+		seen[f.typ] = i
+		sf := ff + "." + name
+		switch gwv1.HTTPRouteFilterType(f.typ) {
+		case gwv1.HTTPRouteFilterRequestHeaderModifier:
+			rr.RequestHeaders = headerModifier(fe, sf, f.requestHeaders)
+		case gwv1.HTTPRouteFilterResponseHeaderModifier:
+			rr.ResponseHeaders = headerModifier(fe, sf, f.responseHeaders)
+		case gwv1.HTTPRouteFilterRequestRedirect:
+			rr.Redirect = redirect(fe, sf, f.redirect, notPrefix)
+		case gwv1.HTTPRouteFilterURLRewrite:
+			rr.Rewrite = rewrite(fe, sf, f.rewrite, notPrefix)
+		case gwv1.HTTPRouteFilterRequestMirror:
+			rr.Mirror = mirror(fe, sf, ns, f.mirror)
+		}
+	}
+	redirectAt, isRedirect := seen[string(gwv1.HTTPRouteFilterRequestRedirect)]
+	rewriteAt, isRewrite := seen[string(gwv1.HTTPRouteFilterURLRewrite)]
+	if isRedirect && isRewrite {
+		fe.Add(fmt.Sprintf("%s[%d]", field, max(redirectAt, rewriteAt)),
+			"a rule may have a RequestRedirect or a URLRewrite filter, not both (filters[%d] is the other)", min(redirectAt, rewriteAt))
+	}
+}
+
+// redirectCodes are the status codes Gateway API's RequestRedirect allows.
+var redirectCodes = []int{301, 302, 303, 307, 308}
+
+// redirect reads a RequestRedirect; the status code is 302 by default.
+func redirect(fe *model.FieldErrors, field string, r *gwv1.HTTPRequestRedirectFilter, notPrefix string) *model.Redirect {
+	out := &model.Redirect{StatusCode: 302}
+	if r.Scheme != nil {
+		out.Scheme = *r.Scheme
+		if out.Scheme != "http" && out.Scheme != "https" {
+			fe.Add(field+".scheme", "%q: want http or https", out.Scheme)
+		}
+	}
+	if r.Hostname != nil {
+		out.Hostname = preciseHostname(fe, field+".hostname", string(*r.Hostname))
+	}
+	if r.Port != nil {
+		out.Port = portNumber(fe, field+".port", *r.Port)
+	}
+	if r.Path != nil {
+		out.Path = pathModifier(fe, field+".path", r.Path, notPrefix)
+	}
+	if c := r.StatusCode; c != nil {
+		if slices.Contains(redirectCodes, *c) {
+			out.StatusCode = uint32(*c)
+		} else {
+			fe.Add(field+".statusCode", "%d: want 301, 302, 303, 307 or 308", *c)
+		}
+	}
+	return out
+}
+
+// rewrite reads a URLRewrite.
+func rewrite(fe *model.FieldErrors, field string, r *gwv1.HTTPURLRewriteFilter, notPrefix string) *model.Rewrite {
+	out := &model.Rewrite{}
+	if r.Hostname != nil {
+		out.Hostname = preciseHostname(fe, field+".hostname", string(*r.Hostname))
+	}
+	if r.Path != nil {
+		out.Path = pathModifier(fe, field+".path", r.Path, notPrefix)
+	}
+	return out
+}
+
+// maxModifiedPath is Gateway API's bound on a path modifier's value.
+const maxModifiedPath = 1024
+
+// pathModifier reads a redirect's or rewrite's path. ReplacePrefixMatch
+// replaces what a PathPrefix match matched, so every match of the rule
+// must be one (notPrefix says why not). An empty prefix replacement is
+// the same as /, which the model takes.
+func pathModifier(fe *model.FieldErrors, field string, p *gwv1.HTTPPathModifier, notPrefix string) model.PathModifier {
+	switch p.Type {
+	case gwv1.FullPathHTTPPathModifier:
+		if p.ReplacePrefixMatch != nil {
+			fe.Add(field+".replacePrefixMatch", "set in a path modifier of type ReplaceFullPath")
+		}
+		if p.ReplaceFullPath == nil {
+			fe.Add(field+".replaceFullPath", "must be set for type ReplaceFullPath")
+			return model.PathModifier{}
+		}
+		v := *p.ReplaceFullPath
+		if !modifiedPath(fe, field+".replaceFullPath", v) {
+			return model.PathModifier{}
+		}
+		return model.PathModifier{Type: model.ReplaceFullPath, Value: v}
+	case gwv1.PrefixMatchHTTPPathModifier:
+		if p.ReplaceFullPath != nil {
+			fe.Add(field+".replaceFullPath", "set in a path modifier of type ReplacePrefixMatch")
+		}
+		if notPrefix != "" {
+			fe.Add(field+".type", "ReplacePrefixMatch needs every match of the rule to be a PathPrefix match other than /, but %s", notPrefix)
+		}
+		if p.ReplacePrefixMatch == nil {
+			fe.Add(field+".replacePrefixMatch", "must be set for type ReplacePrefixMatch")
+			return model.PathModifier{}
+		}
+		v := *p.ReplacePrefixMatch
+		if v == "" {
+			v = "/"
+		}
+		if !modifiedPath(fe, field+".replacePrefixMatch", v) {
+			return model.PathModifier{}
+		}
+		return model.PathModifier{Type: model.ReplacePrefixMatch, Value: v}
+	case "":
+		fe.Add(field+".type", "must be set")
+	default:
+		fe.Add(field+".type", "%q: want ReplaceFullPath or ReplacePrefixMatch", p.Type)
+	}
+	return model.PathModifier{}
+}
+
+func modifiedPath(fe *model.FieldErrors, field, v string) bool {
+	if len(v) > maxModifiedPath {
+		fe.Add(field, "longer than %d bytes", maxModifiedPath)
+		return false
+	}
+	return checkPath(fe, field, v)
+}
+
+// prefixMatches says why a rule's matches do not allow ReplacePrefixMatch,
+// or "" when every one is a PathPrefix match other than /. Gateway API's
+// default match is PathPrefix /, which matches every request: weft keeps
+// no prefix of it (the model's rule without matches) to replace.
+func prefixMatches(ms []gwv1.HTTPRouteMatch) string {
+	if len(ms) == 0 {
+		return "the rule has no matches (PathPrefix / by default)"
+	}
+	for j, m := range ms {
+		if m.Path == nil {
+			return fmt.Sprintf("matches[%d] has no path match (PathPrefix / by default)", j)
+		}
+		if m.Path.Type != nil && *m.Path.Type != gwv1.PathMatchPathPrefix {
+			return fmt.Sprintf("matches[%d].path is of type %s", j, *m.Path.Type)
+		}
+		if m.Path.Value == nil || strings.TrimSuffix(*m.Path.Value, "/") == "" {
+			return fmt.Sprintf("matches[%d].path is PathPrefix /", j)
+		}
+	}
+	return ""
+}
+
+// preciseHostname is Gateway API's PreciseHostname: a DNS name in lower
+// case, without wildcard.
+var preciseHostnameSyntax = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+func preciseHostname(fe *model.FieldErrors, field, h string) string {
+	if len(h) > 253 || !preciseHostnameSyntax.MatchString(h) {
+		fe.Add(field, "%q: want a host name in lower case, such as catalog.demo.example", h)
+		return ""
+	}
+	return h
+}
+
+// mirror reads a RequestMirror: a port of a Service of the route's
+// namespace, and the share of requests mirrored, as a percent or a
+// fraction; all of them by default.
+func mirror(fe *model.FieldErrors, field, ns string, m *gwv1.HTTPRequestMirrorFilter) *model.Mirror {
+	bf := field + ".backendRef"
+	b := routeBackend(fe, bf, ns, gwv1.BackendRef{BackendObjectReference: m.BackendRef})
+	if m.BackendRef.Port == nil {
+		fe.Add(bf+".port", "must be set: the port of the Service mirrored requests go to")
+	}
+	out := &model.Mirror{Service: b.Service, Port: b.Port, Percent: 100}
+	switch {
+	case m.Percent != nil && m.Fraction != nil:
+		fe.Add(field, "set percent or fraction, not both")
+	case m.Percent != nil:
+		if p := *m.Percent; p < 0 || p > 100 {
+			fe.Add(field+".percent", "%d: want 0 to 100", p)
+		} else {
+			out.Percent = float64(p)
+		}
+	case m.Fraction != nil:
+		num, den := m.Fraction.Numerator, int32(100)
+		if m.Fraction.Denominator != nil {
+			den = *m.Fraction.Denominator
 		}
 		switch {
-		case f.requestHeaders == nil:
-			fe.Add(ff+".requestHeaderModifier", "must be set for type RequestHeaderModifier")
-		case seen:
-			fe.Add(ff, "a rule has at most one RequestHeaderModifier filter")
+		case den < 1:
+			fe.Add(field+".fraction.denominator", "%d: must be at least 1", den)
+		case num < 0 || num > den:
+			fe.Add(field+".fraction.numerator", "%d: want 0 to the denominator, %d", num, den)
 		default:
-			seen = true
-			out = headerModifier(fe, ff+".requestHeaderModifier", f.requestHeaders)
+			out.Percent = 100 * float64(num) / float64(den)
 		}
 	}
 	return out

@@ -257,14 +257,6 @@ func TestDecodeRouteErrors(t *testing.T) {
 		{"no rules", "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [" + parent + "]\n",
 			[]string{"spec.rules: name at least one rule"}},
 		// Filters.
-		{"url rewrite", http("    - type: RequestHeaderModifier\n      requestHeaderModifier:", "    - type: URLRewrite\n      urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}\n    - type: RequestHeaderModifier\n      requestHeaderModifier:"),
-			[]string{`spec.rules[1].filters[0].type: "URLRewrite": not supported yet`}},
-		{"request redirect", http("    - type: RequestHeaderModifier\n      requestHeaderModifier:", "    - type: RequestRedirect\n      requestRedirect: {statusCode: 301}\n    - type: RequestHeaderModifier\n      requestHeaderModifier:"),
-			[]string{`spec.rules[1].filters[0].type: "RequestRedirect": not supported yet`}},
-		{"request mirror", http("    - type: RequestHeaderModifier\n      requestHeaderModifier:", "    - type: RequestMirror\n      requestMirror: {backendRef: {name: catalog-v2, port: 80}}\n    - type: RequestHeaderModifier\n      requestHeaderModifier:"),
-			[]string{`spec.rules[1].filters[0].type: "RequestMirror": not supported yet`}},
-		{"response header modifier", http("    - type: RequestHeaderModifier\n      requestHeaderModifier:", "    - type: ResponseHeaderModifier\n      responseHeaderModifier: {remove: [server]}\n    - type: RequestHeaderModifier\n      requestHeaderModifier:"),
-			[]string{`spec.rules[1].filters[0].type: "ResponseHeaderModifier": not supported yet`}},
 		{"extension ref", http("    - type: RequestHeaderModifier\n      requestHeaderModifier:", "    - type: ExtensionRef\n      extensionRef: {group: example.com, kind: Filter, name: f}\n    - type: RequestHeaderModifier\n      requestHeaderModifier:"),
 			[]string{`spec.rules[1].filters[0].type: "ExtensionRef": not supported yet`}},
 		{"filter settings of another type", http("    - type: RequestHeaderModifier\n      requestHeaderModifier:", "    - type: RequestHeaderModifier\n      urlRewrite: {hostname: example.com}\n      requestHeaderModifier:"),
@@ -301,8 +293,10 @@ func TestDecodeRouteErrors(t *testing.T) {
 		{"header matched twice", http("{name: x-canary, value: always}", "{name: x-canary, value: always}, {name: X-Canary, value: never}"),
 			[]string{"spec.rules[0].matches[0].headers[1].name"}},
 		// Timeouts and the rest.
-		{"backend request timeout", http("timeouts: {request: 10s}", "timeouts: {request: 10s, backendRequest: 2s}"),
-			[]string{"spec.rules[1].timeouts.backendRequest: not supported yet"}},
+		{"backend request longer than request", http("timeouts: {request: 10s}", "timeouts: {request: 10s, backendRequest: 11s}"),
+			[]string{"spec.rules[1].timeouts.backendRequest: 11s is longer than timeouts.request (10s)"}},
+		{"bad backend request timeout", http("timeouts: {request: 10s}", "timeouts: {backendRequest: 2.5s}"),
+			[]string{`spec.rules[1].timeouts.backendRequest: "2.5s": want a Gateway API duration`}},
 		{"bad timeout", http("request: 10s", "request: 1.5s"),
 			[]string{`spec.rules[1].timeouts.request: "1.5s": want a Gateway API duration`}},
 		{"negative timeout", http("request: 10s", "request: -1s"),
@@ -334,8 +328,12 @@ func TestDecodeRouteErrors(t *testing.T) {
 			[]string{`spec.rules[0].matches[2].method.type: "Prefix"`}},
 		{"grpc bad header regex", grpc("{name: x-canary, value: always}", "{type: RegularExpression, name: x-canary, value: '['}"),
 			[]string{"spec.rules[0].matches[0].headers[0].value"}},
-		{"grpc response header modifier", grpc("    - type: RequestHeaderModifier", "    - type: ResponseHeaderModifier\n      responseHeaderModifier: {remove: [x-a]}\n    - type: RequestHeaderModifier"),
-			[]string{`spec.rules[0].filters[0].type: "ResponseHeaderModifier": not supported yet`}},
+		{"grpc redirect", grpc("    - type: RequestHeaderModifier", "    - type: RequestRedirect\n    - type: RequestHeaderModifier"),
+			[]string{`spec.rules[0].filters[0].type: "RequestRedirect": not supported yet (weft supports RequestHeaderModifier, ResponseHeaderModifier, RequestMirror)`}},
+		{"grpc redirect settings", grpc("    - type: RequestHeaderModifier", "    - type: RequestHeaderModifier\n      requestRedirect: {statusCode: 301}"),
+			[]string{`unknown field "spec.rules[0].filters[0].requestRedirect"`}},
+		{"grpc two mirrors", grpc("    - type: RequestHeaderModifier", "    - {type: RequestMirror, requestMirror: {backendRef: {name: stock, port: 9090}}}\n    - {type: RequestMirror, requestMirror: {backendRef: {name: stock-v2, port: 9090}}}\n    - type: RequestHeaderModifier"),
+			[]string{"spec.rules[0].filters[1]: a rule has at most one RequestMirror filter in weft (filters[0] is one)"}},
 		{"grpc negative weight", grpc("weight: 0", "weight: -5"),
 			[]string{"spec.rules[1].backendRefs[0].weight: must not be negative, got -5"}},
 		{"grpc cross-namespace backend", grpc("{name: stock-v2, port: 9090}", "{name: stock-v2, namespace: other, port: 9090}"),
@@ -429,5 +427,289 @@ func TestRoutesGolden(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("routes differ from %s (go test -update rewrites it):\n--- got\n%s--- want\n%s", path, got, want)
+	}
+}
+
+// filterRoute has a rule of each filter weft converts, beside the
+// RequestHeaderModifier goodHTTPRoute shows.
+const filterRoute = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog-filters, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /old/}}, {path: {value: /legacy}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect:
+        scheme: https
+        hostname: shop.example.com
+        port: 8443
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}
+        statusCode: 301
+  - matches: [{path: {type: Exact, value: /moved}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {path: {type: ReplaceFullPath, replaceFullPath: /products}}
+  - matches: [{path: {value: /api/v1}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite:
+        hostname: catalog.demo
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: ""}
+    - type: ResponseHeaderModifier
+      responseHeaderModifier:
+        set: [{name: cache-control, value: no-store}]
+        add: [{name: x-served-by, value: catalog}]
+        remove: [server]
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: catalog-v2, port: 80}, percent: 25}
+    backendRefs: [{name: catalog-v1, port: 80}]
+    timeouts: {request: 10s, backendRequest: 2s}
+  - matches: [{path: {type: Exact, value: /search}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /v2/search}}
+    - type: RequestMirror
+      requestMirror: {backendRef: {kind: Service, group: "", name: catalog-v2, port: 80}, fraction: {numerator: 1, denominator: 8}}
+    backendRefs: [{name: catalog-v1, port: 80}]
+    timeouts: {backendRequest: 500ms}
+  - filters:
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: catalog-v2, port: 80}}
+    - type: URLRewrite
+      urlRewrite: {hostname: catalog}
+    backendRefs: [{name: catalog-v1, port: 80}]
+    timeouts: {request: 0s, backendRequest: 1m}
+`
+
+const grpcFilterRoute = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: stock-filters, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: stock}]
+  rules:
+  - filters:
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {remove: [x-internal]}
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: stock-v2, port: 9090}, fraction: {numerator: 3}}
+    backendRefs: [{name: stock, port: 9090}]
+`
+
+func TestDecodeRouteFilters(t *testing.T) {
+	demo := func(name string) model.Ref { return model.Ref{Namespace: "demo", Name: name} }
+	v1 := []model.RouteBackend{{Service: "catalog-v1", Port: 80, Weight: 1}}
+	tests := []struct {
+		desc string
+		doc  string
+		want *model.Route
+	}{
+		{"http route", filterRoute, &model.Route{
+			Kind: model.KindHTTPRoute, Ref: demo("catalog-filters"),
+			Parents: []model.RouteParent{{Service: "catalog", Port: 80}},
+			Rules: []model.RouteRule{
+				{
+					Matches: []model.RouteMatch{
+						{Path: &model.PathMatch{Type: model.PathPrefix, Value: "/old"}},
+						{Path: &model.PathMatch{Type: model.PathPrefix, Value: "/legacy"}},
+					},
+					Redirect: &model.Redirect{
+						Scheme: "https", Hostname: "shop.example.com", Port: 8443,
+						Path:       model.PathModifier{Type: model.ReplacePrefixMatch, Value: "/new"},
+						StatusCode: 301,
+					},
+				},
+				{
+					Matches: []model.RouteMatch{{Path: &model.PathMatch{Type: model.PathExact, Value: "/moved"}}},
+					Redirect: &model.Redirect{
+						Path:       model.PathModifier{Type: model.ReplaceFullPath, Value: "/products"},
+						StatusCode: 302,
+					},
+				},
+				{
+					Matches:  []model.RouteMatch{{Path: &model.PathMatch{Type: model.PathPrefix, Value: "/api/v1"}}},
+					Backends: v1,
+					Timeout:  10 * time.Second,
+					ResponseHeaders: model.HeaderModifier{
+						Set:    map[string]string{"cache-control": "no-store"},
+						Add:    map[string]string{"x-served-by": "catalog"},
+						Remove: []string{"server"},
+					},
+					BackendTimeout: 2 * time.Second,
+					Rewrite: &model.Rewrite{
+						Hostname: "catalog.demo",
+						Path:     model.PathModifier{Type: model.ReplacePrefixMatch, Value: "/"},
+					},
+					Mirror: &model.Mirror{Service: "catalog-v2", Port: 80, Percent: 25},
+				},
+				{
+					Matches:        []model.RouteMatch{{Path: &model.PathMatch{Type: model.PathExact, Value: "/search"}}},
+					Backends:       v1,
+					BackendTimeout: 500 * time.Millisecond,
+					Rewrite:        &model.Rewrite{Path: model.PathModifier{Type: model.ReplaceFullPath, Value: "/v2/search"}},
+					Mirror:         &model.Mirror{Service: "catalog-v2", Port: 80, Percent: 12.5},
+				},
+				{
+					Backends:       v1,
+					BackendTimeout: time.Minute,
+					Rewrite:        &model.Rewrite{Hostname: "catalog"},
+					Mirror:         &model.Mirror{Service: "catalog-v2", Port: 80, Percent: 100},
+				},
+			},
+		}},
+		{"grpc route", grpcFilterRoute, &model.Route{
+			Kind: model.KindGRPCRoute, Ref: demo("stock-filters"),
+			Parents: []model.RouteParent{{Service: "stock"}},
+			Rules: []model.RouteRule{{
+				Backends:        []model.RouteBackend{{Service: "stock", Port: 9090, Weight: 1}},
+				ResponseHeaders: model.HeaderModifier{Remove: []string{"x-internal"}},
+				Mirror:          &model.Mirror{Service: "stock-v2", Port: 9090, Percent: 3},
+			}},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			d := Decode("route.yaml", []byte(tc.doc))
+			if err := d.Err(); err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if len(d.Objects) != 1 {
+				t.Fatalf("got %d objects, want 1", len(d.Objects))
+			}
+			if p := d.Objects[0].Policy; p == nil || !p.EqualPolicy(tc.want) {
+				t.Errorf("route =\n%s\nwant\n%s", toJSON(t, p), toJSON(t, tc.want))
+			}
+		})
+	}
+}
+
+func TestDecodeRouteFilterErrors(t *testing.T) {
+	http := func(old, new string) string { return mustReplace(t, filterRoute, old, new) }
+	grpc := func(old, new string) string { return mustReplace(t, grpcFilterRoute, old, new) }
+	const (
+		rewritePrefix = `path: {type: ReplacePrefixMatch, replacePrefixMatch: ""}`
+		redirectFull  = "requestRedirect: {path: {type: ReplaceFullPath, replaceFullPath: /products}}"
+		mirror25      = "requestMirror: {backendRef: {name: catalog-v2, port: 80}, percent: 25}"
+		lastRewrite   = "    - type: URLRewrite\n      urlRewrite: {hostname: catalog}\n"
+	)
+	tests := []struct {
+		desc string
+		doc  string
+		want []string
+	}{
+		// ResponseHeaderModifier: as RequestHeaderModifier.
+		{"response header set twice", http("set: [{name: cache-control, value: no-store}]", "set: [{name: cache-control, value: a}, {name: Cache-Control, value: b}]"),
+			[]string{`spec.rules[2].filters[1].responseHeaderModifier.set[1].name: header "Cache-Control" is given twice`}},
+		{"response header name", http("remove: [server]", `remove: ["x y"]`),
+			[]string{`spec.rules[2].filters[1].responseHeaderModifier.remove[0]: "x y" is not a header name`}},
+		{"two response header modifiers", http("        remove: [server]\n", "        remove: [server]\n    - type: ResponseHeaderModifier\n      responseHeaderModifier: {remove: [via]}\n"),
+			[]string{"spec.rules[2].filters[2]: a rule has at most one ResponseHeaderModifier filter"}},
+		{"response header modifier without settings", http("    - type: ResponseHeaderModifier\n      responseHeaderModifier:\n        set: [{name: cache-control, value: no-store}]\n        add: [{name: x-served-by, value: catalog}]\n        remove: [server]\n", "    - type: ResponseHeaderModifier\n"),
+			[]string{"spec.rules[2].filters[1].responseHeaderModifier: must be set for type ResponseHeaderModifier"}},
+		// RequestRedirect.
+		{"redirect status code", http("statusCode: 301", "statusCode: 304"),
+			[]string{"spec.rules[0].filters[0].requestRedirect.statusCode: 304: want 301, 302, 303, 307 or 308"}},
+		{"redirect scheme", http("scheme: https", "scheme: ftp"),
+			[]string{`spec.rules[0].filters[0].requestRedirect.scheme: "ftp": want http or https`}},
+		{"redirect hostname", http("hostname: shop.example.com", "hostname: Shop.example.com:80"),
+			[]string{`spec.rules[0].filters[0].requestRedirect.hostname: "Shop.example.com:80"`}},
+		{"redirect wildcard hostname", http("hostname: shop.example.com", `hostname: "*.example.com"`),
+			[]string{`spec.rules[0].filters[0].requestRedirect.hostname: "*.example.com"`}},
+		{"redirect port", http("port: 8443", "port: 0"),
+			[]string{"spec.rules[0].filters[0].requestRedirect.port: must be between 1 and 65535, got 0"}},
+		{"redirect with backends", http(redirectFull+"\n", redirectFull+"\n    backendRefs: [{name: catalog-v1, port: 80}]\n"),
+			[]string{"spec.rules[1].backendRefs: must be empty in a rule with a RequestRedirect filter"}},
+		{"redirect prefix on exact match", http("{type: PathPrefix, value: /old/}", "{type: Exact, value: /old/}"),
+			[]string{"spec.rules[0].filters[0].requestRedirect.path.type: ReplacePrefixMatch needs every match of the rule to be a PathPrefix match other than /, but matches[0].path is of type Exact"}},
+		{"redirect full path relative", http("replaceFullPath: /products", "replaceFullPath: products"),
+			[]string{`spec.rules[1].filters[0].requestRedirect.path.replaceFullPath: "products": a path starts with /`}},
+		{"redirect full path missing", http("{type: ReplaceFullPath, replaceFullPath: /products}", "{type: ReplaceFullPath}"),
+			[]string{"spec.rules[1].filters[0].requestRedirect.path.replaceFullPath: must be set for type ReplaceFullPath"}},
+		{"redirect path of the other type", http("{type: ReplaceFullPath, replaceFullPath: /products}", "{type: ReplaceFullPath, replaceFullPath: /products, replacePrefixMatch: /p}"),
+			[]string{"spec.rules[1].filters[0].requestRedirect.path.replacePrefixMatch: set in a path modifier of type ReplaceFullPath"}},
+		{"redirect path type", http("{type: ReplaceFullPath, replaceFullPath: /products}", "{type: ReplaceQuery, replaceFullPath: /products}"),
+			[]string{`spec.rules[1].filters[0].requestRedirect.path.type: "ReplaceQuery": want ReplaceFullPath or ReplacePrefixMatch`}},
+		{"two redirects", http("    - type: RequestRedirect\n      "+redirectFull, "    - type: RequestRedirect\n      "+redirectFull+"\n    - {type: RequestRedirect, requestRedirect: {statusCode: 308}}"),
+			[]string{"spec.rules[1].filters[1]: a rule has at most one RequestRedirect filter"}},
+		{"redirect and rewrite", http("    - type: RequestRedirect\n      "+redirectFull, "    - type: RequestRedirect\n      "+redirectFull+"\n    - {type: URLRewrite, urlRewrite: {hostname: catalog}}"),
+			[]string{"spec.rules[1].filters[1]: a rule may have a RequestRedirect or a URLRewrite filter, not both (filters[0] is the other)"}},
+		{"redirect settings in a rewrite", http("      urlRewrite: {hostname: catalog}", "      urlRewrite: {hostname: catalog}\n      requestRedirect: {statusCode: 301}"),
+			[]string{"spec.rules[4].filters[1].requestRedirect: set in a filter of type URLRewrite"}},
+		// URLRewrite.
+		{"rewrite prefix on exact match", http("[{path: {value: /api/v1}}]", "[{path: {value: /api/v1}}, {path: {type: Exact, value: /api}}]"),
+			[]string{"spec.rules[2].filters[0].urlRewrite.path.type: ReplacePrefixMatch needs every match of the rule to be a PathPrefix match other than /, but matches[1].path is of type Exact"}},
+		{"rewrite prefix on regex match", http("[{path: {value: /api/v1}}]", "[{path: {type: RegularExpression, value: \"/api/v[0-9]\"}}]"),
+			[]string{"matches[0].path is of type RegularExpression"}},
+		{"rewrite prefix on header match", http("[{path: {value: /api/v1}}]", "[{path: {value: /api/v1}}, {headers: [{name: x-api, value: v1}]}]"),
+			[]string{"spec.rules[2].filters[0].urlRewrite.path.type", "matches[1] has no path match (PathPrefix / by default)"}},
+		{"rewrite prefix on prefix /", http("[{path: {value: /api/v1}}]", "[{path: {value: /}}]"),
+			[]string{"spec.rules[2].filters[0].urlRewrite.path.type", "matches[0].path is PathPrefix /"}},
+		{"rewrite prefix without matches", http(lastRewrite, "    - type: URLRewrite\n      urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v1}}\n"),
+			[]string{"spec.rules[4].filters[1].urlRewrite.path.type", "the rule has no matches (PathPrefix / by default)"}},
+		{"rewrite prefix missing", http(rewritePrefix, "path: {type: ReplacePrefixMatch}"),
+			[]string{"spec.rules[2].filters[0].urlRewrite.path.replacePrefixMatch: must be set for type ReplacePrefixMatch"}},
+		{"rewrite prefix unnormalized", http(rewritePrefix, "path: {type: ReplacePrefixMatch, replacePrefixMatch: /a/../b}"),
+			[]string{"spec.rules[2].filters[0].urlRewrite.path.replacePrefixMatch", "must be normalized"}},
+		{"rewrite path too long", http(rewritePrefix, "path: {type: ReplaceFullPath, replaceFullPath: /"+strings.Repeat("a", 1024)+"}"),
+			[]string{"spec.rules[2].filters[0].urlRewrite.path.replaceFullPath: longer than 1024 bytes"}},
+		{"rewrite hostname", http("hostname: catalog.demo", "hostname: catalog_demo"),
+			[]string{`spec.rules[2].filters[0].urlRewrite.hostname: "catalog_demo"`}},
+		{"two rewrites", http(lastRewrite, lastRewrite+lastRewrite),
+			[]string{"spec.rules[4].filters[2]: a rule has at most one URLRewrite filter"}},
+		// RequestMirror.
+		{"two mirrors", http(mirror25, mirror25+"\n    - {type: RequestMirror, requestMirror: {backendRef: {name: catalog, port: 80}}}"),
+			[]string{"spec.rules[2].filters[3]: a rule has at most one RequestMirror filter in weft (filters[2] is one)"}},
+		{"mirror percent too large", http("percent: 25", "percent: 101"),
+			[]string{"spec.rules[2].filters[2].requestMirror.percent: 101: want 0 to 100"}},
+		{"mirror percent and fraction", http("percent: 25", "percent: 25, fraction: {numerator: 1}"),
+			[]string{"spec.rules[2].filters[2].requestMirror: set percent or fraction, not both"}},
+		{"mirror fraction over 1", http("{numerator: 1, denominator: 8}", "{numerator: 9, denominator: 8}"),
+			[]string{"spec.rules[3].filters[1].requestMirror.fraction.numerator: 9: want 0 to the denominator, 8"}},
+		{"mirror fraction denominator", http("{numerator: 1, denominator: 8}", "{numerator: 0, denominator: 0}"),
+			[]string{"spec.rules[3].filters[1].requestMirror.fraction.denominator: 0: must be at least 1"}},
+		{"mirror without port", http("{name: catalog-v2, port: 80}, percent", "{name: catalog-v2}, percent"),
+			[]string{"spec.rules[2].filters[2].requestMirror.backendRef.port: must be set"}},
+		{"mirror kind", http("{name: catalog-v2, port: 80}, percent", "{kind: ServiceImport, name: catalog-v2, port: 80}, percent"),
+			[]string{`spec.rules[2].filters[2].requestMirror.backendRef.kind: "ServiceImport": weft routes to Services only`}},
+		{"mirror namespace", http("{name: catalog-v2, port: 80}, percent", "{name: catalog-v2, namespace: shop, port: 80}, percent"),
+			[]string{`spec.rules[2].filters[2].requestMirror.backendRef.namespace: "shop"`}},
+		{"mirror name", http("{name: catalog-v2, port: 80}, percent", "{name: Catalog, port: 80}, percent"),
+			[]string{"spec.rules[2].filters.requestMirror.backendRef.name"}},
+		{"mirror weight", http("{name: catalog-v2, port: 80}, percent", "{name: catalog-v2, port: 80, weight: 1}, percent"),
+			[]string{`unknown field "spec.rules[2].filters[2].requestMirror.backendRef.weight"`}},
+		// Still refused.
+		{"cors", http(lastRewrite, lastRewrite+"    - {type: CORS, cors: {allowOrigins: [\"https://shop.example.com\"]}}\n"),
+			[]string{`spec.rules[4].filters[2].type: "CORS": not supported yet (weft supports RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror)`}},
+		{"external auth", http(lastRewrite, lastRewrite+"    - {type: ExternalAuth}\n"),
+			[]string{`spec.rules[4].filters[2].type: "ExternalAuth": not supported yet`}},
+		{"backend mirror filter", http("backendRefs: [{name: catalog-v1, port: 80}]\n    timeouts: {request: 0s", "backendRefs: [{name: catalog-v1, port: 80, filters: [{type: RequestMirror, requestMirror: {backendRef: {name: catalog-v2, port: 80}}}]}]\n    timeouts: {request: 0s"),
+			[]string{"spec.rules[4].backendRefs[0].filters[0]: RequestMirror: filters on a backendRef are not supported yet"}},
+		// GRPCRoute.
+		{"grpc rewrite", grpc("    - type: ResponseHeaderModifier", "    - {type: URLRewrite}\n    - type: ResponseHeaderModifier"),
+			[]string{`spec.rules[0].filters[0].type: "URLRewrite": not supported yet (weft supports RequestHeaderModifier, ResponseHeaderModifier, RequestMirror)`}},
+		{"grpc mirror fraction", grpc("{numerator: 3}", "{numerator: 101}"),
+			[]string{"spec.rules[0].filters[1].requestMirror.fraction.numerator: 101: want 0 to the denominator, 100"}},
+		{"grpc response header", grpc("remove: [x-internal]", `remove: [x-internal, X-Internal]`),
+			[]string{`spec.rules[0].filters[0].responseHeaderModifier.remove[1]: header "X-Internal" is given twice`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			d := Decode("bad.yaml", []byte(tc.doc))
+			err := d.Err()
+			if err == nil {
+				t.Fatal("Decode accepted it")
+			}
+			if len(d.Invalid) != 1 || len(d.Broken) > 0 {
+				t.Errorf("want one invalid object, got %d invalid, %d broken: %v", len(d.Invalid), len(d.Broken), err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
 	}
 }

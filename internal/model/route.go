@@ -43,8 +43,59 @@ type RouteRule struct {
 	Backends []RouteBackend
 	// Timeout bounds the whole request, retries included; 0 is none.
 	Timeout time.Duration
-	// RequestHeaders change the request before it goes to the backend.
-	RequestHeaders HeaderModifier
+	// RequestHeaders change the request before it goes to the backend;
+	// ResponseHeaders change the answer before it goes to the caller.
+	RequestHeaders, ResponseHeaders HeaderModifier
+	// BackendTimeout bounds each request to a backend, until its answer's
+	// headers; 0 is none.
+	BackendTimeout time.Duration
+	// Redirect answers the request with a redirect instead of sending it
+	// on; a rule with one has no backends.
+	Redirect *Redirect
+	// Rewrite changes the request's host or path on its way.
+	Rewrite *Rewrite
+	// Mirror sends a copy of a share of the requests to another Service,
+	// whose answers are dropped.
+	Mirror *Mirror
+}
+
+// Redirect is Gateway API's RequestRedirect: each field left empty keeps
+// the request's own.
+type Redirect struct {
+	Scheme   string
+	Hostname string
+	Port     uint32
+	// Path: the zero value keeps the request's.
+	Path       PathModifier
+	StatusCode uint32
+}
+
+// Rewrite is Gateway API's URLRewrite.
+type Rewrite struct {
+	Hostname string
+	// Path: the zero value keeps the request's.
+	Path PathModifier
+}
+
+// PathModifier replaces a path whole, or the prefix the rule matched.
+type PathModifier struct {
+	// Type is ReplaceFullPath or ReplacePrefixMatch.
+	Type  string
+	Value string
+}
+
+// Path modifier types.
+const (
+	ReplaceFullPath    = "ReplaceFullPath"
+	ReplacePrefixMatch = "ReplacePrefixMatch"
+)
+
+// Mirror is Gateway API's RequestMirror.
+type Mirror struct {
+	Service string
+	Port    uint32
+	// Percent of the requests mirrored, 0 to 100.
+	Percent float64
 }
 
 // RouteMatch selects requests by every field set.
@@ -96,7 +147,15 @@ func (r *Route) EqualPolicy(o Policy) bool {
 // Equal reports whether two rules are the same.
 func (r RouteRule) Equal(o RouteRule) bool {
 	return slices.EqualFunc(r.Matches, o.Matches, RouteMatch.Equal) && slices.Equal(r.Backends, o.Backends) &&
-		r.Timeout == o.Timeout && r.RequestHeaders.Equal(o.RequestHeaders)
+		r.Timeout == o.Timeout && r.RequestHeaders.Equal(o.RequestHeaders) && r.ResponseHeaders.Equal(o.ResponseHeaders) &&
+		r.BackendTimeout == o.BackendTimeout && equalPtr(r.Redirect, o.Redirect) && equalPtr(r.Rewrite, o.Rewrite) && equalPtr(r.Mirror, o.Mirror)
+}
+
+func equalPtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // Equal reports whether two matches are the same.
@@ -135,7 +194,7 @@ func (r *Route) Validate() error {
 }
 
 func (r RouteRule) validate(fe *FieldErrors, field string) {
-	if len(r.Backends) == 0 {
+	if len(r.Backends) == 0 && r.Redirect == nil {
 		fe.Add(field+".backendRefs", "name at least one backend Service")
 	}
 	for i, b := range r.Backends {
@@ -174,11 +233,70 @@ func (r RouteRule) validate(fe *FieldErrors, field string) {
 	for _, h := range []struct {
 		name string
 		m    map[string]string
-	}{{"set", r.RequestHeaders.Set}, {"add", r.RequestHeaders.Add}} {
+	}{{"requestHeaderModifier.set", r.RequestHeaders.Set}, {"requestHeaderModifier.add", r.RequestHeaders.Add},
+		{"responseHeaderModifier.set", r.ResponseHeaders.Set}, {"responseHeaderModifier.add", r.ResponseHeaders.Add}} {
 		for name := range h.m {
 			if name == "" || strings.ContainsAny(name, " :\t\r\n") {
-				fe.Add(field+".filters.requestHeaderModifier."+h.name, "%q is not a header name", name)
+				fe.Add(field+".filters."+h.name, "%q is not a header name", name)
 			}
+		}
+	}
+	if r.BackendTimeout < 0 || r.Timeout > 0 && r.BackendTimeout > r.Timeout {
+		fe.Add(field+".timeouts.backendRequest", "%s: want 0 to timeouts.request", r.BackendTimeout)
+	}
+	if r.Redirect != nil && r.Rewrite != nil {
+		fe.Add(field+".filters", "a rule cannot both redirect and rewrite")
+	}
+	prefixOnly := len(r.Matches) > 0 && !slices.ContainsFunc(r.Matches, func(m RouteMatch) bool { return m.Path == nil || m.Path.Type != PathPrefix })
+	checkPath := func(f string, pm PathModifier) {
+		switch pm.Type {
+		case "":
+		case ReplaceFullPath:
+			if !strings.HasPrefix(pm.Value, "/") {
+				fe.Add(f+".replaceFullPath", "%q: a path starts with /", pm.Value)
+			}
+		case ReplacePrefixMatch:
+			if !strings.HasPrefix(pm.Value, "/") {
+				fe.Add(f+".replacePrefixMatch", "%q: a path starts with /", pm.Value)
+			}
+			if !prefixOnly {
+				fe.Add(f+".type", "ReplacePrefixMatch needs every match of the rule to be a PathPrefix")
+			}
+		default:
+			fe.Add(f+".type", "%q: want ReplaceFullPath or ReplacePrefixMatch", pm.Type)
+		}
+	}
+	if rd := r.Redirect; rd != nil {
+		f := field + ".filters.requestRedirect"
+		if rd.Scheme != "" && rd.Scheme != "http" && rd.Scheme != "https" {
+			fe.Add(f+".scheme", "%q: want http or https", rd.Scheme)
+		}
+		if rd.Port != 0 {
+			validatePort(fe, f+".port", rd.Port)
+		}
+		if !slices.Contains([]uint32{301, 302, 303, 307, 308}, rd.StatusCode) {
+			fe.Add(f+".statusCode", "%d: want 301, 302, 303, 307 or 308", rd.StatusCode)
+		}
+		if rd.Hostname != "" && strings.ContainsAny(rd.Hostname, "/:@ ") {
+			fe.Add(f+".hostname", "%q is not a host name", rd.Hostname)
+		}
+		checkPath(f+".path", rd.Path)
+	}
+	if rw := r.Rewrite; rw != nil {
+		f := field + ".filters.urlRewrite"
+		if rw.Hostname != "" && strings.ContainsAny(rw.Hostname, "/:@ ") {
+			fe.Add(f+".hostname", "%q is not a host name", rw.Hostname)
+		}
+		checkPath(f+".path", rw.Path)
+	}
+	if m := r.Mirror; m != nil {
+		f := field + ".filters.requestMirror"
+		validateName(fe, f+".backendRef.name", m.Service)
+		if m.Port != 0 {
+			validatePort(fe, f+".backendRef.port", m.Port)
+		}
+		if m.Percent < 0 || m.Percent > 100 {
+			fe.Add(f+".percent", "%g: want 0 to 100", m.Percent)
 		}
 	}
 }
@@ -242,6 +360,9 @@ func (t *RouteTable) Backends() []string {
 			if !slices.Contains(out, b.Service) {
 				out = append(out, b.Service)
 			}
+		}
+		if m := r.Rule.Mirror; m != nil && !slices.Contains(out, m.Service) {
+			out = append(out, m.Service)
 		}
 	}
 	return out

@@ -27,6 +27,8 @@ type metrics struct {
 	timeouts *prometheus.CounterVec
 	// rateLimited counts inbound requests and tunnels a rate limit refused.
 	rateLimited *prometheus.CounterVec
+	// mirrors counts requests mirrored, by the service they were sent to.
+	mirrors *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -61,7 +63,11 @@ func newMetrics() *metrics {
 		Name: "weft_inbound_rate_limited_total",
 		Help: "Inbound requests and connections refused by the workload's rate limit, by policy.",
 	}, []string{"policy"})
-	m.registry.MustRegister(m.authz, m.retries, m.faults, m.circuitOpen, m.ejections, m.timeouts, m.rateLimited, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.mirrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_outbound_mirrored_total",
+		Help: "Outbound requests copied to a route's mirror service, by that service.",
+	}, []string{"service"})
+	m.registry.MustRegister(m.authz, m.retries, m.faults, m.circuitOpen, m.ejections, m.timeouts, m.rateLimited, m.mirrors, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -181,6 +181,8 @@ type upstreamKey struct{}
 // upstream is where one outbound request goes, and how it went.
 type upstream struct {
 	route *route
+	// rule is the route rule that chose route; nil when no route applies.
+	rule  *routeRule
 	proto string
 	start time.Time
 	// client is the client's own context: when it is alive and the
@@ -205,9 +207,18 @@ type retryConnect struct{ p *Proxy }
 func (rc retryConnect) RoundTrip(req *http.Request) (*http.Response, error) {
 	u := req.Context().Value(upstreamKey{}).(*upstream)
 	if u.route.retry == nil {
-		return rc.try(req, u)
+		return rc.tryWithin(req, u, u.backendTimeout())
 	}
 	return rc.withRetries(req, u)
+}
+
+// backendTimeout is the route rule's bound on each request to a backend;
+// 0 is none.
+func (u *upstream) backendTimeout() time.Duration {
+	if u.rule == nil {
+		return 0
+	}
+	return u.rule.rule.BackendTimeout
 }
 
 // try sends req once, to an endpoint of u.route (another, when a peer
@@ -248,6 +259,10 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 			p.refuse(w, r, code, "outbound", err.Error())
 			return
 		}
+		if rule != nil && rule.rule.Redirect != nil {
+			p.redirect(w, r, rule, rt.out.Port)
+			return
+		}
 		if b := target.breaker; b != nil {
 			release, ok := b.admit(target.breakerPolicy.MaxRequests)
 			if !ok {
@@ -261,7 +276,9 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 		ctx := r.Context()
 		var timeout time.Duration
 		if rule != nil {
-			rule.modifyHeaders(r.Header)
+			applyHeaders(r.Header, rule.rule.RequestHeaders)
+			rule.rewrite(r)
+			p.mirror(r, rule)
 			if rule.timeout > 0 {
 				timeout = rule.timeout
 				var cancel context.CancelFunc
@@ -281,7 +298,7 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 			// flows back; an error only means the server can't.
 			_ = http.NewResponseController(w).EnableFullDuplex()
 		}
-		u := &upstream{route: target, proto: meshheader.ProtoOf(r), start: time.Now(), client: r.Context(), timeout: timeout}
+		u := &upstream{route: target, rule: rule, proto: meshheader.ProtoOf(r), start: time.Now(), client: r.Context(), timeout: timeout}
 		// Deferred: ReverseProxy aborts a response broken mid-body with a
 		// panic (http.ErrAbortHandler), and the balancer must still hear.
 		defer func() {
@@ -297,11 +314,16 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		// The transport sets the peer proxy and the mesh headers, per try.
-		Rewrite:        rewriteCommon,
-		Transport:      retryConnect{p},
-		ModifyResponse: keepGRPCStatus,
-		FlushInterval:  -1,
-		ErrorLog:       p.httpLog,
+		Rewrite:   rewriteCommon,
+		Transport: retryConnect{p},
+		ModifyResponse: func(resp *http.Response) error {
+			if u, ok := resp.Request.Context().Value(upstreamKey{}).(*upstream); ok && u.rule != nil {
+				applyHeaders(resp.Header, u.rule.rule.ResponseHeaders)
+			}
+			return keepGRPCStatus(resp)
+		},
+		FlushInterval: -1,
+		ErrorLog:      p.httpLog,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			u := r.Context().Value(upstreamKey{}).(*upstream)
 			u.err = err

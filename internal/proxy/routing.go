@@ -1,13 +1,23 @@
 package proxy
 
 import (
+	"bytes"
+	"cmp"
+	"context"
 	"fmt"
+	"io"
+	"maps"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy/match"
+	"github.com/weftmesh/weft/internal/proxy/meshheader"
 )
 
 // routeTable is a service's route table compiled for one outbound port.
@@ -26,7 +36,11 @@ type routeRule struct {
 	backends []weightedRoute
 	total    uint32
 	timeout  time.Duration
-	headerOp model.HeaderModifier
+	// The rest of the rule: filters and the per-backend timeout. prefix
+	// is the path prefix the rule matched, for ReplacePrefixMatch.
+	rule   model.RouteRule
+	prefix string
+	mirror *route // nil when the rule mirrors nothing, or to no service
 }
 
 type valueMatcher struct {
@@ -49,7 +63,21 @@ func (p *Proxy) compileTable(cfg *model.ProxyConfig, rt *route, updated map[targ
 		if tr.Port != 0 && tr.Port != rt.out.Port {
 			continue
 		}
-		r := &routeRule{name: tr.Route, method: tr.Match.Method, timeout: tr.Rule.Timeout, headerOp: tr.Rule.RequestHeaders}
+		r := &routeRule{name: tr.Route, method: tr.Match.Method, timeout: tr.Rule.Timeout, rule: tr.Rule}
+		if pm := tr.Match.Path; pm != nil && pm.Type == model.PathPrefix {
+			r.prefix = pm.Value
+		}
+		if m := tr.Rule.Mirror; m != nil {
+			port := cmp.Or(m.Port, rt.out.Port)
+			ref := model.Ref{Namespace: rt.out.Service.Namespace, Name: m.Service}
+			if cfg.Services[ref] != nil {
+				mrt, err := p.targetRoute(cfg, model.Outbound{Service: ref, Port: port, LocalPort: rt.out.LocalPort}, updated)
+				if err != nil {
+					return nil, err
+				}
+				r.mirror = mrt
+			}
+		}
 		if tr.Match.Path != nil {
 			m, err := match.Path(*tr.Match.Path)
 			if err != nil {
@@ -168,15 +196,15 @@ func (rule *routeRule) pick() (*route, error) {
 	panic("unreachable: weights sum to total")
 }
 
-// modifyHeaders applies the rule's request header modifier.
-func (rule *routeRule) modifyHeaders(h http.Header) {
-	for k, v := range rule.headerOp.Set {
+// applyHeaders sets, adds and removes headers as op says.
+func applyHeaders(h http.Header, op model.HeaderModifier) {
+	for k, v := range op.Set {
 		h.Set(k, v)
 	}
-	for k, v := range rule.headerOp.Add {
+	for k, v := range op.Add {
 		h.Add(k, v)
 	}
-	for _, k := range rule.headerOp.Remove {
+	for _, k := range op.Remove {
 		h.Del(k)
 	}
 }
@@ -192,6 +220,9 @@ func (rt *route) forRequest(r *http.Request) (*route, *routeRule, int, error) {
 	rule := rt.table.match(r)
 	if rule == nil {
 		return nil, nil, http.StatusNotFound, fmt.Errorf("no route of service %s matches %s %s", rt.out.Service, r.Method, r.URL.Path)
+	}
+	if rule.rule.Redirect != nil {
+		return nil, rule, 0, nil // answered by the proxy: see redirect
 	}
 	target, err := rule.pick()
 	if err != nil {
@@ -213,3 +244,114 @@ func (rt *route) forOpaque() (*route, error) {
 	}
 	return rule.pick()
 }
+
+// replacePath applies a path modifier to path, whose prefix the rule
+// matched (Gateway API: /foo/bar with prefix /foo and /xyz is /xyz/bar).
+func replacePath(pm model.PathModifier, path, prefix string) string {
+	switch pm.Type {
+	case model.ReplaceFullPath:
+		return pm.Value
+	case model.ReplacePrefixMatch:
+		rest := strings.TrimPrefix(path, strings.TrimSuffix(prefix, "/"))
+		out := strings.TrimSuffix(pm.Value, "/") + rest
+		if out == "" || out[0] != '/' {
+			out = "/" + out
+		}
+		return out
+	}
+	return path
+}
+
+// redirect answers r, which came for service port servicePort, with the
+// rule's redirect. The host and path it leaves empty are the request's;
+// the port it leaves empty is, as Gateway API says, the scheme's
+// well-known one when it names a scheme, else the port the request came
+// for (the Service's, in a mesh).
+func (p *Proxy) redirect(w http.ResponseWriter, r *http.Request, rule *routeRule, servicePort uint32) {
+	rd := rule.rule.Redirect
+	scheme := cmp.Or(rd.Scheme, "http")
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	if rd.Hostname != "" {
+		host = rd.Hostname
+	}
+	port := ""
+	switch {
+	case rd.Port != 0:
+		port = strconv.FormatUint(uint64(rd.Port), 10)
+	case rd.Scheme == "" && servicePort != 80:
+		port = strconv.FormatUint(uint64(servicePort), 10)
+	}
+	u := url.URL{Scheme: scheme, Host: host, Path: replacePath(rd.Path, r.URL.Path, rule.prefix), RawQuery: r.URL.RawQuery}
+	if port != "" {
+		u.Host = net.JoinHostPort(host, port)
+	}
+	w.Header().Set("Location", u.String())
+	w.WriteHeader(int(rd.StatusCode))
+}
+
+// rewrite changes r's host and path as the rule's URLRewrite says.
+func (rule *routeRule) rewrite(r *http.Request) {
+	rw := rule.rule.Rewrite
+	if rw == nil {
+		return
+	}
+	if rw.Hostname != "" {
+		r.Host = rw.Hostname
+	}
+	if rw.Path.Type != "" {
+		r.URL.Path = replacePath(rw.Path, r.URL.Path, rule.prefix)
+		r.URL.RawPath = ""
+	}
+}
+
+// mirror sends a copy of r, for the share of requests the rule says, to
+// the mirror service, and drops its answer. A body is copied only when
+// its length is known and small; other requests are not mirrored.
+func (p *Proxy) mirror(r *http.Request, rule *routeRule) {
+	m := rule.rule.Mirror
+	if rule.mirror == nil || rand.Float64()*100 >= m.Percent {
+		return
+	}
+	var body []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength < 0 || r.ContentLength > maxReplayBody {
+			return
+		}
+		b, err := io.ReadAll(io.LimitReader(r.Body, maxReplayBody+1))
+		if err != nil {
+			return
+		}
+		body = b
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	out := r.Clone(p.ctx)
+	out.RequestURI = ""
+	proto := meshheader.ProtoOf(r)
+	go func() {
+		ctx, cancel := context.WithTimeout(p.ctx, mirrorTimeout)
+		defer cancel()
+		_, done, err := p.reach(ctx, rule.mirror, func(ep *model.Endpoint, port uint32) error {
+			req := out.Clone(ctx)
+			req.URL.Scheme, req.URL.Host = "http", ep.HostPort()
+			req.Body = io.NopCloser(bytes.NewReader(body))
+			meshheader.Strip(req.Header)
+			maps.Copy(req.Header, meshHeader(port, proto))
+			resp, err := p.pool.RoundTrip(req)
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			return resp.Body.Close()
+		})
+		if done != nil {
+			done(err)
+		}
+		p.metrics.mirrors.WithLabelValues(rule.mirror.out.Service.String()).Inc()
+	}()
+}
+
+// mirrorTimeout bounds a mirrored request: nobody waits for its answer.
+const mirrorTimeout = 10 * time.Second

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,5 +132,66 @@ func TestRouteMatchesAndFailures(t *testing.T) {
 				t.Errorf("the request header modifier did not reach the backend")
 			}
 		})
+	}
+}
+
+func TestRouteFilters(t *testing.T) {
+	var mirrored atomic.Int64
+	pathApp := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Path", r.URL.Path)
+		w.Header().Set("X-Host", r.Host)
+		if r.URL.Query().Get("slow") != "" {
+			time.Sleep(300 * time.Millisecond)
+		}
+	}))
+	shadowApp := serveHTTP(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { mirrored.Add(1) }))
+	main := newServer(t, "api-v1-0", model.WorkloadPort{Port: pathApp, Protocol: model.ProtocolHTTP1})
+	shadow := newServer(t, "shadow-0", model.WorkloadPort{Port: shadowApp, Protocol: model.ProtocolHTTP1})
+	port := model.ServicePort{Port: 80, Protocol: model.ProtocolHTTP1}
+	m := &routedMesh{t: t, states: map[model.Ref]*model.ServiceState{}}
+	for name, s := range map[string]*serverSide{"api-v1": main, "shadow": shadow} {
+		svc := &model.Service{Ref: model.Ref{Namespace: "demo", Name: name}, Ports: []model.ServicePort{port}}
+		m.states[svc.Ref] = &model.ServiceState{Service: svc, Endpoints: []*model.Endpoint{s.endpoint(map[uint32]uint32{80: s.wl.Ports[0].Port})}}
+	}
+	m.client = newClient(t, proxy.Options{}, service(port), []uint32{80})
+	prefix := func(p string) model.RouteMatch {
+		return model.RouteMatch{Path: &model.PathMatch{Type: model.PathPrefix, Value: p}}
+	}
+	m.route(
+		model.TableRule{Route: "HTTPRoute demo/moved", Match: prefix("/old"), Rule: model.RouteRule{Redirect: &model.Redirect{
+			Scheme: "https", Hostname: "shop.example", StatusCode: 301, Path: model.PathModifier{Type: model.ReplacePrefixMatch, Value: "/new"}}}},
+		model.TableRule{Route: "HTTPRoute demo/api", Match: prefix("/api"), Rule: model.RouteRule{Backends: backends("api-v1", 1),
+			Rewrite:         &model.Rewrite{Hostname: "internal", Path: model.PathModifier{Type: model.ReplacePrefixMatch, Value: "/v1"}},
+			ResponseHeaders: model.HeaderModifier{Set: map[string]string{"X-Served-By": "weft"}},
+			Mirror:          &model.Mirror{Service: "shadow", Percent: 100},
+			BackendTimeout:  100 * time.Millisecond}},
+	)
+	client := &http.Client{Transport: h1Client().Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path string) *http.Response {
+		t.Helper()
+		resp, err := client.Get("http://" + m.client.addr(80) + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := get("/old/a?x=1"); resp.StatusCode != 301 || resp.Header.Get("Location") != "https://shop.example/new/a?x=1" {
+		t.Errorf("redirect: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp := get("/api/products")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Path") != "/v1/products" || resp.Header.Get("X-Host") != "internal" || resp.Header.Get("X-Served-By") != "weft" {
+		t.Errorf("rewrite and response headers: %d path %q host %q served-by %q", resp.StatusCode, resp.Header.Get("X-Path"), resp.Header.Get("X-Host"), resp.Header.Get("X-Served-By"))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for mirrored.Load() < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if mirrored.Load() < 1 {
+		t.Error("the request was not mirrored")
+	}
+	if resp := get("/api/x?slow=1"); resp.StatusCode != http.StatusGatewayTimeout {
+		t.Errorf("backend timeout: %d, want 504", resp.StatusCode)
 	}
 }

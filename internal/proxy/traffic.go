@@ -295,7 +295,11 @@ func (rc retryConnect) withRetries(req *http.Request, u *upstream) (*http.Respon
 		deadline, hasDeadline = u.start.Add(d), true
 	}
 	for n := 1; ; n++ {
-		resp, err := rc.tryWithin(req, u, rp.policy.PerTryTimeout)
+		perTry := rp.policy.PerTryTimeout
+		if bt := u.backendTimeout(); bt > 0 && (perTry == 0 || bt < perTry) {
+			perTry = bt
+		}
+		resp, err := rc.tryWithin(req, u, perTry)
 		if n > int(rp.policy.Attempts) || req.Context().Err() != nil || !rp.retryable(resp, err) {
 			return resp, err
 		}

@@ -19,11 +19,23 @@ func RoutesToProto(t *model.RouteTable) *meshv1.RoutesUpdate {
 	out := &meshv1.RouteTable{Rules: make([]*meshv1.RouteRule, len(t.Rules))}
 	for i, r := range t.Rules {
 		pr := &meshv1.RouteRule{
-			Route:          r.Route,
-			Port:           r.Port,
-			Match:          &meshv1.RouteMatch{Method: r.Match.Method, Headers: valueMatchesToProto(r.Match.Headers), Query: valueMatchesToProto(r.Match.Query)},
-			TimeoutMs:      uint64(r.Rule.Timeout / time.Millisecond),
-			RequestHeaders: &meshv1.HeaderModifier{Set: cloneMap(r.Rule.RequestHeaders.Set), Add: cloneMap(r.Rule.RequestHeaders.Add), Remove: slices.Clone(r.Rule.RequestHeaders.Remove)},
+			Route:            r.Route,
+			Port:             r.Port,
+			Match:            &meshv1.RouteMatch{Method: r.Match.Method, Headers: valueMatchesToProto(r.Match.Headers), Query: valueMatchesToProto(r.Match.Query)},
+			TimeoutMs:        uint64(r.Rule.Timeout / time.Millisecond),
+			RequestHeaders:   headerModifierToProto(r.Rule.RequestHeaders),
+			ResponseHeaders:  headerModifierToProto(r.Rule.ResponseHeaders),
+			BackendTimeoutMs: uint64(r.Rule.BackendTimeout / time.Millisecond),
+		}
+		if rd := r.Rule.Redirect; rd != nil {
+			pr.Redirect = &meshv1.Redirect{Scheme: rd.Scheme, Hostname: rd.Hostname, Port: rd.Port, StatusCode: rd.StatusCode,
+				Path: &meshv1.PathModifier{Type: rd.Path.Type, Value: rd.Path.Value}}
+		}
+		if rw := r.Rule.Rewrite; rw != nil {
+			pr.Rewrite = &meshv1.Rewrite{Hostname: rw.Hostname, Path: &meshv1.PathModifier{Type: rw.Path.Type, Value: rw.Path.Value}}
+		}
+		if m := r.Rule.Mirror; m != nil {
+			pr.Mirror = &meshv1.Mirror{Service: m.Service, Port: m.Port, Percent: m.Percent}
 		}
 		if p := r.Match.Path; p != nil {
 			pr.Match.Path = &meshv1.PathMatch{Type: string(p.Type), Value: p.Value}
@@ -34,6 +46,18 @@ func RoutesToProto(t *model.RouteTable) *meshv1.RoutesUpdate {
 		out.Rules[i] = pr
 	}
 	return &meshv1.RoutesUpdate{Table: out}
+}
+
+func headerModifierToProto(h model.HeaderModifier) *meshv1.HeaderModifier {
+	return &meshv1.HeaderModifier{Set: cloneMap(h.Set), Add: cloneMap(h.Add), Remove: slices.Clone(h.Remove)}
+}
+
+func headerModifierFromProto(h *meshv1.HeaderModifier) model.HeaderModifier {
+	out := model.HeaderModifier{Set: cloneMap(h.GetSet()), Add: cloneMap(h.GetAdd()), Remove: slices.Clone(h.GetRemove())}
+	if len(out.Remove) == 0 {
+		out.Remove = nil
+	}
+	return out
 }
 
 func valueMatchesToProto(vs []model.ValueMatch) []*meshv1.ValueMatch {
@@ -77,11 +101,23 @@ func RoutesFromProto(u *meshv1.RoutesUpdate) (*model.RouteTable, error) {
 		if p := m.GetPath(); p != nil {
 			r.Match.Path = &model.PathMatch{Type: model.PathMatchType(p.GetType()), Value: p.GetValue()}
 		}
+		if pr.GetBackendTimeoutMs() > uint64(maxRouteTimeout/time.Millisecond) {
+			f.add(field+".backend_timeout_ms", "longer than %s", maxRouteTimeout)
+			continue
+		}
 		r.Rule.Timeout = time.Duration(pr.GetTimeoutMs()) * time.Millisecond
-		h := pr.GetRequestHeaders()
-		r.Rule.RequestHeaders = model.HeaderModifier{Set: cloneMap(h.GetSet()), Add: cloneMap(h.GetAdd()), Remove: slices.Clone(h.GetRemove())}
-		if len(r.Rule.RequestHeaders.Remove) == 0 {
-			r.Rule.RequestHeaders.Remove = nil
+		r.Rule.BackendTimeout = time.Duration(pr.GetBackendTimeoutMs()) * time.Millisecond
+		r.Rule.RequestHeaders = headerModifierFromProto(pr.GetRequestHeaders())
+		r.Rule.ResponseHeaders = headerModifierFromProto(pr.GetResponseHeaders())
+		if rd := pr.GetRedirect(); rd != nil {
+			r.Rule.Redirect = &model.Redirect{Scheme: rd.GetScheme(), Hostname: rd.GetHostname(), Port: rd.GetPort(), StatusCode: rd.GetStatusCode(),
+				Path: model.PathModifier{Type: rd.GetPath().GetType(), Value: rd.GetPath().GetValue()}}
+		}
+		if rw := pr.GetRewrite(); rw != nil {
+			r.Rule.Rewrite = &model.Rewrite{Hostname: rw.GetHostname(), Path: model.PathModifier{Type: rw.GetPath().GetType(), Value: rw.GetPath().GetValue()}}
+		}
+		if m := pr.GetMirror(); m != nil {
+			r.Rule.Mirror = &model.Mirror{Service: m.GetService(), Port: m.GetPort(), Percent: m.GetPercent()}
 		}
 		for _, b := range pr.GetBackends() {
 			r.Rule.Backends = append(r.Rule.Backends, model.RouteBackend{Service: b.GetService(), Port: b.GetPort(), Weight: b.GetWeight()})

@@ -17,6 +17,14 @@ func validRoutes() *model.RouteTable {
 			Rule: model.RouteRule{Backends: []model.RouteBackend{{Service: "catalog-v2", Port: 80, Weight: 1}}, Timeout: 1500 * time.Millisecond,
 				RequestHeaders: model.HeaderModifier{Set: map[string]string{"x-canary": "1"}, Remove: []string{"x-debug"}}}},
 		{Route: "TrafficSplit demo/split", Rule: model.RouteRule{Backends: []model.RouteBackend{{Service: "catalog-v1", Weight: 90}, {Service: "catalog-v2", Weight: 10}}}},
+		{Route: "HTTPRoute demo/moved", Match: model.RouteMatch{Path: &model.PathMatch{Type: model.PathPrefix, Value: "/old"}},
+			Rule: model.RouteRule{Redirect: &model.Redirect{Scheme: "https", Hostname: "shop.example", Port: 8443, StatusCode: 301,
+				Path: model.PathModifier{Type: model.ReplacePrefixMatch, Value: "/new"}}}},
+		{Route: "HTTPRoute demo/v2", Match: model.RouteMatch{Path: &model.PathMatch{Type: model.PathPrefix, Value: "/v2"}},
+			Rule: model.RouteRule{Backends: []model.RouteBackend{{Service: "catalog", Weight: 1}}, Timeout: 2 * time.Second, BackendTimeout: time.Second,
+				Rewrite:         &model.Rewrite{Hostname: "catalog", Path: model.PathModifier{Type: model.ReplacePrefixMatch, Value: "/"}},
+				Mirror:          &model.Mirror{Service: "catalog-shadow", Percent: 12.5},
+				ResponseHeaders: model.HeaderModifier{Add: map[string]string{"x-served-by": "weft"}}}},
 	}}
 }
 

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -145,4 +146,54 @@ func TestRoutes(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+const filterRoute = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: http-filters, namespace: e2e}
+spec:
+  parentRefs: [{group: "", kind: Service, name: http, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /old}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {hostname: shop.example, statusCode: 301, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}}
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v1}}
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {set: [{name: X-Served-By, value: weft}]}
+    backendRefs: [{name: http, port: 80}]
+`
+
+// TestRouteFilters: a redirect answered by the proxy, and a rewrite and
+// a response header modifier on the way to the backend.
+func TestRouteFilters(t *testing.T) {
+	f := serverSide(t)
+	f.m.write("filters.yaml", filterRoute)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	eventually(t, 15*time.Second, "the redirect in force", func() error {
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/old/a", f.c.http))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMovedPermanently || !strings.HasSuffix(resp.Header.Get("Location"), "//shop.example/new/a") {
+			return fmt.Errorf("%d to %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		return nil
+	})
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/products", f.c.http))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e echo
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Path != "/v1/products" || resp.Header.Get("X-Served-By") != "weft" {
+		t.Errorf("the backend saw path %q; answer header X-Served-By %q", e.Path, resp.Header.Get("X-Served-By"))
+	}
 }

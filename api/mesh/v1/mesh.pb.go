@@ -1393,10 +1393,17 @@ type RouteRule struct {
 	Match    *RouteMatch     `protobuf:"bytes,3,opt,name=match,proto3" json:"match,omitempty"`
 	Backends []*RouteBackend `protobuf:"bytes,4,rep,name=backends,proto3" json:"backends,omitempty"`
 	// Bounds the whole request; 0 is none.
-	TimeoutMs      uint64          `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	RequestHeaders *HeaderModifier `protobuf:"bytes,6,opt,name=request_headers,json=requestHeaders,proto3" json:"request_headers,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	TimeoutMs       uint64          `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	RequestHeaders  *HeaderModifier `protobuf:"bytes,6,opt,name=request_headers,json=requestHeaders,proto3" json:"request_headers,omitempty"`
+	ResponseHeaders *HeaderModifier `protobuf:"bytes,7,opt,name=response_headers,json=responseHeaders,proto3" json:"response_headers,omitempty"`
+	// Bounds each request to a backend until its answer's headers; 0 is none.
+	BackendTimeoutMs uint64 `protobuf:"varint,8,opt,name=backend_timeout_ms,json=backendTimeoutMs,proto3" json:"backend_timeout_ms,omitempty"`
+	// Answer with a redirect instead of sending the request on.
+	Redirect      *Redirect `protobuf:"bytes,9,opt,name=redirect,proto3" json:"redirect,omitempty"`
+	Rewrite       *Rewrite  `protobuf:"bytes,10,opt,name=rewrite,proto3" json:"rewrite,omitempty"`
+	Mirror        *Mirror   `protobuf:"bytes,11,opt,name=mirror,proto3" json:"mirror,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RouteRule) Reset() {
@@ -1471,6 +1478,282 @@ func (x *RouteRule) GetRequestHeaders() *HeaderModifier {
 	return nil
 }
 
+func (x *RouteRule) GetResponseHeaders() *HeaderModifier {
+	if x != nil {
+		return x.ResponseHeaders
+	}
+	return nil
+}
+
+func (x *RouteRule) GetBackendTimeoutMs() uint64 {
+	if x != nil {
+		return x.BackendTimeoutMs
+	}
+	return 0
+}
+
+func (x *RouteRule) GetRedirect() *Redirect {
+	if x != nil {
+		return x.Redirect
+	}
+	return nil
+}
+
+func (x *RouteRule) GetRewrite() *Rewrite {
+	if x != nil {
+		return x.Rewrite
+	}
+	return nil
+}
+
+func (x *RouteRule) GetMirror() *Mirror {
+	if x != nil {
+		return x.Mirror
+	}
+	return nil
+}
+
+type PathModifier struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ReplaceFullPath or ReplacePrefixMatch; empty keeps the path.
+	Type          string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PathModifier) Reset() {
+	*x = PathModifier{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathModifier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathModifier) ProtoMessage() {}
+
+func (x *PathModifier) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathModifier.ProtoReflect.Descriptor instead.
+func (*PathModifier) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PathModifier) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *PathModifier) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+type Redirect struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Scheme        string                 `protobuf:"bytes,1,opt,name=scheme,proto3" json:"scheme,omitempty"`
+	Hostname      string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Port          uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	Path          *PathModifier          `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
+	StatusCode    uint32                 `protobuf:"varint,5,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Redirect) Reset() {
+	*x = Redirect{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Redirect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Redirect) ProtoMessage() {}
+
+func (x *Redirect) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
+func (*Redirect) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Redirect) GetScheme() string {
+	if x != nil {
+		return x.Scheme
+	}
+	return ""
+}
+
+func (x *Redirect) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *Redirect) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *Redirect) GetPath() *PathModifier {
+	if x != nil {
+		return x.Path
+	}
+	return nil
+}
+
+func (x *Redirect) GetStatusCode() uint32 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+type Rewrite struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hostname      string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Path          *PathModifier          `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rewrite) Reset() {
+	*x = Rewrite{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rewrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rewrite) ProtoMessage() {}
+
+func (x *Rewrite) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rewrite.ProtoReflect.Descriptor instead.
+func (*Rewrite) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Rewrite) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *Rewrite) GetPath() *PathModifier {
+	if x != nil {
+		return x.Path
+	}
+	return nil
+}
+
+type Mirror struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Port          uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Percent       float64                `protobuf:"fixed64,3,opt,name=percent,proto3" json:"percent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Mirror) Reset() {
+	*x = Mirror{}
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mirror) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mirror) ProtoMessage() {}
+
+func (x *Mirror) ProtoReflect() protoreflect.Message {
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mirror.ProtoReflect.Descriptor instead.
+func (*Mirror) Descriptor() ([]byte, []int) {
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Mirror) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *Mirror) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *Mirror) GetPercent() float64 {
+	if x != nil {
+		return x.Percent
+	}
+	return 0
+}
+
 type RouteMatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unset matches every path.
@@ -1484,7 +1767,7 @@ type RouteMatch struct {
 
 func (x *RouteMatch) Reset() {
 	*x = RouteMatch{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1779,7 @@ func (x *RouteMatch) String() string {
 func (*RouteMatch) ProtoMessage() {}
 
 func (x *RouteMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[20]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1792,7 @@ func (x *RouteMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
 func (*RouteMatch) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{20}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RouteMatch) GetPath() *PathMatch {
@@ -1552,7 +1835,7 @@ type ValueMatch struct {
 
 func (x *ValueMatch) Reset() {
 	*x = ValueMatch{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +1847,7 @@ func (x *ValueMatch) String() string {
 func (*ValueMatch) ProtoMessage() {}
 
 func (x *ValueMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[21]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +1860,7 @@ func (x *ValueMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValueMatch.ProtoReflect.Descriptor instead.
 func (*ValueMatch) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{21}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ValueMatch) GetName() string {
@@ -1614,7 +1897,7 @@ type RouteBackend struct {
 
 func (x *RouteBackend) Reset() {
 	*x = RouteBackend{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1909,7 @@ func (x *RouteBackend) String() string {
 func (*RouteBackend) ProtoMessage() {}
 
 func (x *RouteBackend) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[22]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1922,7 @@ func (x *RouteBackend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteBackend.ProtoReflect.Descriptor instead.
 func (*RouteBackend) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{22}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RouteBackend) GetService() string {
@@ -1674,7 +1957,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1969,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[23]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1982,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{23}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HeaderModifier) GetSet() map[string]string {
@@ -1733,7 +2016,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +2028,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[24]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +2041,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{24}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Service) GetRef() *Ref {
@@ -1786,7 +2069,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +2081,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[25]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +2094,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{25}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ServicePort) GetName() string {
@@ -1854,7 +2137,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +2149,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[26]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +2162,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{26}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Endpoint) GetId() string {
@@ -1952,7 +2235,7 @@ type Workload struct {
 
 func (x *Workload) Reset() {
 	*x = Workload{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2247,7 @@ func (x *Workload) String() string {
 func (*Workload) ProtoMessage() {}
 
 func (x *Workload) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[27]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2260,7 @@ func (x *Workload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workload.ProtoReflect.Descriptor instead.
 func (*Workload) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{27}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Workload) GetRef() *Ref {
@@ -2047,7 +2330,7 @@ type WorkloadPort struct {
 
 func (x *WorkloadPort) Reset() {
 	*x = WorkloadPort{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2059,7 +2342,7 @@ func (x *WorkloadPort) String() string {
 func (*WorkloadPort) ProtoMessage() {}
 
 func (x *WorkloadPort) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[28]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2072,7 +2355,7 @@ func (x *WorkloadPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadPort.ProtoReflect.Descriptor instead.
 func (*WorkloadPort) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{28}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WorkloadPort) GetName() string {
@@ -2108,7 +2391,7 @@ type Outbound struct {
 
 func (x *Outbound) Reset() {
 	*x = Outbound{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2403,7 @@ func (x *Outbound) String() string {
 func (*Outbound) ProtoMessage() {}
 
 func (x *Outbound) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[29]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2416,7 @@ func (x *Outbound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outbound.ProtoReflect.Descriptor instead.
 func (*Outbound) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{29}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Outbound) GetService() *Ref {
@@ -2168,7 +2451,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2463,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[30]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2476,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{30}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RegisterRequest) GetWorkload() *Workload {
@@ -2220,7 +2503,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2232,7 +2515,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[31]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2245,7 +2528,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{31}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RegisterResponse) GetLeaseId() string {
@@ -2271,7 +2554,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2566,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[32]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2579,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{32}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RenewRequest) GetLeaseId() string {
@@ -2315,7 +2598,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2327,7 +2610,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[33]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2340,7 +2623,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{33}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RenewResponse) GetTtlSeconds() uint32 {
@@ -2359,7 +2642,7 @@ type DeregisterRequest struct {
 
 func (x *DeregisterRequest) Reset() {
 	*x = DeregisterRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2371,7 +2654,7 @@ func (x *DeregisterRequest) String() string {
 func (*DeregisterRequest) ProtoMessage() {}
 
 func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[34]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2384,7 +2667,7 @@ func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{34}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeregisterRequest) GetLeaseId() string {
@@ -2402,7 +2685,7 @@ type DeregisterResponse struct {
 
 func (x *DeregisterResponse) Reset() {
 	*x = DeregisterResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[35]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2414,7 +2697,7 @@ func (x *DeregisterResponse) String() string {
 func (*DeregisterResponse) ProtoMessage() {}
 
 func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[35]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2427,7 +2710,7 @@ func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{35}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{39}
 }
 
 type CertifyRequest struct {
@@ -2442,7 +2725,7 @@ type CertifyRequest struct {
 
 func (x *CertifyRequest) Reset() {
 	*x = CertifyRequest{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[36]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2454,7 +2737,7 @@ func (x *CertifyRequest) String() string {
 func (*CertifyRequest) ProtoMessage() {}
 
 func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[36]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2467,7 +2750,7 @@ func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyRequest.ProtoReflect.Descriptor instead.
 func (*CertifyRequest) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{36}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CertifyRequest) GetCsr() []byte {
@@ -2497,7 +2780,7 @@ type CertifyResponse struct {
 
 func (x *CertifyResponse) Reset() {
 	*x = CertifyResponse{}
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[37]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2509,7 +2792,7 @@ func (x *CertifyResponse) String() string {
 func (*CertifyResponse) ProtoMessage() {}
 
 func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_mesh_v1_mesh_proto_msgTypes[37]
+	mi := &file_api_mesh_v1_mesh_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2522,7 +2805,7 @@ func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyResponse.ProtoReflect.Descriptor instead.
 func (*CertifyResponse) Descriptor() ([]byte, []int) {
-	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{37}
+	return file_api_mesh_v1_mesh_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CertifyResponse) GetChain() [][]byte {
@@ -2650,7 +2933,7 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\x05table\x18\x01 \x01(\v2\x18.weft.mesh.v1.RouteTableR\x05table\";\n" +
 	"\n" +
 	"RouteTable\x12-\n" +
-	"\x05rules\x18\x01 \x03(\v2\x17.weft.mesh.v1.RouteRuleR\x05rules\"\x83\x02\n" +
+	"\x05rules\x18\x01 \x03(\v2\x17.weft.mesh.v1.RouteRuleR\x05rules\"\x8d\x04\n" +
 	"\tRouteRule\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12.\n" +
@@ -2658,7 +2941,30 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\bbackends\x18\x04 \x03(\v2\x1a.weft.mesh.v1.RouteBackendR\bbackends\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x05 \x01(\x04R\ttimeoutMs\x12E\n" +
-	"\x0frequest_headers\x18\x06 \x01(\v2\x1c.weft.mesh.v1.HeaderModifierR\x0erequestHeaders\"\xb5\x01\n" +
+	"\x0frequest_headers\x18\x06 \x01(\v2\x1c.weft.mesh.v1.HeaderModifierR\x0erequestHeaders\x12G\n" +
+	"\x10response_headers\x18\a \x01(\v2\x1c.weft.mesh.v1.HeaderModifierR\x0fresponseHeaders\x12,\n" +
+	"\x12backend_timeout_ms\x18\b \x01(\x04R\x10backendTimeoutMs\x122\n" +
+	"\bredirect\x18\t \x01(\v2\x16.weft.mesh.v1.RedirectR\bredirect\x12/\n" +
+	"\arewrite\x18\n" +
+	" \x01(\v2\x15.weft.mesh.v1.RewriteR\arewrite\x12,\n" +
+	"\x06mirror\x18\v \x01(\v2\x14.weft.mesh.v1.MirrorR\x06mirror\"8\n" +
+	"\fPathModifier\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xa3\x01\n" +
+	"\bRedirect\x12\x16\n" +
+	"\x06scheme\x18\x01 \x01(\tR\x06scheme\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12.\n" +
+	"\x04path\x18\x04 \x01(\v2\x1a.weft.mesh.v1.PathModifierR\x04path\x12\x1f\n" +
+	"\vstatus_code\x18\x05 \x01(\rR\n" +
+	"statusCode\"U\n" +
+	"\aRewrite\x12\x1a\n" +
+	"\bhostname\x18\x01 \x01(\tR\bhostname\x12.\n" +
+	"\x04path\x18\x02 \x01(\v2\x1a.weft.mesh.v1.PathModifierR\x04path\"P\n" +
+	"\x06Mirror\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x18\n" +
+	"\apercent\x18\x03 \x01(\x01R\apercent\"\xb5\x01\n" +
 	"\n" +
 	"RouteMatch\x12+\n" +
 	"\x04path\x18\x01 \x01(\v2\x17.weft.mesh.v1.PathMatchR\x04path\x12\x16\n" +
@@ -2780,7 +3086,7 @@ func file_api_mesh_v1_mesh_proto_rawDescGZIP() []byte {
 }
 
 var file_api_mesh_v1_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_api_mesh_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_api_mesh_v1_mesh_proto_goTypes = []any{
 	(Protocol)(0),                // 0: weft.mesh.v1.Protocol
 	(*Ref)(nil),                  // 1: weft.mesh.v1.Ref
@@ -2803,36 +3109,40 @@ var file_api_mesh_v1_mesh_proto_goTypes = []any{
 	(*RoutesUpdate)(nil),         // 18: weft.mesh.v1.RoutesUpdate
 	(*RouteTable)(nil),           // 19: weft.mesh.v1.RouteTable
 	(*RouteRule)(nil),            // 20: weft.mesh.v1.RouteRule
-	(*RouteMatch)(nil),           // 21: weft.mesh.v1.RouteMatch
-	(*ValueMatch)(nil),           // 22: weft.mesh.v1.ValueMatch
-	(*RouteBackend)(nil),         // 23: weft.mesh.v1.RouteBackend
-	(*HeaderModifier)(nil),       // 24: weft.mesh.v1.HeaderModifier
-	(*Service)(nil),              // 25: weft.mesh.v1.Service
-	(*ServicePort)(nil),          // 26: weft.mesh.v1.ServicePort
-	(*Endpoint)(nil),             // 27: weft.mesh.v1.Endpoint
-	(*Workload)(nil),             // 28: weft.mesh.v1.Workload
-	(*WorkloadPort)(nil),         // 29: weft.mesh.v1.WorkloadPort
-	(*Outbound)(nil),             // 30: weft.mesh.v1.Outbound
-	(*RegisterRequest)(nil),      // 31: weft.mesh.v1.RegisterRequest
-	(*RegisterResponse)(nil),     // 32: weft.mesh.v1.RegisterResponse
-	(*RenewRequest)(nil),         // 33: weft.mesh.v1.RenewRequest
-	(*RenewResponse)(nil),        // 34: weft.mesh.v1.RenewResponse
-	(*DeregisterRequest)(nil),    // 35: weft.mesh.v1.DeregisterRequest
-	(*DeregisterResponse)(nil),   // 36: weft.mesh.v1.DeregisterResponse
-	(*CertifyRequest)(nil),       // 37: weft.mesh.v1.CertifyRequest
-	(*CertifyResponse)(nil),      // 38: weft.mesh.v1.CertifyResponse
-	nil,                          // 39: weft.mesh.v1.AuthzRule.HeadersEntry
-	nil,                          // 40: weft.mesh.v1.HeaderModifier.SetEntry
-	nil,                          // 41: weft.mesh.v1.HeaderModifier.AddEntry
-	nil,                          // 42: weft.mesh.v1.Endpoint.LabelsEntry
-	nil,                          // 43: weft.mesh.v1.Endpoint.TargetPortsEntry
-	nil,                          // 44: weft.mesh.v1.Workload.LabelsEntry
+	(*PathModifier)(nil),         // 21: weft.mesh.v1.PathModifier
+	(*Redirect)(nil),             // 22: weft.mesh.v1.Redirect
+	(*Rewrite)(nil),              // 23: weft.mesh.v1.Rewrite
+	(*Mirror)(nil),               // 24: weft.mesh.v1.Mirror
+	(*RouteMatch)(nil),           // 25: weft.mesh.v1.RouteMatch
+	(*ValueMatch)(nil),           // 26: weft.mesh.v1.ValueMatch
+	(*RouteBackend)(nil),         // 27: weft.mesh.v1.RouteBackend
+	(*HeaderModifier)(nil),       // 28: weft.mesh.v1.HeaderModifier
+	(*Service)(nil),              // 29: weft.mesh.v1.Service
+	(*ServicePort)(nil),          // 30: weft.mesh.v1.ServicePort
+	(*Endpoint)(nil),             // 31: weft.mesh.v1.Endpoint
+	(*Workload)(nil),             // 32: weft.mesh.v1.Workload
+	(*WorkloadPort)(nil),         // 33: weft.mesh.v1.WorkloadPort
+	(*Outbound)(nil),             // 34: weft.mesh.v1.Outbound
+	(*RegisterRequest)(nil),      // 35: weft.mesh.v1.RegisterRequest
+	(*RegisterResponse)(nil),     // 36: weft.mesh.v1.RegisterResponse
+	(*RenewRequest)(nil),         // 37: weft.mesh.v1.RenewRequest
+	(*RenewResponse)(nil),        // 38: weft.mesh.v1.RenewResponse
+	(*DeregisterRequest)(nil),    // 39: weft.mesh.v1.DeregisterRequest
+	(*DeregisterResponse)(nil),   // 40: weft.mesh.v1.DeregisterResponse
+	(*CertifyRequest)(nil),       // 41: weft.mesh.v1.CertifyRequest
+	(*CertifyResponse)(nil),      // 42: weft.mesh.v1.CertifyResponse
+	nil,                          // 43: weft.mesh.v1.AuthzRule.HeadersEntry
+	nil,                          // 44: weft.mesh.v1.HeaderModifier.SetEntry
+	nil,                          // 45: weft.mesh.v1.HeaderModifier.AddEntry
+	nil,                          // 46: weft.mesh.v1.Endpoint.LabelsEntry
+	nil,                          // 47: weft.mesh.v1.Endpoint.TargetPortsEntry
+	nil,                          // 48: weft.mesh.v1.Workload.LabelsEntry
 }
 var file_api_mesh_v1_mesh_proto_depIdxs = []int32{
 	1,  // 0: weft.mesh.v1.StreamRequest.workload:type_name -> weft.mesh.v1.Ref
 	1,  // 1: weft.mesh.v1.StreamRequest.subscribe:type_name -> weft.mesh.v1.Ref
 	1,  // 2: weft.mesh.v1.StreamRequest.unsubscribe:type_name -> weft.mesh.v1.Ref
-	28, // 3: weft.mesh.v1.StreamResponse.workload:type_name -> weft.mesh.v1.Workload
+	32, // 3: weft.mesh.v1.StreamResponse.workload:type_name -> weft.mesh.v1.Workload
 	11, // 4: weft.mesh.v1.StreamResponse.services:type_name -> weft.mesh.v1.ServiceUpdate
 	4,  // 5: weft.mesh.v1.StreamResponse.authz:type_name -> weft.mesh.v1.AuthzUpdate
 	5,  // 6: weft.mesh.v1.AuthzUpdate.authz:type_name -> weft.mesh.v1.Authz
@@ -2842,10 +3152,10 @@ var file_api_mesh_v1_mesh_proto_depIdxs = []int32{
 	8,  // 10: weft.mesh.v1.AuthzGrant.rule:type_name -> weft.mesh.v1.AuthzRule
 	9,  // 11: weft.mesh.v1.AuthzRule.from:type_name -> weft.mesh.v1.Principal
 	10, // 12: weft.mesh.v1.AuthzRule.paths:type_name -> weft.mesh.v1.PathMatch
-	39, // 13: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.AuthzRule.HeadersEntry
+	43, // 13: weft.mesh.v1.AuthzRule.headers:type_name -> weft.mesh.v1.AuthzRule.HeadersEntry
 	1,  // 14: weft.mesh.v1.ServiceUpdate.ref:type_name -> weft.mesh.v1.Ref
-	25, // 15: weft.mesh.v1.ServiceUpdate.service:type_name -> weft.mesh.v1.Service
-	27, // 16: weft.mesh.v1.ServiceUpdate.upserted:type_name -> weft.mesh.v1.Endpoint
+	29, // 15: weft.mesh.v1.ServiceUpdate.service:type_name -> weft.mesh.v1.Service
+	31, // 16: weft.mesh.v1.ServiceUpdate.upserted:type_name -> weft.mesh.v1.Endpoint
 	18, // 17: weft.mesh.v1.ServiceUpdate.routes:type_name -> weft.mesh.v1.RoutesUpdate
 	12, // 18: weft.mesh.v1.ServiceUpdate.traffic:type_name -> weft.mesh.v1.TrafficUpdate
 	13, // 19: weft.mesh.v1.TrafficUpdate.policy:type_name -> weft.mesh.v1.TrafficPolicy
@@ -2856,46 +3166,52 @@ var file_api_mesh_v1_mesh_proto_depIdxs = []int32{
 	15, // 24: weft.mesh.v1.CircuitBreakerPolicy.outlier:type_name -> weft.mesh.v1.OutlierDetection
 	1,  // 25: weft.mesh.v1.RetryPolicy.ref:type_name -> weft.mesh.v1.Ref
 	1,  // 26: weft.mesh.v1.FaultPolicy.ref:type_name -> weft.mesh.v1.Ref
-	22, // 27: weft.mesh.v1.FaultPolicy.headers:type_name -> weft.mesh.v1.ValueMatch
+	26, // 27: weft.mesh.v1.FaultPolicy.headers:type_name -> weft.mesh.v1.ValueMatch
 	19, // 28: weft.mesh.v1.RoutesUpdate.table:type_name -> weft.mesh.v1.RouteTable
 	20, // 29: weft.mesh.v1.RouteTable.rules:type_name -> weft.mesh.v1.RouteRule
-	21, // 30: weft.mesh.v1.RouteRule.match:type_name -> weft.mesh.v1.RouteMatch
-	23, // 31: weft.mesh.v1.RouteRule.backends:type_name -> weft.mesh.v1.RouteBackend
-	24, // 32: weft.mesh.v1.RouteRule.request_headers:type_name -> weft.mesh.v1.HeaderModifier
-	10, // 33: weft.mesh.v1.RouteMatch.path:type_name -> weft.mesh.v1.PathMatch
-	22, // 34: weft.mesh.v1.RouteMatch.headers:type_name -> weft.mesh.v1.ValueMatch
-	22, // 35: weft.mesh.v1.RouteMatch.query:type_name -> weft.mesh.v1.ValueMatch
-	40, // 36: weft.mesh.v1.HeaderModifier.set:type_name -> weft.mesh.v1.HeaderModifier.SetEntry
-	41, // 37: weft.mesh.v1.HeaderModifier.add:type_name -> weft.mesh.v1.HeaderModifier.AddEntry
-	1,  // 38: weft.mesh.v1.Service.ref:type_name -> weft.mesh.v1.Ref
-	26, // 39: weft.mesh.v1.Service.ports:type_name -> weft.mesh.v1.ServicePort
-	0,  // 40: weft.mesh.v1.ServicePort.protocol:type_name -> weft.mesh.v1.Protocol
-	1,  // 41: weft.mesh.v1.Endpoint.workload:type_name -> weft.mesh.v1.Ref
-	1,  // 42: weft.mesh.v1.Endpoint.service_account:type_name -> weft.mesh.v1.Ref
-	42, // 43: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
-	43, // 44: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
-	1,  // 45: weft.mesh.v1.Workload.ref:type_name -> weft.mesh.v1.Ref
-	44, // 46: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
-	29, // 47: weft.mesh.v1.Workload.ports:type_name -> weft.mesh.v1.WorkloadPort
-	30, // 48: weft.mesh.v1.Workload.outbound:type_name -> weft.mesh.v1.Outbound
-	0,  // 49: weft.mesh.v1.WorkloadPort.protocol:type_name -> weft.mesh.v1.Protocol
-	1,  // 50: weft.mesh.v1.Outbound.service:type_name -> weft.mesh.v1.Ref
-	28, // 51: weft.mesh.v1.RegisterRequest.workload:type_name -> weft.mesh.v1.Workload
-	2,  // 52: weft.mesh.v1.Discovery.Stream:input_type -> weft.mesh.v1.StreamRequest
-	37, // 53: weft.mesh.v1.Identity.Certify:input_type -> weft.mesh.v1.CertifyRequest
-	31, // 54: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
-	33, // 55: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
-	35, // 56: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
-	3,  // 57: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
-	38, // 58: weft.mesh.v1.Identity.Certify:output_type -> weft.mesh.v1.CertifyResponse
-	32, // 59: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
-	34, // 60: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
-	36, // 61: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
-	57, // [57:62] is the sub-list for method output_type
-	52, // [52:57] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	25, // 30: weft.mesh.v1.RouteRule.match:type_name -> weft.mesh.v1.RouteMatch
+	27, // 31: weft.mesh.v1.RouteRule.backends:type_name -> weft.mesh.v1.RouteBackend
+	28, // 32: weft.mesh.v1.RouteRule.request_headers:type_name -> weft.mesh.v1.HeaderModifier
+	28, // 33: weft.mesh.v1.RouteRule.response_headers:type_name -> weft.mesh.v1.HeaderModifier
+	22, // 34: weft.mesh.v1.RouteRule.redirect:type_name -> weft.mesh.v1.Redirect
+	23, // 35: weft.mesh.v1.RouteRule.rewrite:type_name -> weft.mesh.v1.Rewrite
+	24, // 36: weft.mesh.v1.RouteRule.mirror:type_name -> weft.mesh.v1.Mirror
+	21, // 37: weft.mesh.v1.Redirect.path:type_name -> weft.mesh.v1.PathModifier
+	21, // 38: weft.mesh.v1.Rewrite.path:type_name -> weft.mesh.v1.PathModifier
+	10, // 39: weft.mesh.v1.RouteMatch.path:type_name -> weft.mesh.v1.PathMatch
+	26, // 40: weft.mesh.v1.RouteMatch.headers:type_name -> weft.mesh.v1.ValueMatch
+	26, // 41: weft.mesh.v1.RouteMatch.query:type_name -> weft.mesh.v1.ValueMatch
+	44, // 42: weft.mesh.v1.HeaderModifier.set:type_name -> weft.mesh.v1.HeaderModifier.SetEntry
+	45, // 43: weft.mesh.v1.HeaderModifier.add:type_name -> weft.mesh.v1.HeaderModifier.AddEntry
+	1,  // 44: weft.mesh.v1.Service.ref:type_name -> weft.mesh.v1.Ref
+	30, // 45: weft.mesh.v1.Service.ports:type_name -> weft.mesh.v1.ServicePort
+	0,  // 46: weft.mesh.v1.ServicePort.protocol:type_name -> weft.mesh.v1.Protocol
+	1,  // 47: weft.mesh.v1.Endpoint.workload:type_name -> weft.mesh.v1.Ref
+	1,  // 48: weft.mesh.v1.Endpoint.service_account:type_name -> weft.mesh.v1.Ref
+	46, // 49: weft.mesh.v1.Endpoint.labels:type_name -> weft.mesh.v1.Endpoint.LabelsEntry
+	47, // 50: weft.mesh.v1.Endpoint.target_ports:type_name -> weft.mesh.v1.Endpoint.TargetPortsEntry
+	1,  // 51: weft.mesh.v1.Workload.ref:type_name -> weft.mesh.v1.Ref
+	48, // 52: weft.mesh.v1.Workload.labels:type_name -> weft.mesh.v1.Workload.LabelsEntry
+	33, // 53: weft.mesh.v1.Workload.ports:type_name -> weft.mesh.v1.WorkloadPort
+	34, // 54: weft.mesh.v1.Workload.outbound:type_name -> weft.mesh.v1.Outbound
+	0,  // 55: weft.mesh.v1.WorkloadPort.protocol:type_name -> weft.mesh.v1.Protocol
+	1,  // 56: weft.mesh.v1.Outbound.service:type_name -> weft.mesh.v1.Ref
+	32, // 57: weft.mesh.v1.RegisterRequest.workload:type_name -> weft.mesh.v1.Workload
+	2,  // 58: weft.mesh.v1.Discovery.Stream:input_type -> weft.mesh.v1.StreamRequest
+	41, // 59: weft.mesh.v1.Identity.Certify:input_type -> weft.mesh.v1.CertifyRequest
+	35, // 60: weft.mesh.v1.Registration.Register:input_type -> weft.mesh.v1.RegisterRequest
+	37, // 61: weft.mesh.v1.Registration.Renew:input_type -> weft.mesh.v1.RenewRequest
+	39, // 62: weft.mesh.v1.Registration.Deregister:input_type -> weft.mesh.v1.DeregisterRequest
+	3,  // 63: weft.mesh.v1.Discovery.Stream:output_type -> weft.mesh.v1.StreamResponse
+	42, // 64: weft.mesh.v1.Identity.Certify:output_type -> weft.mesh.v1.CertifyResponse
+	36, // 65: weft.mesh.v1.Registration.Register:output_type -> weft.mesh.v1.RegisterResponse
+	38, // 66: weft.mesh.v1.Registration.Renew:output_type -> weft.mesh.v1.RenewResponse
+	40, // 67: weft.mesh.v1.Registration.Deregister:output_type -> weft.mesh.v1.DeregisterResponse
+	63, // [63:68] is the sub-list for method output_type
+	58, // [58:63] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_api_mesh_v1_mesh_proto_init() }
@@ -2909,7 +3225,7 @@ func file_api_mesh_v1_mesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_mesh_v1_mesh_proto_rawDesc), len(file_api_mesh_v1_mesh_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
