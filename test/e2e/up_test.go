@@ -70,6 +70,7 @@ func TestUpDemo(t *testing.T) {
 		}
 		return nil
 	})
+	demoRoutes(t, filepath.Join(stateDir, "manifests"), tryURL, portBase)
 	eventually(t, 30*time.Second, "the load generator's requests succeed", func() error {
 		log, err := os.ReadFile(filepath.Join(stateDir, "logs", "app-loadgen.log"))
 		if err != nil {
@@ -130,4 +131,79 @@ func processesWith(t *testing.T, needles ...string) []string {
 		}
 	}
 	return out
+}
+
+// demoCatalogRoute sends alice to catalog v2 and splits everyone else's
+// calls 90/10 between v1 and v2: the canary of docs/traffic.md.
+const demoCatalogRoute = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog-canary, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog, port: 80}]
+  rules:
+  - matches: [{headers: [{name: x-user, value: alice}]}]
+    backendRefs: [{name: catalog-v2, port: 80}]
+  - backendRefs:
+    - {name: catalog-v1, port: 80, weight: 90}
+    - {name: catalog-v2, port: 80, weight: 10}
+`
+
+// demoRoutes measures a 90/10 split of catalog on the running demo,
+// through web, and a header route sending one user to v2.
+func demoRoutes(t *testing.T, manifests, webURL string, portBase int) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(manifests, "catalog-canary.yaml"), []byte(demoCatalogRoute), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// web's own outbound port for catalog (the demo layout: base+300).
+	catalogVia := fmt.Sprintf("http://127.0.0.1:%d/products", portBase+300)
+	version := func(user string) (string, error) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, catalogVia, nil)
+		if user != "" {
+			req.Header.Set("X-User", user)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("catalog answered %s", resp.Status)
+		}
+		return resp.Header.Get("X-Demo-Version"), nil
+	}
+	eventually(t, 20*time.Second, "alice routed to catalog v2", func() error {
+		for range 10 {
+			if v, err := version("alice"); err != nil || v != "v2" {
+				return fmt.Errorf("alice got %q: %v", v, err)
+			}
+		}
+		return nil
+	})
+	const n = 400
+	v2 := 0
+	for range n {
+		resp, err := http.Get(webURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct {
+			CatalogVersion string `json:"catalog_version"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("web: %s, %v", resp.Status, err)
+		}
+		if p.CatalogVersion == "v2" {
+			v2++
+		}
+	}
+	// 10% of 400 is 40, with a standard deviation of 6.
+	if v2 < 16 || v2 > 64 {
+		t.Errorf("catalog v2 answered %d of %d calls through web, want about 10%%", v2, n)
+	} else {
+		t.Logf("catalog v2 answered %d of %d calls through web", v2, n)
+	}
 }
