@@ -199,3 +199,34 @@ func TestLeafProblems(t *testing.T) {
 		})
 	}
 }
+
+func TestDescribe(t *testing.T) {
+	routes, err := os.ReadFile("testdata/routes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	policies, err := os.ReadFile("testdata/policies.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := startControlPlane(t, map[string]string{"routes.yaml": string(routes), "policies.yaml": string(policies)})
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"describe-route", []string{"HTTPRoute", "shop/catalog-canary"}},
+		{"describe-split", []string{"trafficsplit", "shop/catalog-split"}},
+		{"describe-policy", []string{"RetryPolicy", "shop/catalog-retries"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := run(t, append([]string{"describe", "--admin", cp.AdminAddr()}, tc.args...)...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			golden(t, tc.name, out)
+		})
+	}
+	if out, err := run(t, "describe", "--admin", cp.AdminAddr(), "HTTPRoute", "shop/nope"); err == nil || !strings.Contains(err.Error()+out, "no HTTPRoute shop/nope") {
+		t.Errorf("describing what does not exist: %v\n%s", err, out)
+	}
+}

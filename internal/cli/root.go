@@ -49,6 +49,7 @@ func NewRootCommand() *cobra.Command {
 		newUpCommand(logs),
 		newStatusCommand(),
 		newGetCommand(),
+		newDescribeCommand(),
 		newIdentityCommand(),
 		newCheckCommand(),
 		demo.NewCommand(),
