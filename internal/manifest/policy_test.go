@@ -157,23 +157,7 @@ metadata: {name: any, namespace: demo}
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			d := Decode("policy.yaml", []byte(tc.doc))
-			if err := d.Err(); err != nil {
-				t.Fatalf("Decode: %v", err)
-			}
-			if len(d.Objects) != 1 {
-				t.Fatalf("got %d objects, want 1", len(d.Objects))
-			}
-			o := d.Objects[0]
-			if want := (Key{Kind: tc.want.Key().Kind, Ref: tc.want.Key().Ref}); o.Key != want {
-				t.Errorf("key = %v, want %v", o.Key, want)
-			}
-			if o.Service != nil || o.Workload != nil {
-				t.Errorf("object %s has a service or a workload", o.Key)
-			}
-			if o.Policy == nil || !o.Policy.EqualPolicy(tc.want) {
-				t.Errorf("policy = %+v\nwant %+v", o.Policy, tc.want)
-			}
+			decodeOnePolicy(t, tc.doc, tc.want)
 		})
 	}
 }

@@ -177,20 +177,7 @@ spec:
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			d := Decode("route.yaml", []byte(tc.doc))
-			if err := d.Err(); err != nil {
-				t.Fatalf("Decode: %v", err)
-			}
-			if len(d.Objects) != 1 {
-				t.Fatalf("got %d objects, want 1", len(d.Objects))
-			}
-			o := d.Objects[0]
-			if want := (Key{Kind: tc.want.Kind, Ref: tc.want.Ref}); o.Key != want {
-				t.Errorf("key = %v, want %v", o.Key, want)
-			}
-			if o.Policy == nil || !o.Policy.EqualPolicy(tc.want) {
-				t.Errorf("route =\n%s\nwant\n%s", toJSON(t, o.Policy), toJSON(t, tc.want))
-			}
+			decodeOnePolicy(t, tc.doc, tc.want)
 		})
 	}
 }
@@ -366,19 +353,7 @@ func TestDecodeRouteErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			d := Decode("bad.yaml", []byte(tc.doc))
-			err := d.Err()
-			if err == nil {
-				t.Fatal("Decode accepted it")
-			}
-			if len(d.Invalid) != 1 || len(d.Broken) > 0 {
-				t.Errorf("want one invalid object, got %d invalid, %d broken: %v", len(d.Invalid), len(d.Broken), err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			decodeOneInvalid(t, tc.doc, tc.want)
 		})
 	}
 }
@@ -572,16 +547,7 @@ func TestDecodeRouteFilters(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			d := Decode("route.yaml", []byte(tc.doc))
-			if err := d.Err(); err != nil {
-				t.Fatalf("Decode: %v", err)
-			}
-			if len(d.Objects) != 1 {
-				t.Fatalf("got %d objects, want 1", len(d.Objects))
-			}
-			if p := d.Objects[0].Policy; p == nil || !p.EqualPolicy(tc.want) {
-				t.Errorf("route =\n%s\nwant\n%s", toJSON(t, p), toJSON(t, tc.want))
-			}
+			decodeOnePolicy(t, tc.doc, tc.want)
 		})
 	}
 }
@@ -697,19 +663,7 @@ func TestDecodeRouteFilterErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			d := Decode("bad.yaml", []byte(tc.doc))
-			err := d.Err()
-			if err == nil {
-				t.Fatal("Decode accepted it")
-			}
-			if len(d.Invalid) != 1 || len(d.Broken) > 0 {
-				t.Errorf("want one invalid object, got %d invalid, %d broken: %v", len(d.Invalid), len(d.Broken), err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			decodeOneInvalid(t, tc.doc, tc.want)
 		})
 	}
 }

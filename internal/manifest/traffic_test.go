@@ -207,22 +207,8 @@ spec:
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			d := Decode("traffic.yaml", []byte(tc.doc))
-			if err := d.Err(); err != nil {
-				t.Fatalf("Decode: %v", err)
-			}
-			if len(d.Objects) != 1 {
-				t.Fatalf("got %d objects, want 1", len(d.Objects))
-			}
-			o := d.Objects[0]
-			if want := (Key{Kind: tc.want.Key().Kind, Ref: tc.want.Key().Ref}); o.Key != want {
-				t.Errorf("key = %v, want %v", o.Key, want)
-			}
-			if !reflect.DeepEqual(o.Policy, tc.want) {
-				t.Errorf("policy =\n%s\nwant\n%s", toJSON(t, o.Policy), toJSON(t, tc.want))
-			}
-			if !o.Policy.EqualPolicy(tc.want) {
-				t.Errorf("EqualPolicy is false for a deeply equal policy")
+			if got := decodeOnePolicy(t, tc.doc, tc.want); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("policy =\n%s\nwant\n%s", toJSON(t, got), toJSON(t, tc.want))
 			}
 		})
 	}
@@ -429,19 +415,7 @@ func TestDecodeTrafficPolicyErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			d := Decode("bad.yaml", []byte(tc.doc))
-			err := d.Err()
-			if err == nil {
-				t.Fatal("Decode accepted it")
-			}
-			if len(d.Invalid) != 1 || len(d.Broken) > 0 {
-				t.Errorf("want one invalid object, got %d invalid, %d broken: %v", len(d.Invalid), len(d.Broken), err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			decodeOneInvalid(t, tc.doc, tc.want)
 		})
 	}
 }

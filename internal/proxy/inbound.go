@@ -58,13 +58,15 @@ type appTarget struct {
 
 // serveInbound checks a request from a peer proxy and hands it to the app.
 func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
-	wl := p.cur.Load().cfg.Workload
+	// One config for the whole request, even if Apply swaps in another.
+	st := p.cur.Load()
+	wl := st.cfg.Workload
 	if p.opts.InboundTLS != nil && r.TLS == nil {
 		// A plaintext client: let in at accept time because the workload
 		// was permissive. It may have turned strict since, and plaintext
 		// clients only ever get HTTP, never a tunnel to an app port.
 		switch {
-		case !p.permissive():
+		case !st.permissive():
 			w.Header().Set("Connection", "close")
 			p.refuse(w, r, http.StatusForbidden, "inbound", fmt.Sprintf("workload %s is in strict mTLS mode: plaintext is refused", wl.Ref))
 			return
@@ -98,7 +100,7 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("port %d is not a declared port of workload %s", port, wl.Ref))
 		return
 	}
-	if !p.authorize(w, r, port) || p.rateLimited(w, r) {
+	if !p.authorize(w, r, st, port) || p.rateLimited(w, r, st) {
 		return
 	}
 	appAddr := model.HostPort(p.opts.AppAddress, port)
@@ -116,8 +118,10 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 }
 
 // permissive reports whether the workload accepts plaintext clients now.
-func (p *Proxy) permissive() bool {
-	st := p.cur.Load()
+func (p *Proxy) permissive() bool { return p.cur.Load().permissive() }
+
+// permissive reports whether the config lets plaintext clients in.
+func (st *state) permissive() bool {
 	return st != nil && st.cfg.Authz != nil && st.cfg.Authz.Permissive
 }
 
@@ -126,13 +130,13 @@ func (p *Proxy) permissive() bool {
 // PERMISSION_DENIED for gRPC; a refused tunnel's client proxy closes the
 // client's connection. Every decision is counted; denials are logged with
 // the source identity.
-func (p *Proxy) authorize(w http.ResponseWriter, r *http.Request, port uint32) bool {
+func (p *Proxy) authorize(w http.ResponseWriter, r *http.Request, st *state, port uint32) bool {
 	principal, source := peerIdentity(r.TLS)
 	req := authz.Request{Source: principal, Port: port}
 	if r.Method != http.MethodConnect {
 		req.HTTP = r
 	}
-	d := p.cur.Load().authz.Decide(req)
+	d := st.authz.Decide(req)
 	decision := "allow"
 	if !d.Allowed {
 		decision = "deny"

@@ -279,8 +279,8 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 			applyHeaders(r.Header, rule.rule.RequestHeaders)
 			rule.rewrite(r)
 			p.mirror(r, rule)
-			if rule.timeout > 0 {
-				timeout = rule.timeout
+			if rule.rule.Timeout > 0 {
+				timeout = rule.rule.Timeout
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()

@@ -35,9 +35,8 @@ type routeRule struct {
 	query    []valueMatcher
 	backends []weightedRoute
 	total    uint32
-	timeout  time.Duration
-	// The rest of the rule: filters and the per-backend timeout. prefix
-	// is the path prefix the rule matched, for ReplacePrefixMatch.
+	// rule is the model's rule: timeouts and filters. prefix is the path
+	// prefix the rule matched, for ReplacePrefixMatch.
 	rule   model.RouteRule
 	prefix string
 	mirror *route // nil when the rule mirrors nothing, or to no service
@@ -63,7 +62,7 @@ func (p *Proxy) compileTable(cfg *model.ProxyConfig, rt *route, updated map[targ
 		if tr.Port != 0 && tr.Port != rt.out.Port {
 			continue
 		}
-		r := &routeRule{name: tr.Route, method: tr.Match.Method, timeout: tr.Rule.Timeout, rule: tr.Rule}
+		r := &routeRule{name: tr.Route, method: tr.Match.Method, rule: tr.Rule}
 		if pm := tr.Match.Path; pm != nil && pm.Type == model.PathPrefix {
 			r.prefix = pm.Value
 		}

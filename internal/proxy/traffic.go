@@ -550,8 +550,8 @@ func (b *tokenBucket) take() bool {
 
 // rateLimited answers a request or tunnel the workload's rate limit
 // refuses: 429, RESOURCE_EXHAUSTED for gRPC. It reports whether it did.
-func (p *Proxy) rateLimited(w http.ResponseWriter, r *http.Request) bool {
-	rl := p.cur.Load().cfg.Authz
+func (p *Proxy) rateLimited(w http.ResponseWriter, r *http.Request, st *state) bool {
+	rl := st.cfg.Authz
 	if rl == nil || rl.RateLimit == nil || p.bucket.take() {
 		return false
 	}
