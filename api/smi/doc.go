@@ -21,3 +21,7 @@ const (
 	SplitV1alpha3  = "split.smi-spec.io/v1alpha3"
 	SplitV1alpha2  = "split.smi-spec.io/v1alpha2"
 )
+
+// SpecsGroup is the API group of HTTPRouteGroup and TCPRoute, which a
+// TrafficSplit's matches may name.
+const SpecsGroup = "specs.smi-spec.io"

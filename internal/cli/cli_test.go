@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,9 @@ func TestGet(t *testing.T) {
 	}
 }
 
+// manifestDir finds the test's temporary manifest directory in a path.
+var manifestDir = regexp.MustCompile(`/[^" ]*/(routes\.yaml)`)
+
 func TestGetRoutes(t *testing.T) {
 	routes, err := os.ReadFile("testdata/routes.yaml")
 	if err != nil {
@@ -118,15 +122,17 @@ func TestGetRoutes(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"get-routes", nil},
-		{"get-routes-json", []string{"-o", "json"}},
+		{"get-routes", []string{"routes"}},
+		{"get-routes-json", []string{"routes", "-o", "json"}},
+		// A rejected route is a problem of the file that declares it.
+		{"get-route-problems", []string{"problems", "-o", "json"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := run(t, append([]string{"get", "routes", "--admin", cp.AdminAddr()}, tc.args...)...)
+			out, err := run(t, append([]string{"get", "--admin", cp.AdminAddr()}, tc.args...)...)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
-			golden(t, tc.name, out)
+			golden(t, tc.name, manifestDir.ReplaceAllString(out, "$1"))
 		})
 	}
 }

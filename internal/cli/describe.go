@@ -63,6 +63,9 @@ func describeOut(w io.Writer, o *outputFlags, v any, text func(io.Writer)) error
 
 func describeRoute(w io.Writer, r controlplane.Route) {
 	fmt.Fprintf(w, "%s %s/%s\n  parents: %s\n  rules:   %s\n", r.Kind, r.Namespace, r.Name, strings.Join(r.Parents, ", "), r.Summary)
+	if r.Rejected != "" {
+		fmt.Fprintf(w, "  rejected: %s\n", r.Rejected)
+	}
 	for _, s := range r.Status {
 		state := "in force"
 		if !s.InForce {

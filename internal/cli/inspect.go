@@ -267,10 +267,17 @@ func printRoutes(out io.Writer, tw *tabwriter.Writer, rs []controlplane.Route) {
 		}
 		status := "in force"
 		switch {
+		case r.Rejected != "" && inForce == 0:
+			status = "rejected"
+		case r.Rejected != "":
+			status = "rejected, previous in force"
 		case inForce == 0:
 			status = "not in force"
 		case inForce < len(r.Status):
 			status = "partly in force"
+		}
+		if r.Rejected != "" {
+			notes = append(notes, fmt.Sprintf("%s %s rejected: %s", r.Kind, name, r.Rejected))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Kind, name, strings.Join(r.Parents, ","), status, r.Summary)
 	}

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -444,6 +445,11 @@ type Route struct {
 	Summary string `json:"summary"`
 	// Status says, for each parent, whether the route is in force there.
 	Status []RouteStatus `json:"status"`
+	// Rejected says why this version of the route is not admitted: a
+	// Service or HTTPRouteGroup it names does not exist, or another route
+	// in force has one of its matches. The previous version, if any, stays
+	// in force.
+	Rejected string `json:"rejected,omitempty"`
 }
 
 // RouteStatus is a route's state on one parent.
@@ -472,11 +478,21 @@ func routes(snap *model.Snapshot) []Route {
 	for _, r := range all {
 		k := r.Key()
 		rt := Route{Kind: k.Kind, Namespace: k.Ref.Namespace, Name: k.Ref.Name, Parents: []string{}, Summary: routeSummary(r), Status: []RouteStatus{}}
-		var missing []string
-		for _, b := range routeBackends(r) {
-			ref := model.Ref{Namespace: k.Ref.Namespace, Name: b}
-			if _, ok := snap.Service(ref); !ok {
-				missing = append(missing, fmt.Sprintf("backend service %s does not exist; its share of requests fails with 500", ref))
+		rejected := snap.RouteRejection(k)
+		inForce, admitted := snap.RouteInForce(k)
+		var problems []string
+		if rejected != nil {
+			rt.Rejected = rejectionText(rejected)
+			if admitted {
+				problems = append(problems, "rejected; the version admitted last stays in force")
+			}
+		}
+		if admitted {
+			for _, b := range routeBackends(inForce) {
+				ref := model.Ref{Namespace: k.Ref.Namespace, Name: b}
+				if _, ok := snap.Service(ref); !ok {
+					problems = append(problems, fmt.Sprintf("backend service %s no longer exists; its share of requests fails with 500", ref))
+				}
 			}
 		}
 		for _, p := range r.Parents {
@@ -492,7 +508,9 @@ func routes(snap *model.Snapshot) []Route {
 				st.Reasons = []string{fmt.Sprintf("service %s has no port %d", ref, p.Port)}
 			case inTable(svc.Routes, k.String(), p.Port):
 				st.InForce = true
-				st.Reasons = append(slices.Clone(missing), backendPortProblems(snap, r, svc.Service, p)...)
+				st.Reasons = append(slices.Clone(problems), backendPortProblems(snap, inForce, svc.Service, p)...)
+			case rejected != nil && !admitted:
+				// Rejected says why.
 			default:
 				st.Reasons = []string{notInForce(r, p, all)}
 			}
@@ -501,6 +519,16 @@ func routes(snap *model.Snapshot) []Route {
 		out = append(out, rt)
 	}
 	return out
+}
+
+// rejectionText is why the model rejects a route, without the route's
+// name, which the listing already shows.
+func rejectionText(err error) string {
+	var oe *model.ObjectError
+	if errors.As(err, &oe) {
+		err = oe.Err
+	}
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
 func hasPort(s *model.Service, port uint32) bool {

@@ -87,8 +87,20 @@ spec: {selector: {app: catalog, version: v1}, ports: [{name: http, port: 80}]}
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: catalog-v2, namespace: demo}
+spec: {selector: {app: catalog, version: v2}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
 metadata: {name: stock, namespace: demo}
 spec: {selector: {app: stock}, ports: [{name: grpc, port: 9090}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog-typo, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog-v1}]
+  rules: [{backendRefs: [{name: catalog-v3}]}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -148,7 +160,11 @@ spec:
 	if err := store.Apply("test", c); err != nil {
 		t.Fatal(err)
 	}
-	missingV2 := "backend service demo/catalog-v2 does not exist; its share of requests fails with 500"
+	// Routes admitted with catalog-v2 stay in force once it is gone.
+	if err := store.Apply("test", model.Changes{DeleteServices: []model.Ref{{Namespace: "demo", Name: "catalog-v2"}}}); err != nil {
+		t.Fatal(err)
+	}
+	missingV2 := []string{"rejected; the version admitted last stays in force", "backend service demo/catalog-v2 no longer exists; its share of requests fails with 500"}
 	want := []Route{
 		{Kind: model.KindGRPCRoute, Namespace: "demo", Name: "two-parents", Parents: []string{"catalog-v1", "gone:9090"},
 			Summary: "1 rule; prefix /weft.demo.v1.Stock/ -> backends stock",
@@ -157,8 +173,14 @@ spec:
 				{Parent: "gone:9090", Reasons: []string{"service demo/gone does not exist"}},
 			}},
 		{Kind: model.KindHTTPRoute, Namespace: "demo", Name: "catalog-canary", Parents: []string{"catalog:80"},
-			Summary: "2 rules; header x-canary=always or GET exact /new -> backends catalog-v2; backends catalog-v1 90, catalog-v2 10, timeout 2s, request headers changed",
-			Status:  []RouteStatus{{Parent: "catalog:80", InForce: true, Reasons: []string{missingV2}}}},
+			Summary:  "2 rules; header x-canary=always or GET exact /new -> backends catalog-v2; backends catalog-v1 90, catalog-v2 10, timeout 2s, request headers changed",
+			Status:   []RouteStatus{{Parent: "catalog:80", InForce: true, Reasons: missingV2}},
+			Rejected: "spec.rules[0].backendRefs[0].name: service demo/catalog-v2 does not exist; spec.rules[1].backendRefs[1].name: service demo/catalog-v2 does not exist"},
+		{Kind: model.KindHTTPRoute, Namespace: "demo", Name: "catalog-typo", Parents: []string{"catalog-v1"},
+			Summary:  "1 rule; backends catalog-v3",
+			Status:   []RouteStatus{{Parent: "catalog-v1"}},
+			Rejected: "spec.rules[0].backendRefs[0].name: service demo/catalog-v3 does not exist; " +
+				"spec.rules[0].matches: the same match as HTTPRoute demo/wrong-port spec.rules[0].matches on service catalog-v1, which is in force"},
 		{Kind: model.KindHTTPRoute, Namespace: "demo", Name: "wrong-port", Parents: []string{"catalog-v1:8080"},
 			Summary: "1 rule; backends catalog-v1",
 			Status:  []RouteStatus{{Parent: "catalog-v1:8080", Reasons: []string{"service demo/catalog-v1 has no port 8080"}}}},
@@ -166,7 +188,8 @@ spec:
 			Summary: "1 rule; backends catalog-v1 90, catalog-v2 10",
 			Status: []RouteStatus{{Parent: "catalog", Reasons: []string{
 				"HTTPRoute demo/catalog-canary addresses the same service; Gateway API routes take precedence over SMI TrafficSplit",
-			}}}},
+			}}},
+			Rejected: "spec.backends[1].service: service demo/catalog-v2 does not exist"},
 		{Kind: model.KindTrafficSplit, Namespace: "demo", Name: "stock-split", Parents: []string{"stock"},
 			Summary: "1 rule; backends stock 9, catalog-v1 1",
 			Status:  []RouteStatus{{Parent: "stock", InForce: true, Reasons: []string{"backend service demo/catalog-v1 has no port 9090"}}}},

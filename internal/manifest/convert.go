@@ -1,7 +1,6 @@
 package manifest
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -69,28 +68,6 @@ func checked[T interface{ Validate() error }](fe model.FieldErrors, out T) (T, e
 		return zero, err
 	}
 	return out, nil
-}
-
-// checkedAs is checked for a kind whose fields the model names otherwise:
-// rename maps each field path of the model's validation to the kind's own.
-func checkedAs[T interface{ Validate() error }](fe model.FieldErrors, out T, rename func(string) string) (T, error) {
-	var zero T
-	if err := fe.Err(); err != nil {
-		return zero, err
-	}
-	err := out.Validate()
-	if err == nil {
-		return out, nil
-	}
-	var renamed model.FieldErrors
-	for _, e := range model.Unjoin(err) {
-		var f *model.FieldError
-		if !errors.As(e, &f) {
-			return zero, err
-		}
-		renamed = append(renamed, &model.FieldError{Field: rename(f.Field), Msg: f.Msg})
-	}
-	return zero, renamed.Err()
 }
 
 // servicePortProtocol reads appProtocol, or else the prefix of the port's

@@ -79,14 +79,16 @@ func TestAuthorizationDocExamples(t *testing.T) {
 }
 
 // TestTrafficDocExamples decodes every manifest docs/traffic.md shows, and
-// testdata/routes.yaml, and checks that the services their routes and
-// traffic policies name are the demo's, which the doc's walkthrough runs
-// them against.
+// testdata/routes.yaml, applies each to a model holding the demo, which
+// the doc's walkthrough runs them against, and checks that the model
+// admits its routes and that its traffic policies target the demo's
+// services.
 func TestTrafficDocExamples(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/traffic.md")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var demoObjects model.Changes
 	services := map[string]bool{}
 	for name, data := range demo.NewLayout(20000).Manifests {
 		d := manifest.Decode(name, data)
@@ -94,8 +96,14 @@ func TestTrafficDocExamples(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, o := range d.Objects {
-			if o.Service != nil && o.Service.Ref.Namespace == demo.Namespace {
-				services[o.Service.Ref.Name] = true
+			switch {
+			case o.Service != nil:
+				demoObjects.PutServices = append(demoObjects.PutServices, o.Service)
+				if o.Service.Ref.Namespace == demo.Namespace {
+					services[o.Service.Ref.Name] = true
+				}
+			case o.Workload != nil:
+				demoObjects.PutWorkloads = append(demoObjects.PutWorkloads, o.Workload)
 			}
 		}
 	}
@@ -121,48 +129,44 @@ func TestTrafficDocExamples(t *testing.T) {
 		if err := d.Err(); err != nil {
 			t.Error(err)
 		}
+		store := model.NewStore()
+		if err := store.Apply("demo", demoObjects); err != nil {
+			t.Fatal(err)
+		}
+		var policies []model.Policy
 		for _, o := range d.Objects {
 			if o.Policy == nil {
 				t.Errorf("%s: %s is not a route or a traffic policy", where, o.Key)
 				continue
 			}
+			policies = append(policies, o.Policy)
 			kinds[o.Key.Kind] = true
 			if o.Key.Ref.Namespace != demo.Namespace {
 				t.Errorf("%s: %s is not in the demo's namespace", where, o.Key)
 			}
+			target := ""
 			switch p := o.Policy.(type) {
-			case *model.Route:
-				for _, pr := range p.Parents {
-					if !services[pr.Service] {
-						t.Errorf("%s: %s attaches to service %s, which the demo does not have", where, o.Key, pr.Service)
-					}
-				}
-				for _, rule := range p.Rules {
-					for _, b := range rule.Backends {
-						if !services[b.Service] {
-							t.Errorf("%s: %s sends to service %s, which the demo does not have", where, o.Key, b.Service)
-						}
-					}
-				}
+			case *model.Route, *model.HTTPRouteGroup:
 			case *model.RetryPolicy:
-				if !services[p.Service] {
-					t.Errorf("%s: %s targets service %s, which the demo does not have", where, o.Key, p.Service)
-				}
+				target = p.Service
 			case *model.FaultPolicy:
-				if !services[p.Service] {
-					t.Errorf("%s: %s targets service %s, which the demo does not have", where, o.Key, p.Service)
-				}
+				target = p.Service
 			case *model.CircuitBreakerPolicy:
-				if !services[p.Service] {
-					t.Errorf("%s: %s targets service %s, which the demo does not have", where, o.Key, p.Service)
-				}
+				target = p.Service
 			case *model.RateLimitPolicy:
-				if !services[p.Service] {
-					t.Errorf("%s: %s targets service %s, which the demo does not have", where, o.Key, p.Service)
-				}
+				target = p.Service
 			default:
 				t.Errorf("%s: %s is not a route or a traffic policy", where, o.Key)
 			}
+			if target != "" && !services[target] {
+				t.Errorf("%s: %s targets service %s, which the demo does not have", where, o.Key, target)
+			}
+		}
+		if err := store.Apply("docs", model.Changes{PutPolicies: policies}); err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		for k, err := range store.Snapshot().RouteRejections() {
+			t.Errorf("%s: %s is not admitted on the demo: %v", where, k, err)
 		}
 	}
 	for _, k := range []string{model.KindHTTPRoute, model.KindGRPCRoute, model.KindTrafficSplit, model.KindRetryPolicy, model.KindFaultPolicy,

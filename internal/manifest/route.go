@@ -91,7 +91,7 @@ func GRPCRouteFromV1(r *gwv1.GRPCRoute) (*model.Route, error) {
 		}
 		out.Rules = append(out.Rules, rr)
 	}
-	return checkedAs(fe, out, grpcFieldName)
+	return checked(fe, out)
 }
 
 // convertRule converts what HTTPRoute and GRPCRoute rules share: matches,
@@ -128,9 +128,11 @@ func convertRule[M, F, B any](fe *model.FieldErrors, f, ns string,
 }
 
 // TrafficSplitFromSMI converts and validates an SMI TrafficSplit of
-// split.smi-spec.io v1alpha4, v1alpha3 or v1alpha2: one rule without
-// matches, on every port of the root service, whose backends take the
-// port the request came for.
+// split.smi-spec.io v1alpha4, v1alpha3 or v1alpha2: one rule, on every
+// port of the root service, whose backends take the port the request came
+// for. Its matches name HTTPRouteGroups, which the model resolves when it
+// admits the split: requests they match are split, the others go to the
+// root service.
 func TrafficSplitFromSMI(t *smi.TrafficSplit) (*model.Route, error) {
 	var fe model.FieldErrors
 	out := &model.Route{
@@ -138,17 +140,20 @@ func TrafficSplitFromSMI(t *smi.TrafficSplit) (*model.Route, error) {
 		Ref:     model.Ref{Namespace: namespaceOf(t.Namespace), Name: t.Name},
 		Parents: []model.RouteParent{{Service: t.Spec.Service}},
 	}
-	if len(t.Spec.Matches) > 0 {
-		// Matches refer to HTTPRouteGroups, which the model would have to
-		// resolve, and send what they do not match to the root service's
-		// own endpoints: an HTTPRoute says both plainly.
-		if t.APIVersion == smi.SplitV1alpha2 {
-			fe.Add("spec.matches", "a %s TrafficSplit has no matches; use an HTTPRoute for matches", smi.SplitV1alpha2)
-		} else {
-			fe.Add("spec.matches", "not supported yet; use an HTTPRoute for matches")
-		}
-	}
 	var rule model.RouteRule
+	if len(t.Spec.Matches) > 0 && t.APIVersion == smi.SplitV1alpha2 {
+		fe.Add("spec.matches", "a %s TrafficSplit has no matches; use %s", smi.SplitV1alpha2, smi.SplitV1alpha4)
+	}
+	for i, m := range t.Spec.Matches {
+		f := fmt.Sprintf("spec.matches[%d]", i)
+		if m.Kind != model.KindHTTPRouteGroup {
+			fe.Add(f+".kind", "%q: want HTTPRouteGroup", m.Kind)
+		}
+		if m.APIGroup != nil && *m.APIGroup != smi.SpecsGroup {
+			fe.Add(f+".apiGroup", "%q: want %s", *m.APIGroup, smi.SpecsGroup)
+		}
+		rule.Groups = append(rule.Groups, m.Name)
+	}
 	for i, b := range t.Spec.Backends {
 		f := fmt.Sprintf("spec.backends[%d]", i)
 		rb := model.RouteBackend{Service: b.Service}
@@ -165,34 +170,8 @@ func TrafficSplitFromSMI(t *smi.TrafficSplit) (*model.Route, error) {
 		rule.Backends = append(rule.Backends, rb)
 	}
 	out.Rules = []model.RouteRule{rule}
-	return checkedAs(fe, out, splitFieldName)
+	return checked(fe, out)
 }
-
-// splitFields map the model's field paths, which are Gateway API's, to a
-// TrafficSplit's own; the first pattern that matches applies.
-var splitFields = []struct {
-	from *regexp.Regexp
-	to   string
-}{
-	{regexp.MustCompile(`^spec\.parentRefs(\[0\]\.name)?$`), "spec.service"},
-	{regexp.MustCompile(`^spec\.rules\[0\]\.backendRefs\[(\d+)\]\.name$`), "spec.backends[$1].service"},
-	{regexp.MustCompile(`^spec\.rules\[0\]\.backendRefs`), "spec.backends"},
-}
-
-func splitFieldName(field string) string {
-	for _, m := range splitFields {
-		if m.from.MatchString(field) {
-			return m.from.ReplaceAllString(field, m.to)
-		}
-	}
-	return field
-}
-
-// grpcPathField is where the model reports the path a GRPCRoute's method
-// match became.
-var grpcPathField = regexp.MustCompile(`^(spec\.rules\[\d+\]\.matches\[\d+\])\.path\.(?:value|type)$`)
-
-func grpcFieldName(field string) string { return grpcPathField.ReplaceAllString(field, "$1.method") }
 
 // coreGroup reports whether a reference's group is Kubernetes' core group,
 // where Services are.

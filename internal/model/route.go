@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -57,6 +58,11 @@ type RouteRule struct {
 	// Mirror sends a copy of a share of the requests to another Service,
 	// whose answers are dropped.
 	Mirror *Mirror
+	// Groups name HTTPRouteGroups of the route's namespace (a
+	// TrafficSplit's matches): their matches join Matches when the route
+	// is admitted, and requests they do not match go to the parent
+	// Service itself.
+	Groups []string
 }
 
 // Redirect is Gateway API's RequestRedirect: each field left empty keeps
@@ -148,7 +154,8 @@ func (r *Route) EqualPolicy(o Policy) bool {
 func (r RouteRule) Equal(o RouteRule) bool {
 	return slices.EqualFunc(r.Matches, o.Matches, RouteMatch.Equal) && slices.Equal(r.Backends, o.Backends) &&
 		r.Timeout == o.Timeout && r.RequestHeaders.Equal(o.RequestHeaders) && r.ResponseHeaders.Equal(o.ResponseHeaders) &&
-		r.BackendTimeout == o.BackendTimeout && equalPtr(r.Redirect, o.Redirect) && equalPtr(r.Rewrite, o.Rewrite) && equalPtr(r.Mirror, o.Mirror)
+		r.BackendTimeout == o.BackendTimeout && equalPtr(r.Redirect, o.Redirect) && equalPtr(r.Rewrite, o.Rewrite) && equalPtr(r.Mirror, o.Mirror) &&
+		slices.Equal(r.Groups, o.Groups)
 }
 
 func equalPtr[T comparable](a, b *T) bool {
@@ -190,12 +197,117 @@ func (r *Route) Validate() error {
 	for i, rule := range r.Rules {
 		rule.validate(&fe, fmt.Sprintf("spec.rules[%d]", i))
 	}
-	return fe.Err()
+	validateDistinctMatches(&fe, r.Rules)
+	return r.renamed(fe).Err()
 }
+
+// validateDistinctMatches refuses a match given twice in one route: the
+// second could never be taken, which is always a mistake.
+func validateDistinctMatches(fe *FieldErrors, rules []RouteRule) {
+	first := map[string]string{}
+	for i, rule := range rules {
+		for j, f := range ruleMatchFields(rule, fmt.Sprintf("spec.rules[%d]", i)) {
+			k := matchKey(rule, j)
+			if prev, ok := first[k]; ok {
+				fe.Add(f, "the same match as %s: a request can take only the first", prev)
+				continue
+			}
+			first[k] = f
+		}
+	}
+}
+
+// ruleMatchFields names the field of each match of a rule; a rule
+// without matches has one, which matches every request.
+func ruleMatchFields(rule RouteRule, field string) []string {
+	if len(rule.Matches) == 0 {
+		return []string{field + ".matches"}
+	}
+	out := make([]string, len(rule.Matches))
+	for j := range rule.Matches {
+		out[j] = fmt.Sprintf("%s.matches[%d]", field, j)
+	}
+	return out
+}
+
+// matchKey is the j-th match of a rule in a form equal for equal matches
+// whatever the order of their header and query matches; a rule's groups
+// are part of it until they are resolved.
+func matchKey(rule RouteRule, j int) string {
+	var m RouteMatch
+	if len(rule.Matches) > 0 {
+		m = rule.Matches[j]
+	}
+	return m.key() + " groups=" + strings.Join(rule.Groups, ",")
+}
+
+func (m RouteMatch) key() string {
+	sorted := func(vs []ValueMatch) []ValueMatch {
+		return slices.SortedFunc(slices.Values(vs), func(a, b ValueMatch) int {
+			return cmp.Or(cmp.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)), cmp.Compare(a.Value, b.Value))
+		})
+	}
+	path := "-"
+	if m.Path != nil {
+		path = fmt.Sprintf("%s:%q", m.Path.Type, m.Path.Value)
+	}
+	return fmt.Sprintf("path=%s method=%s headers=%v query=%v", path, m.Method, sorted(m.Headers), sorted(m.Query))
+}
+
+// renamed maps the field paths of a route's errors, which are Gateway
+// API's HTTPRoute paths, to those of the kind users wrote.
+func (r *Route) renamed(fe FieldErrors) FieldErrors {
+	var rename func(string) string
+	switch r.Kind {
+	case KindTrafficSplit:
+		rename = splitFieldName
+	case KindGRPCRoute:
+		rename = grpcFieldName
+	default:
+		return fe
+	}
+	out := make(FieldErrors, len(fe))
+	for i, e := range fe {
+		out[i] = &FieldError{Field: rename(e.Field), Msg: e.Msg}
+	}
+	return out
+}
+
+// splitFields map the model's field paths to a TrafficSplit's own; the
+// first pattern that matches applies.
+var splitFields = []struct {
+	from *regexp.Regexp
+	to   string
+}{
+	{regexp.MustCompile(`^spec\.parentRefs(\[0\]\.name)?$`), "spec.service"},
+	{regexp.MustCompile(`^spec\.rules\[0\]\.backendRefs\[(\d+)\]\.name$`), "spec.backends[$1].service"},
+	{regexp.MustCompile(`^spec\.rules\[0\]\.backendRefs`), "spec.backends"},
+	{regexp.MustCompile(`^spec\.rules\[0\]\.groups`), "spec.matches"},
+	{regexp.MustCompile(`^spec\.rules\[0\]\.matches.*`), "spec.matches"},
+	{regexp.MustCompile(`^spec\.rules\[\d+\]`), "spec"},
+}
+
+func splitFieldName(field string) string {
+	for _, m := range splitFields {
+		if m.from.MatchString(field) {
+			return m.from.ReplaceAllString(field, m.to)
+		}
+	}
+	return field
+}
+
+// grpcPathField is where the model reports the path a GRPCRoute's method
+// match became.
+var grpcPathField = regexp.MustCompile(`^(spec\.rules\[\d+\]\.matches\[\d+\])\.path\.(?:value|type)$`)
+
+func grpcFieldName(field string) string { return grpcPathField.ReplaceAllString(field, "$1.method") }
 
 func (r RouteRule) validate(fe *FieldErrors, field string) {
 	if len(r.Backends) == 0 && r.Redirect == nil {
 		fe.Add(field+".backendRefs", "name at least one backend Service")
+	}
+	for i, g := range r.Groups {
+		validateName(fe, fmt.Sprintf("%s.groups[%d]", field, i), g)
 	}
 	for i, b := range r.Backends {
 		f := fmt.Sprintf("%s.backendRefs[%d]", field, i)
@@ -399,6 +511,11 @@ func resolveRoutes(svc Ref, routes []*Route) *RouteTable {
 	rules := gamma
 	if len(rules) == 0 {
 		rules = smi
+		// SMI: what a TrafficSplit's matches do not match goes to the
+		// root service itself, as if there were no split.
+		if len(rules) > 0 && !slices.ContainsFunc(rules, func(r TableRule) bool { return r.Match.Equal(RouteMatch{}) }) {
+			rules = append(rules, TableRule{Route: "Service " + svc.String(), Rule: RouteRule{Backends: []RouteBackend{{Service: svc.Name, Weight: 1}}}})
+		}
 	}
 	if len(rules) == 0 {
 		return nil

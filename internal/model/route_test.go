@@ -77,7 +77,8 @@ func TestStoreAttachesRoutesToServices(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(s.Apply("files", Changes{PutServices: []*Service{svc("catalog", map[string]string{"app": "catalog"}, ServicePort{Port: 80})}}))
+	must(s.Apply("files", Changes{PutServices: []*Service{svc("catalog", map[string]string{"app": "catalog"}, ServicePort{Port: 80}),
+		svc("catalog-v2", map[string]string{"app": "catalog", "version": "v2"}, ServicePort{Port: 80})}}))
 	route := &Route{Kind: KindHTTPRoute, Ref: Ref{"demo", "canary"}, Parents: []RouteParent{{Service: "catalog"}},
 		Rules: []RouteRule{{Backends: []RouteBackend{{Service: "catalog-v2", Weight: 1}}, Timeout: time.Second}}}
 	must(s.Apply("files", Changes{PutPolicies: []Policy{route}}))

@@ -43,7 +43,11 @@ type Snapshot struct {
 	policies  map[PolicyKey]Policy
 	// authz holds the resolved authorization of each workload some policy
 	// selects.
-	authz      map[Ref]*Authz
+	authz map[Ref]*Authz
+	// admitted holds the version of each route in force, rejected why
+	// the stored version of a route is not (see admit.go).
+	admitted   map[PolicyKey]admission
+	rejected   map[PolicyKey]error
 	superseded chan struct{}
 }
 
@@ -53,6 +57,8 @@ func emptySnapshot() *Snapshot {
 		workloads:  map[Ref]*Workload{},
 		policies:   map[PolicyKey]Policy{},
 		authz:      map[Ref]*Authz{},
+		admitted:   map[PolicyKey]admission{},
+		rejected:   map[PolicyKey]error{},
 		superseded: make(chan struct{}),
 	}
 }

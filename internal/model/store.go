@@ -95,9 +95,12 @@ func (s *Store) Apply(source string, c Changes) error {
 		workloads:  old.workloads,
 		policies:   old.policies,
 		authz:      old.authz,
+		admitted:   old.admitted,
+		rejected:   old.rejected,
 		superseded: make(chan struct{}),
 	}
-	b := &batch{Store: s, next: next, dirty: map[Ref]bool{}, authzNamespaces: map[string]bool{}, authzWorkloads: map[Ref]bool{}, serviceNamespaces: map[string]bool{}}
+	b := &batch{Store: s, next: next, dirty: map[Ref]bool{}, authzNamespaces: map[string]bool{}, authzWorkloads: map[Ref]bool{},
+		serviceNamespaces: map[string]bool{}, routeNamespaces: map[string]bool{}}
 	var errs []error
 	for _, r := range c.DeleteServices {
 		errs = append(errs, b.deleteService(source, r))
@@ -139,9 +142,12 @@ type batch struct {
 	// whose policies or services changed, and workloads that changed.
 	authzNamespaces map[string]bool
 	authzWorkloads  map[Ref]bool
-	// serviceNamespaces hold routes or traffic policies that changed:
-	// their services' states are resolved again.
+	// serviceNamespaces hold routes in force or traffic policies that
+	// changed: their services' states are resolved again.
 	serviceNamespaces map[string]bool
+	// routeNamespaces hold routes, or what routes name, that changed:
+	// their routes are admitted again.
+	routeNamespaces map[string]bool
 }
 
 func (b *batch) conflict(kind string, r Ref, owner string) error {
@@ -163,6 +169,7 @@ func (b *batch) deleteService(source string, r Ref) error {
 	delete(b.next.services, r)
 	delete(b.dirty, r)
 	b.authzNamespaces[r.Namespace] = true
+	b.routeNamespaces[r.Namespace] = true
 	b.changed = true
 	return nil
 }
@@ -187,6 +194,9 @@ func (b *batch) putService(source string, svc *Service) error {
 	b.endpoints[r] = eps
 	b.dirty[r] = true
 	b.authzNamespaces[r.Namespace] = true
+	if !ok {
+		b.routeNamespaces[r.Namespace] = true
+	}
 	b.changed = true
 	return nil
 }
@@ -291,8 +301,13 @@ func (b *batch) putPolicy(source string, p Policy) error {
 // policyChanged marks what a changed policy object may change.
 func (b *batch) policyChanged(k PolicyKey) {
 	switch k.Kind {
-	case KindHTTPRoute, KindGRPCRoute, KindTrafficSplit, KindRetryPolicy, KindFaultPolicy, KindCircuitBreakerPolicy:
+	case KindHTTPRoute, KindGRPCRoute, KindTrafficSplit:
+		b.routeNamespaces[k.Ref.Namespace] = true
+	case KindRetryPolicy, KindFaultPolicy, KindCircuitBreakerPolicy:
 		b.serviceNamespaces[k.Ref.Namespace] = true
+	case KindHTTPRouteGroup:
+		b.routeNamespaces[k.Ref.Namespace] = true
+		b.authzNamespaces[k.Ref.Namespace] = true
 	default:
 		b.authzNamespaces[k.Ref.Namespace] = true
 	}
@@ -308,12 +323,13 @@ func (b *batch) nsPolicyList(ns string) []Policy {
 	return out
 }
 
-// routes picks the routes out of a namespace's policies.
-func routes(policies []Policy) []*Route {
+// routesInForce returns the admitted version of each route among a
+// namespace's policies.
+func (b *batch) routesInForce(policies []Policy) []*Route {
 	var out []*Route
 	for _, p := range policies {
-		if r, ok := p.(*Route); ok {
-			out = append(out, r)
+		if a, ok := b.next.admitted[p.Key()]; ok {
+			out = append(out, a.inForce)
 		}
 	}
 	return out
@@ -324,6 +340,11 @@ func routes(policies []Policy) []*Route {
 // different one.
 func (b *batch) publish() {
 	b.publishAuthz()
+	for ns := range b.routeNamespaces {
+		if b.admitRoutes(ns) {
+			b.serviceNamespaces[ns] = true
+		}
+	}
 	for ns := range b.serviceNamespaces {
 		for r := range b.nsServices[ns] {
 			b.dirty[r] = true
@@ -341,7 +362,7 @@ func (b *batch) publish() {
 		ps := policies[r.Namespace]
 		eps := slices.Collect(maps.Values(b.endpoints[r]))
 		slices.SortFunc(eps, func(a, c *Endpoint) int { return cmp.Compare(a.ID, c.ID) })
-		b.next.services[r] = &ServiceState{Service: b.services[r].obj, Endpoints: eps, Routes: resolveRoutes(r, routes(ps)),
+		b.next.services[r] = &ServiceState{Service: b.services[r].obj, Endpoints: eps, Routes: resolveRoutes(r, b.routesInForce(ps)),
 			Traffic: resolveTraffic(r.Name, ps), Version: b.next.Version}
 	}
 }

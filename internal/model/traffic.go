@@ -99,16 +99,43 @@ type FaultPolicy struct {
 }
 
 // CircuitBreakerPolicy protects a Service from its callers and them from
-// its failing endpoints: each calling proxy keeps at most MaxRequests
-// requests and connections in flight to it, and ejects endpoints that
-// fail in a row.
+// its failing endpoints: each calling proxy bounds what it has in flight
+// to the Service's port and the connections it holds to its endpoints,
+// and ejects endpoints that fail in a row. Each bound is the calling
+// proxy's own (per caller, not mesh-wide), and 0 is no bound.
+//
+// A connection is what the calling proxy holds open to an endpoint's
+// proxy, one TCP (mTLS) connection each:
+//   - HTTP/1, HTTP/2 and gRPC requests travel multiplexed, as HTTP/2
+//     streams, on a few connections to each endpoint: one normally
+//     carries many requests at once;
+//   - an opaque TCP connection or an HTTP/1 upgrade (WebSocket) is a
+//     connection of its own through the mesh, for as long as it is open,
+//     as it is one connection to the app at the far end.
+//
+// Policies that bound connections (MaxConnections, or
+// MaxRequestsPerConnection) give the Service connections of its own in
+// each calling proxy, which carry nothing else, so that a bound counts
+// exactly the Service's connections.
 type CircuitBreakerPolicy struct {
 	Ref     Ref
 	Service string
-	// MaxRequests bounds requests and connections in flight from one
-	// proxy; 0 is no bound.
+	// MaxRequests bounds the requests, upgrades and opaque connections in
+	// flight from one proxy.
 	MaxRequests uint32
-	Outlier     *OutlierDetection
+	// MaxConnections bounds the connections from one proxy to all the
+	// Service's endpoints together, those being opened included.
+	MaxConnections uint32
+	// MaxPendingRequests bounds the requests and connections waiting, in
+	// one proxy, for a place under MaxRequests or MaxConnections; the
+	// rest fail at once. 0 is no queue: every one over a bound fails at
+	// once.
+	MaxPendingRequests uint32
+	// MaxRequestsPerConnection retires a connection after it has carried
+	// that many requests: it takes no more, finishes those it has, and
+	// closes, and the next request opens a new one.
+	MaxRequestsPerConnection uint32
+	Outlier                  *OutlierDetection
 }
 
 // OutlierDetection ejects an endpoint after consecutive failures of a
@@ -129,6 +156,8 @@ func (p *CircuitBreakerPolicy) Key() PolicyKey {
 func (p *CircuitBreakerPolicy) EqualPolicy(o Policy) bool {
 	q, ok := o.(*CircuitBreakerPolicy)
 	return ok && p.Ref == q.Ref && p.Service == q.Service && p.MaxRequests == q.MaxRequests &&
+		p.MaxConnections == q.MaxConnections && p.MaxPendingRequests == q.MaxPendingRequests &&
+		p.MaxRequestsPerConnection == q.MaxRequestsPerConnection &&
 		(p.Outlier == nil) == (q.Outlier == nil) && (p.Outlier == nil || *p.Outlier == *q.Outlier)
 }
 
@@ -138,8 +167,13 @@ func (p *CircuitBreakerPolicy) Validate() error {
 }
 
 func (p *CircuitBreakerPolicy) validateSpec(fe *FieldErrors) {
-	if p.MaxRequests == 0 && p.Outlier == nil {
-		fe.Add("spec", "set maxRequests or outlierDetection")
+	if p.MaxRequests == 0 && p.MaxConnections == 0 && p.MaxRequestsPerConnection == 0 && p.Outlier == nil {
+		fe.Add("spec", "set maxRequests or outlierDetection, or a connection limit: maxConnections, maxRequestsPerConnection")
+	}
+	// A queue needs a bound to wait under; without one it would be a
+	// setting that silently does nothing.
+	if p.MaxPendingRequests > 0 && p.MaxRequests == 0 && p.MaxConnections == 0 {
+		fe.Add("spec.maxPendingRequests", "%d: requests wait only for maxRequests or maxConnections; set one of them", p.MaxPendingRequests)
 	}
 	if o := p.Outlier; o != nil {
 		if o.Consecutive5xx == 0 && o.ConsecutiveGatewayErrors == 0 && o.ConsecutiveConnectFailures == 0 {

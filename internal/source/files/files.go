@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,7 +66,9 @@ type Source struct {
 	mu      sync.Mutex
 	files   map[string]*fileState
 	applied map[manifest.Key]manifest.Object
-	status  Status
+	// origin is the file each applied object came from.
+	origin map[manifest.Key]string
+	status Status
 }
 
 type fileState struct {
@@ -104,12 +107,21 @@ func New(opts Options) (*Source, error) {
 	}, nil
 }
 
-// Status returns what the last sync saw.
+// Status returns what the last sync saw, and the routes of its files the
+// model does not admit now (a route naming a Service that does not exist,
+// or taking a match another route has), which can change between syncs.
 func (s *Source) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.status
 	st.Problems = slices.Clone(st.Problems)
+	rejected := s.opts.Store.Snapshot().RouteRejections()
+	for _, pk := range slices.SortedFunc(maps.Keys(rejected), func(a, b model.PolicyKey) int { return strings.Compare(a.String(), b.String()) }) {
+		k := manifest.Key{Kind: pk.Kind, Ref: pk.Ref}
+		if file, ok := s.origin[k]; ok {
+			st.Problems = append(st.Problems, Problem{File: file, Object: k.String(), Message: file + ": " + rejected[pk].Error()})
+		}
+	}
 	return st
 }
 
@@ -360,6 +372,7 @@ func (s *Source) apply() {
 		s.opts.Logger.Error("manifest objects not applied", "err", err)
 	}
 	s.applied = want
+	s.origin = from
 	s.status.Files = len(s.files)
 	s.status.Objects = len(want)
 	s.status.LastSync = time.Now()
