@@ -122,21 +122,40 @@ func TestRoutes(t *testing.T) {
 		t.Errorf("slow call took %s; the 200ms timeout did not cut it", took)
 	}
 
-	// A bad edit is reported and the routing stays as it was.
-	m.write("route.yaml", strings.Replace(canaryRoute, "weight: 10}", "weight: -10}", 1))
-	eventually(t, 15*time.Second, "the bad route reported", func() error {
-		out, _ := m.weft("get", "problems")
-		if !strings.Contains(out, "weight") {
-			return fmt.Errorf("problems:\n%s", out)
+	// Bad edits are reported, naming object and field, and the routing
+	// stays as it was: a negative weight (refused when the file is read),
+	// an unknown backend, and a route taking a match the canary route has
+	// (both refused by the model, which keeps the last admitted version).
+	badEdits := []struct {
+		desc, file, yaml, want string
+	}{
+		{"negative weight", "route.yaml", strings.Replace(canaryRoute, "weight: 10}", "weight: -10}", 1),
+			"spec.rules[2].backendRefs[1].weight"},
+		{"unknown backend", "route.yaml", strings.Replace(canaryRoute, "name: http-canary, port: 80}]", "name: http-canary2, port: 80}]", 1),
+			"spec.rules[0].backendRefs[0].name: service e2e/http-canary2 does not exist"},
+		{"conflicting match", "conflict.yaml", strings.NewReplacer("name: http-canary, namespace", "name: http-thief, namespace",
+			"name: http-canary, port: 80}]", "name: http, port: 80}]").Replace(canaryRoute),
+			"httproute e2e/http-thief: spec.rules[0].matches[0]: the same match as HTTPRoute e2e/http-canary spec.rules[0].matches[0]"},
+	}
+	for _, bad := range badEdits {
+		m.write(bad.file, bad.yaml)
+		eventually(t, 15*time.Second, bad.desc+" reported", func() error {
+			out, _ := m.weft("get", "problems")
+			if !strings.Contains(out, bad.want) {
+				return fmt.Errorf("problems:\n%s", out)
+			}
+			return nil
+		})
+		for range 20 {
+			if code, backend, err := routedGet(t.Context(), c.http, "/", "X-User", "alice"); err != nil || backend != "canary-0" {
+				t.Fatalf("after a bad edit (%s), alice got %d from %q (%v), want the canary still", bad.desc, code, backend, err)
+			}
 		}
-		return nil
-	})
-	if code, backend, err := routedGet(t.Context(), c.http, "/", "X-User", "alice"); err != nil || backend != "canary-0" {
-		t.Errorf("after a bad edit, alice got %d from %q (%v), want the canary still", code, backend, err)
+		if out, err := m.weft("get", "routes"); err != nil || !strings.Contains(out, "http-canary") {
+			t.Errorf("weft get routes: %v\n%s", err, out)
+		}
 	}
-	if out, err := m.weft("get", "routes"); err != nil || !strings.Contains(out, "http-canary") {
-		t.Errorf("weft get routes: %v\n%s", err, out)
-	}
+	m.remove("conflict.yaml")
 
 	// The route removed: everything goes to http's own endpoint.
 	m.remove("route.yaml")
