@@ -137,9 +137,12 @@ func CircuitBreakerPolicyFromV1alpha1(p *weftv1alpha1.CircuitBreakerPolicy) (*mo
 	var fe model.FieldErrors
 	s := p.Spec
 	out := &model.CircuitBreakerPolicy{
-		Ref:         model.Ref{Namespace: namespaceOf(p.Namespace), Name: p.Name},
-		Service:     serviceTarget(&fe, s.TargetRef),
-		MaxRequests: nonNegative(&fe, "spec.maxRequests", s.MaxRequests),
+		Ref:                      model.Ref{Namespace: namespaceOf(p.Namespace), Name: p.Name},
+		Service:                  serviceTarget(&fe, s.TargetRef),
+		MaxRequests:              nonNegative(&fe, "spec.maxRequests", s.MaxRequests),
+		MaxConnections:           nonNegative(&fe, "spec.maxConnections", s.MaxConnections),
+		MaxPendingRequests:       nonNegative(&fe, "spec.maxPendingRequests", s.MaxPendingRequests),
+		MaxRequestsPerConnection: nonNegative(&fe, "spec.maxRequestsPerConnection", s.MaxRequestsPerConnection),
 	}
 	if o := s.OutlierDetection; o != nil {
 		const f = "spec.outlierDetection"

@@ -43,6 +43,9 @@ metadata: {name: catalog-breaker, namespace: demo}
 spec:
   targetRef: {kind: Service, name: catalog}
   maxRequests: 100
+  maxConnections: 10
+  maxPendingRequests: 50
+  maxRequestsPerConnection: 1000
   outlierDetection:
     consecutive5xx: 5
     consecutiveGatewayErrors: 3
@@ -153,6 +156,7 @@ spec:
 `, &model.FaultPolicy{Ref: demo("f"), Service: "catalog", Delay: time.Second, AbortHTTPStatus: 429, AbortGRPCCode: 8, AbortPercent: 12.5}},
 		{"circuit breaker policy", goodCircuitBreakerPolicy, &model.CircuitBreakerPolicy{
 			Ref: demo("catalog-breaker"), Service: "catalog", MaxRequests: 100,
+			MaxConnections: 10, MaxPendingRequests: 50, MaxRequestsPerConnection: 1000,
 			Outlier: &model.OutlierDetection{
 				Consecutive5xx: 5, ConsecutiveGatewayErrors: 3, ConsecutiveConnectFailures: 2,
 				BaseEjection: time.Minute, MaxEjectionPercent: 100,
@@ -166,6 +170,33 @@ spec:
   targetRef: {group: "", kind: Service, name: catalog}
   maxRequests: 1
 `, &model.CircuitBreakerPolicy{Ref: model.Ref{Namespace: DefaultNamespace, Name: "b"}, Service: "catalog", MaxRequests: 1}},
+		{"circuit breaker policy, connections only", `
+apiVersion: weft.dev/v1alpha1
+kind: CircuitBreakerPolicy
+metadata: {name: b, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: audit}
+  maxConnections: 2
+  maxPendingRequests: 5
+`, &model.CircuitBreakerPolicy{Ref: demo("b"), Service: "audit", MaxConnections: 2, MaxPendingRequests: 5}},
+		{"circuit breaker policy, requests per connection only", `
+apiVersion: weft.dev/v1alpha1
+kind: CircuitBreakerPolicy
+metadata: {name: b, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: stock}
+  maxRequestsPerConnection: 1
+  maxPendingRequests: 0
+`, &model.CircuitBreakerPolicy{Ref: demo("b"), Service: "stock", MaxRequestsPerConnection: 1}},
+		{"circuit breaker policy, a queue for requests in flight", `
+apiVersion: weft.dev/v1alpha1
+kind: CircuitBreakerPolicy
+metadata: {name: b, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: stock}
+  maxRequests: 2
+  maxPendingRequests: 2147483647
+`, &model.CircuitBreakerPolicy{Ref: demo("b"), Service: "stock", MaxRequests: 2, MaxPendingRequests: 2147483647}},
 		{"circuit breaker policy, outlier detection defaults", `
 apiVersion: weft.dev/v1alpha1
 kind: CircuitBreakerPolicy
@@ -324,9 +355,28 @@ func TestDecodeTrafficPolicyErrors(t *testing.T) {
 			[]string{`unknown field "spec.delay.fixed"`}},
 		// CircuitBreakerPolicy.
 		{"nothing set", breakerSpec(""),
-			[]string{"circuitbreakerpolicy demo/catalog-breaker", "spec: set maxRequests or outlierDetection"}},
-		{"max requests 0 alone", breakerSpec("  maxRequests: 0\n"),
+			[]string{"circuitbreakerpolicy demo/catalog-breaker", "spec: set maxRequests or outlierDetection, or a connection limit: maxConnections, maxRequestsPerConnection"}},
+		{"every bound 0", breakerSpec("  maxRequests: 0\n  maxConnections: 0\n  maxPendingRequests: 0\n  maxRequestsPerConnection: 0\n"),
 			[]string{"spec: set maxRequests or outlierDetection"}},
+		{"a queue alone", breakerSpec("  maxPendingRequests: 10\n"),
+			[]string{"circuitbreakerpolicy demo/catalog-breaker", "spec: set maxRequests",
+				"spec.maxPendingRequests: 10: requests wait only for maxRequests or maxConnections"}},
+		{"a queue with only a per-connection limit", breakerSpec("  maxPendingRequests: 10\n  maxRequestsPerConnection: 100\n"),
+			[]string{"circuitbreakerpolicy demo/catalog-breaker", "spec.maxPendingRequests: 10: requests wait only for maxRequests or maxConnections"}},
+		{"negative max connections", breaker("maxConnections: 10", "maxConnections: -1"),
+			[]string{"circuitbreakerpolicy demo/catalog-breaker", "spec.maxConnections: must not be negative, got -1"}},
+		{"negative max pending requests", breaker("maxPendingRequests: 50", "maxPendingRequests: -50"),
+			[]string{"circuitbreakerpolicy demo/catalog-breaker", "spec.maxPendingRequests: must not be negative, got -50"}},
+		{"negative max requests per connection", breaker("maxRequestsPerConnection: 1000", "maxRequestsPerConnection: -2"),
+			[]string{"circuitbreakerpolicy demo/catalog-breaker", "spec.maxRequestsPerConnection: must not be negative, got -2"}},
+		{"max connections too large", breaker("maxConnections: 10", "maxConnections: 2147483648"),
+			[]string{"circuitbreakerpolicy demo/catalog-breaker", "spec.maxConnections"}},
+		{"max pending requests not whole", breaker("maxPendingRequests: 50", "maxPendingRequests: 2.5"),
+			[]string{"circuitbreakerpolicy demo/catalog-breaker", "spec.maxPendingRequests"}},
+		{"max requests per connection a string", breaker("maxRequestsPerConnection: 1000", `maxRequestsPerConnection: "1k"`),
+			[]string{"circuitbreakerpolicy demo/catalog-breaker", "spec.maxRequestsPerConnection"}},
+		{"max connections misspelt", breaker("maxConnections: 10", "maxConnection: 10"),
+			[]string{`unknown field "spec.maxConnection"`}},
 		{"outlier detection without counts", breaker("    consecutive5xx: 5\n    consecutiveGatewayErrors: 3\n    consecutiveConnectFailures: 2\n", ""),
 			[]string{"spec.outlierDetection: set at least one of consecutive5xx, consecutiveGatewayErrors, consecutiveConnectFailures"}},
 		{"outlier detection empty", breakerSpec("  outlierDetection: {}\n"),

@@ -121,14 +121,32 @@ type CircuitBreakerPolicy struct {
 	Spec              CircuitBreakerPolicySpec `json:"spec"`
 }
 
-// CircuitBreakerPolicySpec sets a bound on requests in flight, outlier
-// detection or both.
+// CircuitBreakerPolicySpec sets bounds on what each calling proxy has in
+// flight to the Service and on its connections to the Service's
+// endpoints, outlier detection, or both. Every bound is one calling
+// proxy's, and none when omitted or 0.
 type CircuitBreakerPolicySpec struct {
 	TargetRef ServiceTargetRef `json:"targetRef"`
-	// MaxRequests bounds the requests and connections in flight to the
-	// Service from one calling proxy; over it the proxy answers 503 at
-	// once. No bound if omitted or 0.
+	// MaxRequests bounds the requests, WebSockets and opaque TCP
+	// connections in flight to the Service from one calling proxy; over
+	// it the proxy queues them (MaxPendingRequests) or answers 503 at
+	// once.
 	MaxRequests int32 `json:"maxRequests,omitempty"`
+	// MaxConnections bounds the connections from one calling proxy to all
+	// the Service's endpoints together. HTTP and gRPC requests share
+	// connections, many at once on each (HTTP/2 between proxies); each
+	// opaque TCP connection and WebSocket is a connection of its own.
+	MaxConnections int32 `json:"maxConnections,omitempty"`
+	// MaxPendingRequests bounds the requests and connections that wait,
+	// in one calling proxy, for a place under MaxRequests or
+	// MaxConnections; those over it are answered 503 at once. No queue if
+	// omitted or 0: everything over a bound is answered at once. Needs
+	// MaxRequests or MaxConnections.
+	MaxPendingRequests int32 `json:"maxPendingRequests,omitempty"`
+	// MaxRequestsPerConnection retires a connection to an endpoint once
+	// it has carried that many requests: it finishes them and closes, and
+	// the next request opens a new one.
+	MaxRequestsPerConnection int32 `json:"maxRequestsPerConnection,omitempty"`
 	// OutlierDetection ejects endpoints that fail in a row.
 	OutlierDetection *OutlierDetection `json:"outlierDetection,omitempty"`
 }
@@ -137,9 +155,11 @@ type CircuitBreakerPolicySpec struct {
 // consecutive failures of a kind. Each count is optional, 0 or omitted
 // turning that kind off, and at least one must be set.
 type OutlierDetection struct {
-	// Consecutive5xx counts answers 500 to 599.
+	// Consecutive5xx counts answers 500 to 599, and gRPC calls that end
+	// UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN or DATA_LOSS.
 	Consecutive5xx int32 `json:"consecutive5xx,omitempty"`
-	// ConsecutiveGatewayErrors counts answers 502, 503 and 504.
+	// ConsecutiveGatewayErrors counts answers 502, 503 and 504, and gRPC
+	// calls that end UNAVAILABLE or DEADLINE_EXCEEDED.
 	ConsecutiveGatewayErrors int32 `json:"consecutiveGatewayErrors,omitempty"`
 	// ConsecutiveConnectFailures counts connections to the endpoint that
 	// could not be made.
