@@ -31,7 +31,8 @@ func TrafficToProto(t *model.TrafficPolicy) *meshv1.TrafficUpdate {
 		}
 	}
 	if b := t.Breaker; b != nil {
-		out.Breaker = &meshv1.CircuitBreakerPolicy{Ref: RefToProto(b.Ref), Service: b.Service, MaxRequests: b.MaxRequests}
+		out.Breaker = &meshv1.CircuitBreakerPolicy{Ref: RefToProto(b.Ref), Service: b.Service, MaxRequests: b.MaxRequests,
+			MaxConnections: b.MaxConnections, MaxPendingRequests: b.MaxPendingRequests, MaxRequestsPerConnection: b.MaxRequestsPerConnection}
 		if o := b.Outlier; o != nil {
 			out.Breaker.Outlier = &meshv1.OutlierDetection{Consecutive_5Xx: o.Consecutive5xx, ConsecutiveGatewayErrors: o.ConsecutiveGatewayErrors,
 				ConsecutiveConnectFailures: o.ConsecutiveConnectFailures, BaseEjectionMs: ms(o.BaseEjection), MaxEjectionPercent: o.MaxEjectionPercent}
@@ -78,7 +79,8 @@ func TrafficFromProto(u *meshv1.TrafficUpdate) (*model.TrafficPolicy, error) {
 		}
 	}
 	if b := p.GetBreaker(); b != nil {
-		out.Breaker = &model.CircuitBreakerPolicy{Ref: RefFromProto(b.GetRef()), Service: b.GetService(), MaxRequests: b.GetMaxRequests()}
+		out.Breaker = &model.CircuitBreakerPolicy{Ref: RefFromProto(b.GetRef()), Service: b.GetService(), MaxRequests: b.GetMaxRequests(),
+			MaxConnections: b.GetMaxConnections(), MaxPendingRequests: b.GetMaxPendingRequests(), MaxRequestsPerConnection: b.GetMaxRequestsPerConnection()}
 		if o := b.GetOutlier(); o != nil {
 			out.Breaker.Outlier = &model.OutlierDetection{Consecutive5xx: o.GetConsecutive_5Xx(), ConsecutiveGatewayErrors: o.GetConsecutiveGatewayErrors(),
 				ConsecutiveConnectFailures: o.GetConsecutiveConnectFailures(), BaseEjection: dur("breaker.outlier.base_ejection_ms", o.GetBaseEjectionMs()),

@@ -17,12 +17,17 @@ func validTraffic() *model.TrafficPolicy {
 		Fault: &model.FaultPolicy{Ref: model.Ref{Namespace: "demo", Name: "f"}, Service: "catalog", Headers: []model.ValueMatch{{Name: "x-chaos", Value: "on"}},
 			Delay: 2 * time.Second, DelayPercent: 10, AbortPercent: 5.5, AbortHTTPStatus: 503, AbortGRPCCode: 14},
 		Breaker: &model.CircuitBreakerPolicy{Ref: model.Ref{Namespace: "demo", Name: "b"}, Service: "catalog", MaxRequests: 100,
+			MaxConnections: 10, MaxPendingRequests: 50, MaxRequestsPerConnection: 1000,
 			Outlier: &model.OutlierDetection{Consecutive5xx: 5, ConsecutiveConnectFailures: 2, BaseEjection: 30 * time.Second, MaxEjectionPercent: 50}},
 	}
 }
 
 func TestTrafficRoundTrip(t *testing.T) {
-	for _, tp := range []*model.TrafficPolicy{nil, validTraffic(), {Fault: validTraffic().Fault}} {
+	connectionsOnly := &model.TrafficPolicy{Breaker: &model.CircuitBreakerPolicy{Ref: model.Ref{Namespace: "demo", Name: "b"}, Service: "audit",
+		MaxConnections: 2, MaxPendingRequests: 1}}
+	perConnectionOnly := &model.TrafficPolicy{Breaker: &model.CircuitBreakerPolicy{Ref: model.Ref{Namespace: "demo", Name: "b"}, Service: "stock",
+		MaxRequestsPerConnection: 1}}
+	for _, tp := range []*model.TrafficPolicy{nil, validTraffic(), {Fault: validTraffic().Fault}, connectionsOnly, perConnectionOnly} {
 		got, err := TrafficFromProto(TrafficToProto(tp))
 		if err != nil {
 			t.Fatalf("TrafficFromProto: %v", err)
@@ -45,7 +50,10 @@ func TestTrafficFromProtoRefuses(t *testing.T) {
 		{"percent over 100", func(p *meshv1.TrafficPolicy) { p.Fault.AbortPercent = 101 }, "spec.abort.percent"},
 		{"bad status", func(p *meshv1.TrafficPolicy) { p.Fault.AbortHttpStatus = 42 }, "spec.abort.httpStatus"},
 		{"ejection percent", func(p *meshv1.TrafficPolicy) { p.Breaker.Outlier.MaxEjectionPercent = 0 }, "maxEjectionPercent"},
-		{"breaker with nothing", func(p *meshv1.TrafficPolicy) { p.Breaker.MaxRequests, p.Breaker.Outlier = 0, nil }, "set maxRequests or outlierDetection"},
+		{"breaker with nothing", func(p *meshv1.TrafficPolicy) {
+			p.Breaker.MaxRequests, p.Breaker.MaxConnections, p.Breaker.MaxRequestsPerConnection, p.Breaker.Outlier = 0, 0, 0, nil
+		}, "set maxRequests or outlierDetection"},
+		{"queue with no bound", func(p *meshv1.TrafficPolicy) { p.Breaker.MaxRequests, p.Breaker.MaxConnections = 0, 0 }, "spec.maxPendingRequests"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -935,11 +935,20 @@ type CircuitBreakerPolicy struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Ref     *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
 	Service string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
-	// Requests and connections in flight from one proxy; 0 is no bound.
-	MaxRequests   uint32            `protobuf:"varint,3,opt,name=max_requests,json=maxRequests,proto3" json:"max_requests,omitempty"`
-	Outlier       *OutlierDetection `protobuf:"bytes,4,opt,name=outlier,proto3" json:"outlier,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Each bound is one calling proxy's; 0 is no bound.
+	// Requests, upgrades and opaque connections in flight.
+	MaxRequests uint32            `protobuf:"varint,3,opt,name=max_requests,json=maxRequests,proto3" json:"max_requests,omitempty"`
+	Outlier     *OutlierDetection `protobuf:"bytes,4,opt,name=outlier,proto3" json:"outlier,omitempty"`
+	// Connections to all the service's endpoints together: HTTP requests
+	// share them, each tunnel (opaque TCP, upgrade) has one of its own.
+	MaxConnections uint32 `protobuf:"varint,5,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	// Requests and tunnels waiting for a place under max_requests or
+	// max_connections; 0 is no queue.
+	MaxPendingRequests uint32 `protobuf:"varint,6,opt,name=max_pending_requests,json=maxPendingRequests,proto3" json:"max_pending_requests,omitempty"`
+	// Requests one connection carries before it is retired.
+	MaxRequestsPerConnection uint32 `protobuf:"varint,7,opt,name=max_requests_per_connection,json=maxRequestsPerConnection,proto3" json:"max_requests_per_connection,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *CircuitBreakerPolicy) Reset() {
@@ -998,6 +1007,27 @@ func (x *CircuitBreakerPolicy) GetOutlier() *OutlierDetection {
 		return x.Outlier
 	}
 	return nil
+}
+
+func (x *CircuitBreakerPolicy) GetMaxConnections() uint32 {
+	if x != nil {
+		return x.MaxConnections
+	}
+	return 0
+}
+
+func (x *CircuitBreakerPolicy) GetMaxPendingRequests() uint32 {
+	if x != nil {
+		return x.MaxPendingRequests
+	}
+	return 0
+}
+
+func (x *CircuitBreakerPolicy) GetMaxRequestsPerConnection() uint32 {
+	if x != nil {
+		return x.MaxRequestsPerConnection
+	}
+	return 0
 }
 
 type OutlierDetection struct {
@@ -2896,12 +2926,15 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\rTrafficPolicy\x12/\n" +
 	"\x05retry\x18\x01 \x01(\v2\x19.weft.mesh.v1.RetryPolicyR\x05retry\x12/\n" +
 	"\x05fault\x18\x02 \x01(\v2\x19.weft.mesh.v1.FaultPolicyR\x05fault\x12<\n" +
-	"\abreaker\x18\x03 \x01(\v2\".weft.mesh.v1.CircuitBreakerPolicyR\abreaker\"\xb2\x01\n" +
+	"\abreaker\x18\x03 \x01(\v2\".weft.mesh.v1.CircuitBreakerPolicyR\abreaker\"\xcc\x02\n" +
 	"\x14CircuitBreakerPolicy\x12#\n" +
 	"\x03ref\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\x03ref\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12!\n" +
 	"\fmax_requests\x18\x03 \x01(\rR\vmaxRequests\x128\n" +
-	"\aoutlier\x18\x04 \x01(\v2\x1e.weft.mesh.v1.OutlierDetectionR\aoutlier\"\x97\x02\n" +
+	"\aoutlier\x18\x04 \x01(\v2\x1e.weft.mesh.v1.OutlierDetectionR\aoutlier\x12'\n" +
+	"\x0fmax_connections\x18\x05 \x01(\rR\x0emaxConnections\x120\n" +
+	"\x14max_pending_requests\x18\x06 \x01(\rR\x12maxPendingRequests\x12=\n" +
+	"\x1bmax_requests_per_connection\x18\a \x01(\rR\x18maxRequestsPerConnection\"\x97\x02\n" +
 	"\x10OutlierDetection\x12'\n" +
 	"\x0fconsecutive_5xx\x18\x01 \x01(\rR\x0econsecutive5xx\x12<\n" +
 	"\x1aconsecutive_gateway_errors\x18\x02 \x01(\rR\x18consecutiveGatewayErrors\x12@\n" +
