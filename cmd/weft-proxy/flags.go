@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,8 @@ type config struct {
 	detectTimeout time.Duration
 	logLevel      string
 	logFormat     string
+	// balancer picks endpoints for the Services that name no balancer.
+	balancer string
 	trustDomain   string
 	// tokenFile holds the join token; "" means $WEFT_JOIN_TOKEN.
 	tokenFile string
@@ -51,6 +54,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.appAddress, "app-address", "127.0.0.1", "address the app listens on")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for requests and tunnels in flight")
 	fs.DurationVar(&c.detectTimeout, "detect-timeout", 100*time.Millisecond, "how long a silent outbound connection waits before it is treated as opaque TCP")
+	fs.StringVar(&c.balancer, "balancer", "p2c", "load balancer of the Services that name none (annotation weft.dev/load-balancer): "+strings.Join(model.LoadBalancers, " or "))
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "json or text")
 	fs.StringVar(&c.trustDomain, "trust-domain", "weft.local", "trust domain of the mesh's SPIFFE IDs")
@@ -82,6 +86,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if _, _, err := net.SplitHostPort(c.admin); err != nil {
 		return nil, fmt.Errorf("--admin %q: %w", c.admin, err)
+	}
+	if !slices.Contains(model.LoadBalancers, c.balancer) {
+		return nil, fmt.Errorf("--balancer %q: want one of %s", c.balancer, strings.Join(model.LoadBalancers, ", "))
 	}
 	if c.logFormat != "json" && c.logFormat != "text" {
 		return nil, fmt.Errorf("--log-format %q: want json or text", c.logFormat)

@@ -65,6 +65,7 @@ func run(args []string) int {
 		AppAddress:    cfg.appAddress,
 		DrainTimeout:  cfg.drainTimeout,
 		DetectTimeout: cfg.detectTimeout,
+		Balancer:      cfg.balancer,
 		// Each peer proxy must prove the identity the control plane says
 		// its workload has.
 		Dialer: src.Dialer(func(addr string) (spiffeid.ID, bool) {

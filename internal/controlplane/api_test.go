@@ -177,8 +177,8 @@ spec:
 			Status:   []RouteStatus{{Parent: "catalog:80", InForce: true, Reasons: missingV2}},
 			Rejected: "spec.rules[0].backendRefs[0].name: service demo/catalog-v2 does not exist; spec.rules[1].backendRefs[1].name: service demo/catalog-v2 does not exist"},
 		{Kind: model.KindHTTPRoute, Namespace: "demo", Name: "catalog-typo", Parents: []string{"catalog-v1"},
-			Summary:  "1 rule; backends catalog-v3",
-			Status:   []RouteStatus{{Parent: "catalog-v1"}},
+			Summary: "1 rule; backends catalog-v3",
+			Status:  []RouteStatus{{Parent: "catalog-v1"}},
 			Rejected: "spec.rules[0].backendRefs[0].name: service demo/catalog-v3 does not exist; " +
 				"spec.rules[0].matches: the same match as HTTPRoute demo/wrong-port spec.rules[0].matches on service catalog-v1, which is in force"},
 		{Kind: model.KindHTTPRoute, Namespace: "demo", Name: "wrong-port", Parents: []string{"catalog-v1:8080"},

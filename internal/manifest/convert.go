@@ -33,6 +33,7 @@ func ServiceFromV1(s *corev1.Service) (*model.Service, error) {
 		}
 		svc.MTLSMode = mode
 	}
+	svc.LoadBalancer = s.Annotations[model.LoadBalancerAnnotation]
 	for i, p := range s.Spec.Ports {
 		f := fmt.Sprintf("spec.ports[%d]", i)
 		sp := model.ServicePort{Name: p.Name, Port: portNumber(&fe, f+".port", p.Port)}

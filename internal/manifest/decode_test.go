@@ -87,6 +87,8 @@ func TestDecodeErrors(t *testing.T) {
 			[]string{"service demo/catalog", `unknown field "spec.selectorr"`}},
 		{"bad mTLS mode", strings.Replace(goodService, "metadata: {name: catalog, namespace: demo}", "metadata: {name: catalog, namespace: demo, annotations: {weft.dev/mtls-mode: open}}", 1), true,
 			[]string{"service demo/catalog", `metadata.annotations[weft.dev/mtls-mode]: "open": want strict or permissive`}},
+		{"bad load balancer", strings.Replace(goodService, "metadata: {name: catalog, namespace: demo}", "metadata: {name: catalog, namespace: demo, annotations: {weft.dev/load-balancer: random}}", 1), true,
+			[]string{"service demo/catalog", `metadata.annotations[weft.dev/load-balancer]: "random": want one of p2c, round-robin`}},
 		{"bad app protocol", strings.Replace(goodService, "appProtocol: http", "appProtocol: smtp", 1), true,
 			[]string{"spec.ports[0].appProtocol", `unknown protocol "smtp"`}},
 		{"udp", strings.Replace(goodService, "targetPort: 9091", "targetPort: 9091\n    protocol: UDP", 1), true,

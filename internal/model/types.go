@@ -96,7 +96,17 @@ type Service struct {
 	// MTLSMode, when set, is the mTLS mode of the workloads the service
 	// selects (annotation weft.dev/mtls-mode).
 	MTLSMode MTLSMode
+	// LoadBalancer, when set, is how callers pick among the service's
+	// endpoints (annotation weft.dev/load-balancer): one of LoadBalancers.
+	LoadBalancer string
 }
+
+// LoadBalancerAnnotation names a Service's load balancer.
+const LoadBalancerAnnotation = "weft.dev/load-balancer"
+
+// LoadBalancers are the balancers a Service may name: power of two
+// choices over peak-EWMA latency (the default), and round-robin.
+var LoadBalancers = []string{"p2c", "round-robin"}
 
 // Port returns the service port with the given number.
 func (s *Service) Port(port uint32) (ServicePort, bool) {
@@ -224,7 +234,8 @@ func (e *Endpoint) Equal(o *Endpoint) bool {
 // Equal reports whether two services are the same in every field.
 func (s *Service) Equal(o *Service) bool {
 	return s.Ref == o.Ref && maps.Equal(s.Labels, o.Labels) &&
-		maps.Equal(s.Selector, o.Selector) && slices.Equal(s.Ports, o.Ports) && s.MTLSMode == o.MTLSMode
+		maps.Equal(s.Selector, o.Selector) && slices.Equal(s.Ports, o.Ports) && s.MTLSMode == o.MTLSMode &&
+		s.LoadBalancer == o.LoadBalancer
 }
 
 // Equal reports whether two workloads are the same in every field.

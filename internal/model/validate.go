@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -83,6 +84,9 @@ func (s *Service) Validate() error {
 	case MTLSUnset, MTLSStrict, MTLSPermissive:
 	default:
 		fe.Add("metadata.annotations["+MTLSModeAnnotation+"]", "%q: want strict or permissive", s.MTLSMode)
+	}
+	if s.LoadBalancer != "" && !slices.Contains(LoadBalancers, s.LoadBalancer) {
+		fe.Add("metadata.annotations["+LoadBalancerAnnotation+"]", "%q: want one of %s", s.LoadBalancer, strings.Join(LoadBalancers, ", "))
 	}
 	if len(s.Ports) == 0 {
 		fe.Add("spec.ports", "must have at least one port")

@@ -63,8 +63,10 @@ type ListenerDump struct {
 
 // ServiceDump is a subscribed service as the proxy knows it.
 type ServiceDump struct {
-	Ref       string         `json:"ref"`
-	Version   uint64         `json:"version"`
+	Ref     string `json:"ref"`
+	Version uint64 `json:"version"`
+	// Balancer is how the proxy picks among the endpoints.
+	Balancer  string         `json:"balancer"`
 	Ports     []PortDump     `json:"ports"`
 	Endpoints []EndpointDump `json:"endpoints"`
 }
@@ -135,6 +137,9 @@ func (p *Proxy) ConfigDump() any {
 	}) {
 		ss := cfg.Services[ref]
 		sd := ServiceDump{Ref: ref.String(), Version: ss.Version, Ports: []PortDump{}, Endpoints: []EndpointDump{}}
+		if ss.Service != nil {
+			sd.Balancer = p.balancerName(ss.Service.LoadBalancer)
+		}
 		if ss.Service != nil {
 			for _, sp := range ss.Service.Ports {
 				sd.Ports = append(sd.Ports, PortDump{Name: sp.Name, Port: sp.Port, Protocol: string(sp.Protocol)})

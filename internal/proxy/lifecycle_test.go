@@ -562,3 +562,50 @@ func TestInboundRefusesOwnPorts(t *testing.T) {
 		})
 	}
 }
+
+// TestServiceChoosesItsBalancer: a Service naming round-robin gets it in a
+// proxy whose default is P2C, and strict turns; naming none again brings
+// the default back.
+func TestServiceChoosesItsBalancer(t *testing.T) {
+	portA, portB := serveHTTP(t, echoApp("a")), serveHTTP(t, echoApp("b"))
+	a := newServer(t, "api-0", model.WorkloadPort{Port: portA, Protocol: model.ProtocolHTTP1})
+	b := newServer(t, "api-1", model.WorkloadPort{Port: portB, Protocol: model.ProtocolHTTP1})
+	svc := service(model.ServicePort{Port: 80, Protocol: model.ProtocolHTTP1})
+	svc.LoadBalancer = "round-robin"
+	epA, epB := a.endpoint(map[uint32]uint32{80: portA}), b.endpoint(map[uint32]uint32{80: portB})
+	c := newClient(t, proxy.Options{Balancer: balance.P2C}, svc, []uint32{80}, epA, epB)
+	client := h1Client()
+	backends := func(n int) string {
+		var out []string
+		for range n {
+			resp := do(t, client, mustRequest("GET", "http://"+c.addr(80)+"/"))
+			out = append(out, resp.Header.Get("X-Backend"))
+		}
+		return strings.Join(out, "")
+	}
+	got := backends(20)
+	if got != strings.Repeat("ab", 10) && got != strings.Repeat("ba", 10) {
+		t.Fatalf("round-robin service: backends %s, want strict turns", got)
+	}
+	balancer := func() string {
+		for _, sd := range c.proxy.ConfigDump().(proxy.Dump).Services {
+			if sd.Ref == svc.Ref.String() {
+				return sd.Balancer
+			}
+		}
+		return "none"
+	}
+	if got := balancer(); got != "round-robin" {
+		t.Errorf("config dump: balancer %s, want round-robin", got)
+	}
+	svc.LoadBalancer = ""
+	if err := c.apply(svc, epA, epB); err != nil {
+		t.Fatal(err)
+	}
+	if got := balancer(); got != "p2c" {
+		t.Errorf("config dump: balancer %s, want p2c back", got)
+	}
+	if got := backends(20); strings.Count(got, "a")+strings.Count(got, "b") != 20 {
+		t.Errorf("after going back to p2c: %s", got)
+	}
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -81,7 +82,7 @@ type Proxy struct {
 	mu        sync.Mutex // serializes Apply and Shutdown; guards below
 	inbound   *server
 	outbound  map[uint32]*outboundListener // by local port
-	balancers map[target]balance.Balancer
+	balancers map[target]namedBalancer
 	budgets   map[target]*budget
 	// bucket is the workload's inbound rate limit, when one applies.
 	bucket   tokenBucket
@@ -110,7 +111,7 @@ func New(opts Options) *Proxy {
 		httpLog:   slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
 		pool:      pool.New(pool.Options{Dialer: opts.Dialer, Logger: opts.Logger}),
 		outbound:  map[uint32]*outboundListener{},
-		balancers: map[target]balance.Balancer{},
+		balancers: map[target]namedBalancer{},
 		budgets:   map[target]*budget{},
 		breakers:  map[target]*breaker{},
 		tunnels:   tracker{conns: map[net.Conn]struct{}{}},
@@ -130,13 +131,27 @@ func New(opts Options) *Proxy {
 	return p
 }
 
-func (p *Proxy) newBalancer() balance.Balancer {
-	b, err := balance.New(p.opts.Balancer)
+// namedBalancer is a target's balancer and the name it was made by, so a
+// Service that names another balancer gets a new one.
+type namedBalancer struct {
+	name string
+	balance.Balancer
+}
+
+// balancerName is the balancer a Service names, else the proxy's.
+func (p *Proxy) balancerName(service string) string {
+	return cmp.Or(service, p.opts.Balancer, balance.Default)
+}
+
+func newBalancer(name string) namedBalancer {
+	b, err := balance.New(name)
 	if err != nil {
-		// Apply refuses configs while the name is bad; never reached.
-		b, _ = balance.New("")
+		// Apply refuses configs while the proxy's name is bad, and the
+		// wire refuses a Service's unknown one; never reached.
+		name = balance.Default
+		b, _ = balance.New(name)
 	}
-	return b
+	return namedBalancer{name, b}
 }
 
 // Apply makes cfg the config in force. It binds any new listeners first,

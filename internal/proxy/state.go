@@ -105,16 +105,22 @@ func (p *Proxy) targetRoute(cfg *model.ProxyConfig, o model.Outbound, updated ma
 		}
 	}
 	key := target{service: o.Service, port: o.Port}
-	b := p.balancers[key]
-	if b == nil {
-		b = p.newBalancer()
+	var lb string
+	if rt.svc != nil && rt.svc.Service != nil {
+		lb = rt.svc.Service.LoadBalancer
+	}
+	lb = p.balancerName(lb)
+	b, ok := p.balancers[key]
+	if !ok || b.name != lb {
+		b = newBalancer(lb)
 		p.balancers[key] = b
+		delete(updated, key)
 	}
 	if !updated[key] {
 		b.Update(rt.endpoints)
 		updated[key] = true
 	}
-	rt.bal = b
+	rt.bal = b.Balancer
 	if err := p.traffic(rt, key); err != nil {
 		return nil, fmt.Errorf("service %s: %w", o.Service, err)
 	}

@@ -18,7 +18,7 @@ func ServiceToProto(s *model.Service) *meshv1.Service {
 	if s == nil {
 		return nil
 	}
-	out := &meshv1.Service{Ref: RefToProto(s.Ref)}
+	out := &meshv1.Service{Ref: RefToProto(s.Ref), LoadBalancer: s.LoadBalancer}
 	for _, p := range s.Ports {
 		out.Ports = append(out.Ports, &meshv1.ServicePort{Name: p.Name, Port: p.Port, Protocol: ProtocolToProto(p.Protocol)})
 	}
@@ -44,7 +44,10 @@ func serviceFromProto(s *meshv1.Service, field string) (*model.Service, error) {
 	if err != nil {
 		fe.add("ref", "%v", err)
 	}
-	out := &model.Service{Ref: ref}
+	out := &model.Service{Ref: ref, LoadBalancer: s.GetLoadBalancer()}
+	if lb := out.LoadBalancer; lb != "" && !slices.Contains(model.LoadBalancers, lb) {
+		fe.add("load_balancer", "%q: want one of %v", lb, model.LoadBalancers)
+	}
 	for i, p := range s.GetPorts() {
 		f := fmt.Sprintf("ports[%d]", i)
 		if p == nil {
@@ -72,7 +75,7 @@ func SameService(a, b *model.Service) bool {
 	if a == b {
 		return true
 	}
-	if a == nil || b == nil || a.Ref != b.Ref || len(a.Ports) != len(b.Ports) {
+	if a == nil || b == nil || a.Ref != b.Ref || a.LoadBalancer != b.LoadBalancer || len(a.Ports) != len(b.Ports) {
 		return false
 	}
 	for i := range a.Ports {

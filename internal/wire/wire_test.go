@@ -149,6 +149,15 @@ func TestServiceRoundTrip(t *testing.T) {
 	if got.Selector != nil || got.Ports[0].TargetPortName != "" {
 		t.Errorf("control-plane-only fields crossed the wire: %+v", got)
 	}
+	svc.LoadBalancer = "round-robin"
+	if got, err := ServiceFromProto(ServiceToProto(svc)); err != nil || got.LoadBalancer != "round-robin" {
+		t.Errorf("load balancer: %+v, %v", got, err)
+	}
+	bad := ServiceToProto(svc)
+	bad.LoadBalancer = "random"
+	if _, err := ServiceFromProto(bad); err == nil || !strings.Contains(err.Error(), "load_balancer") {
+		t.Errorf("an unknown load balancer: %v, want an error naming load_balancer", err)
+	}
 }
 
 func TestSameService(t *testing.T) {
@@ -162,6 +171,11 @@ func TestSameService(t *testing.T) {
 	b.Ports[1].Protocol = model.ProtocolHTTP2
 	if SameService(a, &b) {
 		t.Error("a protocol change is not visible on the wire")
+	}
+	c := *a
+	c.LoadBalancer = "round-robin"
+	if SameService(a, &c) {
+		t.Error("a load balancer change is not visible on the wire")
 	}
 	if SameService(a, nil) || !SameService(nil, nil) {
 		t.Error("nil handling")

@@ -2037,9 +2037,12 @@ func (x *HeaderModifier) GetRemove() []string {
 }
 
 type Service struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ref           *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
-	Ports         []*ServicePort         `protobuf:"bytes,2,rep,name=ports,proto3" json:"ports,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ref   *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Ports []*ServicePort         `protobuf:"bytes,2,rep,name=ports,proto3" json:"ports,omitempty"`
+	// How callers pick among the endpoints: "p2c" or "round-robin"; empty
+	// is the proxy's default.
+	LoadBalancer  string `protobuf:"bytes,3,opt,name=load_balancer,json=loadBalancer,proto3" json:"load_balancer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2086,6 +2089,13 @@ func (x *Service) GetPorts() []*ServicePort {
 		return x.Ports
 	}
 	return nil
+}
+
+func (x *Service) GetLoadBalancer() string {
+	if x != nil {
+		return x.LoadBalancer
+	}
+	return ""
 }
 
 type ServicePort struct {
@@ -3022,10 +3032,11 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
 	"\bAddEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"_\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x84\x01\n" +
 	"\aService\x12#\n" +
 	"\x03ref\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\x03ref\x12/\n" +
-	"\x05ports\x18\x02 \x03(\v2\x19.weft.mesh.v1.ServicePortR\x05ports\"i\n" +
+	"\x05ports\x18\x02 \x03(\v2\x19.weft.mesh.v1.ServicePortR\x05ports\x12#\n" +
+	"\rload_balancer\x18\x03 \x01(\tR\floadBalancer\"i\n" +
 	"\vServicePort\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x122\n" +

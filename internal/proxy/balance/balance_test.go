@@ -233,3 +233,11 @@ func TestP2CComparesTwoKept(t *testing.T) {
 		d(nil)
 	}
 }
+
+// TestModelNamesEveryBalancer: a Service may name exactly the balancers
+// the proxy has.
+func TestModelNamesEveryBalancer(t *testing.T) {
+	if got, want := fmt.Sprint(Names()), fmt.Sprint(slices.Sorted(slices.Values(model.LoadBalancers))); got != want {
+		t.Errorf("balancers %s, the model lets Services name %s", got, want)
+	}
+}
