@@ -27,8 +27,8 @@ type config struct {
 	logLevel      string
 	logFormat     string
 	// balancer picks endpoints for the Services that name no balancer.
-	balancer string
-	trustDomain   string
+	balancer    string
+	trustDomain string
 	// tokenFile holds the join token; "" means $WEFT_JOIN_TOKEN.
 	tokenFile string
 	// register: the proxy declares its own workload (built from the
