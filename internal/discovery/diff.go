@@ -41,6 +41,10 @@ type Patch struct {
 	// Authz is the authorization the response carries, when HasAuthz.
 	Authz    *model.Authz
 	HasAuthz bool
+	// Full is set when the response is the stream's first or carries the
+	// full state of some service (one the proxy did not hold, or one that
+	// came or went), as opposed to deltas only. Only metrics read it.
+	Full bool
 }
 
 // Apply records a patch once its response is sent.
@@ -79,7 +83,7 @@ func (s *Sent) Forget(r model.Ref) { delete(s.Services, r) }
 // Diff does not modify sent or snap.
 func Diff(sent *Sent, snap *model.Snapshot, workload model.Ref, check []model.Ref) (*meshv1.StreamResponse, Patch) {
 	resp := &meshv1.StreamResponse{Version: snap.Version}
-	patch := Patch{Services: make(map[model.Ref]*model.ServiceState, len(check))}
+	patch := Patch{Services: make(map[model.Ref]*model.ServiceState, len(check)), Full: !sent.started}
 
 	if w, ok := snap.Workload(workload); ok {
 		if w != sent.Workload {
@@ -107,6 +111,7 @@ func Diff(sent *Sent, snap *model.Snapshot, workload model.Ref, check []model.Re
 			delete(patch.Services, r)
 		case !was || prev == nil || cur == nil:
 			u = wire.FullUpdate(r, cur)
+			patch.Full = true
 		default:
 			u = serviceDelta(prev, cur)
 		}

@@ -61,6 +61,9 @@ type Server struct {
 	// and its version; each stream sends it first and again whenever the
 	// version changes. Call BundleChanged to have every stream look.
 	Bundle func() (roots [][]byte, version uint64)
+	// Observer, when set before serving, is told of streams starting and
+	// ending and of every response sent (the control plane's metrics).
+	Observer Observer
 
 	mu         sync.Mutex
 	streams    map[*stream]struct{}
@@ -110,6 +113,10 @@ func (s *Server) Close() {
 	}
 }
 
+// errShuttingDown ends or refuses streams once Close is called.
+// (gRPC status errors compare by code and message with errors.Is.)
+var errShuttingDown = status.Error(codes.Unavailable, "control plane shutting down")
+
 // ProxyInfo describes one connected proxy.
 type ProxyInfo struct {
 	Workload      model.Ref
@@ -156,14 +163,35 @@ type stream struct {
 	// state is to be forgotten (before dirty is looked at: a service
 	// dropped and added again starts over with a full state).
 	dropped map[model.Ref]struct{}
+	// pending is when the watcher saw the oldest snapshot that changed
+	// something for this stream since its last send; zero when none did.
+	// The push latency is measured from it.
+	pending time.Time
 	removed bool // guarded by Server.mu
 }
 
-func (st *stream) touch(r model.Ref) {
+// touch marks service r changed by the snapshot seen at seen.
+func (st *stream) touch(r model.Ref, seen time.Time) {
 	st.mu.Lock()
 	st.dirty[r] = struct{}{}
+	st.markLocked(seen)
 	st.mu.Unlock()
 	st.wake()
+}
+
+// changed marks the stream's workload or authorization changed by the
+// snapshot seen at seen.
+func (st *stream) changed(seen time.Time) {
+	st.mu.Lock()
+	st.markLocked(seen)
+	st.mu.Unlock()
+	st.wake()
+}
+
+func (st *stream) markLocked(seen time.Time) {
+	if st.pending.IsZero() {
+		st.pending = seen
+	}
 }
 
 func (st *stream) wake() {
@@ -186,16 +214,43 @@ func (st *stream) info() ProxyInfo {
 
 // Stream serves one proxy.
 func (s *Server) Stream(srv meshv1.Discovery_StreamServer) error {
-	first, err := srv.Recv()
+	obs := s.observer()
+	st, first, err := s.accept(srv)
 	if err != nil {
+		obs.StreamStarted(startOutcome(err))
 		return err
 	}
+	defer s.remove(st)
+	obs.StreamStarted(OutcomeOK)
+	log := s.logger.With("workload", st.workload.String(), "peer", st.peer)
+	log.Info("proxy connected", "subscriptions", len(first.GetSubscribe()))
+
+	ctx, cancel := context.WithCancelCause(srv.Context())
+	defer cancel(nil)
+	go func() { cancel(s.receive(srv, st)) }()
+	err = s.send(ctx, srv, st)
+	if errors.Is(err, io.EOF) {
+		err = nil // the proxy closed its side: a clean goodbye
+	}
+	log.Info("proxy disconnected", "after", s.now().Sub(st.since).Round(time.Millisecond), "version", st.version.Load(), "err", err)
+	obs.StreamEnded(endOutcome(err))
+	return err
+}
+
+// accept reads a stream's first request and, when the caller may be the
+// proxy of the workload it names, adds the stream with its first
+// subscriptions. The caller removes it when it ends.
+func (s *Server) accept(srv meshv1.Discovery_StreamServer) (*stream, *meshv1.StreamRequest, error) {
+	first, err := srv.Recv()
+	if err != nil {
+		return nil, nil, err
+	}
 	if first.GetWorkload() == nil {
-		return status.Error(codes.InvalidArgument, "workload: the first request must name the proxy's workload")
+		return nil, nil, status.Error(codes.InvalidArgument, "workload: the first request must name the proxy's workload")
 	}
 	ref, err := wire.ValidRefFromProto(first.GetWorkload())
 	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "workload: %v", err)
+		return nil, nil, status.Errorf(codes.InvalidArgument, "workload: %v", err)
 	}
 	st := &stream{
 		workload: ref,
@@ -209,27 +264,16 @@ func (s *Server) Stream(srv meshv1.Discovery_StreamServer) error {
 		st.peer = p.Addr.String()
 	}
 	if err := s.authorize(srv.Context(), ref, nil); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := s.add(st); err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer s.remove(st)
 	if err := s.update(st, first); err != nil {
-		return err
+		s.remove(st)
+		return nil, nil, err
 	}
-	log := s.logger.With("workload", ref.String(), "peer", st.peer)
-	log.Info("proxy connected", "subscriptions", len(first.GetSubscribe()))
-
-	ctx, cancel := context.WithCancelCause(srv.Context())
-	defer cancel(nil)
-	go func() { cancel(s.receive(srv, st)) }()
-	err = s.send(ctx, srv, st)
-	if errors.Is(err, io.EOF) {
-		err = nil // the proxy closed its side: a clean goodbye
-	}
-	log.Info("proxy disconnected", "after", s.now().Sub(st.since).Round(time.Millisecond), "version", st.version.Load(), "err", err)
-	return err
+	return st, first, nil
 }
 
 // receive applies the proxy's later requests until the stream ends.
@@ -250,12 +294,15 @@ func (s *Server) receive(srv meshv1.Discovery_StreamServer, st *stream) error {
 
 // send pushes responses until the stream ends.
 func (s *Server) send(ctx context.Context, srv meshv1.Discovery_StreamServer, st *stream) error {
+	obs := s.observer()
 	sent := NewSent()
 	var check []model.Ref
 	var bundleSent uint64
 	for {
 		check = check[:0]
 		st.mu.Lock()
+		pending := st.pending
+		st.pending = time.Time{}
 		for r := range st.dropped {
 			sent.Forget(r)
 		}
@@ -286,7 +333,13 @@ func (s *Server) send(ctx context.Context, srv meshv1.Discovery_StreamServer, st
 			}
 		}
 		if resp != nil {
-			if err := srv.Send(resp); err != nil {
+			err := srv.Send(resp)
+			push := Push{Full: patch.Full, Err: err}
+			if err == nil && !pending.IsZero() {
+				push.FromSnapshot, push.Lag = true, s.now().Sub(pending)
+			}
+			obs.Pushed(push)
+			if err != nil {
 				return err
 			}
 			st.version.Store(resp.GetVersion())
@@ -298,7 +351,7 @@ func (s *Server) send(ctx context.Context, srv meshv1.Discovery_StreamServer, st
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-s.done:
-			return status.Error(codes.Unavailable, "control plane shutting down")
+			return errShuttingDown
 		}
 	}
 }
@@ -381,7 +434,7 @@ func (s *Server) add(st *stream) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return status.Error(codes.Unavailable, "control plane shutting down")
+		return errShuttingDown
 	}
 	if len(s.streams) == 0 {
 		snap := s.store.Snapshot()
@@ -437,6 +490,9 @@ func (s *Server) watch(snap *model.Snapshot, stop <-chan struct{}) {
 		case <-stop:
 			return
 		}
+		// The model has no publish time; this is within a wake-up of it,
+		// and is where the push latency starts.
+		seen := s.now()
 		next := s.store.Snapshot()
 		s.mu.Lock()
 		select {
@@ -454,7 +510,7 @@ func (s *Server) watch(snap *model.Snapshot, stop <-chan struct{}) {
 			b, _ := next.Service(r)
 			if a != b {
 				for st := range set {
-					st.touch(r)
+					st.touch(r, seen)
 				}
 			}
 		}
@@ -463,7 +519,7 @@ func (s *Server) watch(snap *model.Snapshot, stop <-chan struct{}) {
 			b, _ := next.Workload(r)
 			if a != b || snap.Authz(r) != next.Authz(r) {
 				for st := range set {
-					st.wake()
+					st.changed(seen)
 				}
 			}
 		}

@@ -23,14 +23,18 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// serve runs a real gRPC server with the discovery service on loopback.
-func serve(t *testing.T, store *model.Store) (*Server, meshv1.DiscoveryClient) {
+// serve runs a real gRPC server with the discovery service on loopback;
+// each setup function configures the server before it serves.
+func serve(t *testing.T, store *model.Store, setup ...func(*Server)) (*Server, meshv1.DiscoveryClient) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := NewServer(store, testLogger(t))
+	for _, f := range setup {
+		f(srv)
+	}
 	gs := grpc.NewServer(ServerOptions()...)
 	meshv1.RegisterDiscoveryServer(gs, srv)
 	go gs.Serve(lis) //nolint:errcheck // ends with Stop

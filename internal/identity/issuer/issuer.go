@@ -36,11 +36,42 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 
+	// Observe, when set before serving, is told of the outcome of every
+	// Certify call (the control plane's metrics); it must not block.
+	Observe func(Auth, Outcome)
+
 	mu sync.Mutex
 	// latest holds the newest certificate issued to each identity since
 	// the control plane started.
 	latest map[spiffeid.ID]IssuedLeaf
 }
+
+// Auth is how a Certify caller authenticated, or tried to. It has only
+// the values below, so it can be a metric label.
+type Auth string
+
+const (
+	// AuthJoinToken: a join token, a workload's first certificate (or one
+	// after its SVID expired).
+	AuthJoinToken Auth = "join_token"
+	// AuthSVID: the caller's current SVID, a renewal.
+	AuthSVID Auth = "svid"
+	// AuthNone: neither a certificate nor a token.
+	AuthNone Auth = "none"
+)
+
+// Outcome is what a Certify call came to.
+type Outcome string
+
+const (
+	// Issued: a certificate was signed.
+	Issued Outcome = "issued"
+	// Refused: the caller did not authenticate, or its CSR was not
+	// acceptable.
+	Refused Outcome = "refused"
+	// Failed: the CA could not sign an acceptable request.
+	Failed Outcome = "error"
+)
 
 // IssuedLeaf is the newest certificate issued to one identity.
 type IssuedLeaf struct {
@@ -78,10 +109,12 @@ func (s *Server) LeafTTL() time.Duration { return s.leafTTL }
 // Certify signs the CSR for the caller's identity.
 func (s *Server) Certify(ctx context.Context, req *meshv1.CertifyRequest) (*meshv1.CertifyResponse, error) {
 	if len(req.GetCsr()) > ca.MaxCSRSize {
+		s.observe(presented(ctx, req.GetToken()), Refused)
 		return nil, status.Errorf(codes.InvalidArgument, "csr: larger than %d bytes", ca.MaxCSRSize)
 	}
-	id, via, err := s.caller(ctx, req.GetToken())
+	id, auth, via, err := s.caller(ctx, req.GetToken())
 	if err != nil {
+		s.observe(auth, Refused)
 		s.log.Warn("certificate refused: caller not authenticated", "peer", peerAddr(ctx), "err", err)
 		return nil, status.Errorf(codes.Unauthenticated, "certify: %v", err)
 	}
@@ -89,10 +122,13 @@ func (s *Server) Certify(ctx context.Context, req *meshv1.CertifyRequest) (*mesh
 	if err != nil {
 		s.log.Warn("certificate refused", "spiffe_id", id.String(), "via", via, "err", err)
 		if errors.Is(err, ca.ErrCSRRefused) {
+			s.observe(auth, Refused)
 			return nil, status.Errorf(codes.PermissionDenied, "certify %s: %v", id, err)
 		}
+		s.observe(auth, Failed)
 		return nil, status.Errorf(codes.Internal, "certify %s: %v", id, err)
 	}
+	s.observe(auth, Issued)
 	s.log.Info("certificate issued", "spiffe_id", id.String(), "via", via, "ttl", s.leafTTL)
 	if leaf, err := x509.ParseCertificate(chain[0]); err == nil {
 		s.mu.Lock()
@@ -103,23 +139,47 @@ func (s *Server) Certify(ctx context.Context, req *meshv1.CertifyRequest) (*mesh
 	return &meshv1.CertifyResponse{Chain: chain, TrustBundle: roots, BundleVersion: version}, nil
 }
 
+func (s *Server) observe(a Auth, o Outcome) {
+	if s.Observe != nil {
+		s.Observe(a, o)
+	}
+}
+
 // caller is who the request comes from: the SVID on the connection, or
-// else the identity a join token is bound to.
-func (s *Server) caller(ctx context.Context, token string) (spiffeid.ID, string, error) {
+// else the identity a join token is bound to. It says how the caller
+// authenticated (or, refused, what it tried last) and, for the log, with
+// what.
+func (s *Server) caller(ctx context.Context, token string) (spiffeid.ID, Auth, string, error) {
 	if id, err := PeerSVID(ctx, s.ca, s.now()); err == nil {
-		return id, "svid", nil
+		return id, AuthSVID, "svid", nil
 	} else if token == "" {
-		return spiffeid.ID{}, "", fmt.Errorf("no valid SVID (%v) and no join token", err)
+		return spiffeid.ID{}, presented(ctx, token), "", fmt.Errorf("no valid SVID (%v) and no join token", err)
 	}
 	claims, err := s.ca.VerifyToken(token)
 	if err != nil {
-		return spiffeid.ID{}, "", fmt.Errorf("join token: %w", err)
+		return spiffeid.ID{}, AuthJoinToken, "", fmt.Errorf("join token: %w", err)
 	}
 	id, err := identity.WorkloadID(s.ca.TrustDomain(), claims.Namespace, claims.ServiceAccount)
 	if err != nil {
-		return spiffeid.ID{}, "", fmt.Errorf("join token: %w", err)
+		return spiffeid.ID{}, AuthJoinToken, "", fmt.Errorf("join token: %w", err)
 	}
-	return id, "token " + claims.ID, nil
+	return id, AuthJoinToken, "token " + claims.ID, nil
+}
+
+// presented is the credential a caller offers, before it is checked: a
+// join token, else a client certificate (an SVID to renew), else none.
+// A proxy sends its token only while it holds no unexpired SVID, so the
+// token is what it means to authenticate with.
+func presented(ctx context.Context, token string) Auth {
+	if token != "" {
+		return AuthJoinToken
+	}
+	if p, ok := peer.FromContext(ctx); ok {
+		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.PeerCertificates) > 0 {
+			return AuthSVID
+		}
+	}
+	return AuthNone
 }
 
 // BundleDER is the CA's trust bundle as DER, with its version.

@@ -39,6 +39,22 @@ type Options struct {
 	// Debounce is how long to wait after a change notification for more.
 	// Default 100ms.
 	Debounce time.Duration
+	// OnSync, when set, is told the result of every full read of the
+	// directory (the control plane's metrics). It is called after the
+	// sync, outside the source's lock, and must not block.
+	OnSync func(SyncResult)
+}
+
+// SyncResult is what one Sync came to.
+type SyncResult struct {
+	// Problems is how many things are wrong in the directory now: files
+	// and objects that do not decode or validate, and objects the store
+	// refused. Routes the model does not admit are not among them (they
+	// can change between syncs; see Status).
+	Problems int
+	// Err is set when the directory itself could not be read; everything
+	// it declared was kept.
+	Err error
 }
 
 // Problem is one thing wrong in the manifest directory.
@@ -197,6 +213,13 @@ func isManifest(name string) bool {
 
 // Sync reads the directory and applies what changed to the store.
 func (s *Source) Sync() {
+	res := s.sync()
+	if s.opts.OnSync != nil {
+		s.opts.OnSync(res)
+	}
+}
+
+func (s *Source) sync() SyncResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seen := map[string]bool{}
@@ -221,7 +244,7 @@ func (s *Source) Sync() {
 		// files declared: keep everything and report.
 		s.opts.Logger.Error("reading manifest directory; keeping the last good state", "dir", s.opts.Dir, "err", walkErr)
 		s.status.Problems = []Problem{{File: s.opts.Dir, Message: walkErr.Error()}}
-		return
+		return SyncResult{Problems: len(s.status.Problems), Err: fmt.Errorf("reading manifest directory: %w", walkErr)}
 	}
 	for path := range s.files {
 		if !seen[path] {
@@ -230,6 +253,7 @@ func (s *Source) Sync() {
 		}
 	}
 	s.apply()
+	return SyncResult{Problems: len(s.status.Problems)}
 }
 
 // readFile decodes one file if its content changed.

@@ -281,3 +281,41 @@ func TestPolicyKeepsLastGood(t *testing.T) {
 		}
 	}
 }
+
+// TestOnSync: every Sync reports how many problems the directory has now,
+// and whether it could be read at all.
+func TestOnSync(t *testing.T) {
+	dir := t.TempDir()
+	var got []SyncResult
+	s, err := New(Options{Dir: dir, Store: model.NewStore(), Resync: time.Hour, OnSync: func(r SyncResult) { got = append(got, r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, dir, "svc.yaml", svcYAML)
+	s.Sync()
+	write(t, dir, "w.yaml", workloadYAML("w1", 70000)+"---\n"+workloadYAML("w2", 0))
+	s.Sync()
+	write(t, dir, "w.yaml", workloadYAML("w1", 4001))
+	s.Sync()
+	// An unreadable directory keeps everything and says so.
+	if err := os.Chmod(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o755) })
+	s.Sync()
+
+	want := []int{0, 2, 0, 1}
+	if len(got) != len(want) {
+		t.Fatalf("OnSync called %d times, want %d", len(got), len(want))
+	}
+	for i, r := range got[:3] {
+		if r.Problems != want[i] || r.Err != nil {
+			t.Errorf("sync %d: %+v, want %d problems and no error", i, r, want[i])
+		}
+	}
+	if os.Geteuid() != 0 { // root reads the directory regardless
+		if r := got[3]; r.Problems != 1 || r.Err == nil {
+			t.Errorf("sync of an unreadable directory: %+v, want one problem and an error", r)
+		}
+	}
+}
