@@ -9,6 +9,8 @@ func (cp *ControlPlane) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /live", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	// Read-only, like /live: a scraper needs no admin token.
+	mux.Handle("GET /metrics", cp.metrics.handler(cp.opts.Logger.With("component", "metrics")))
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Status()) })
 	mux.HandleFunc("GET /api/v1/services", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Services()) })
 	mux.HandleFunc("GET /api/v1/workloads", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Workloads()) })

@@ -70,6 +70,8 @@ type ControlPlane struct {
 	issuer     *issuer.Server
 	self       *identity.Source
 	adminToken string
+
+	metrics *metrics
 }
 
 // New builds the parts and binds the listeners, so Addrs is known before
@@ -92,8 +94,11 @@ func New(opts Options) (*ControlPlane, error) {
 	if err := cp.newIdentity(); err != nil {
 		return nil, err
 	}
+	cp.metrics = newMetrics(cp.store, cp.ca)
+	cp.issuer.Observe = cp.metrics.certified
 	if opts.ManifestDir != "" {
-		cp.files, err = files.New(files.Options{Dir: opts.ManifestDir, Store: cp.store, Logger: opts.Logger.With("source", "files"), Resync: opts.Resync})
+		cp.files, err = files.New(files.Options{Dir: opts.ManifestDir, Store: cp.store, Logger: opts.Logger.With("source", "files"), Resync: opts.Resync,
+			OnSync: cp.metrics.synced})
 		if err != nil {
 			return nil, err
 		}
@@ -109,6 +114,7 @@ func New(opts Options) (*ControlPlane, error) {
 	cp.discovery = discovery.NewServer(cp.store, opts.Logger.With("component", "discovery"))
 	cp.discovery.Authorize = issuer.MayActAs
 	cp.discovery.Bundle = func() ([][]byte, uint64) { return issuer.BundleDER(cp.ca) }
+	cp.discovery.Observer = discoveryObserver{cp.metrics}
 	if cp.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("control plane gRPC listener: %w", err)
 	}
@@ -151,8 +157,10 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
+	// The metrics' interceptor goes before the identity ones, so it wraps
+	// them and sees the streams they refuse.
 	gs := grpc.NewServer(append(append(discovery.ServerOptions(),
-		grpc.Creds(credentials.NewTLS(cp.serverTLS()))),
+		grpc.Creds(credentials.NewTLS(cp.serverTLS())), cp.metrics.refusedStreams()),
 		issuer.RequireSVID(cp.ca, log.With("component", "identity"))...)...)
 	meshv1.RegisterDiscoveryServer(gs, cp.discovery)
 	meshv1.RegisterRegistrationServer(gs, cp.registry)
