@@ -71,7 +71,9 @@ type Pool struct {
 	peers map[string]*peer
 	// keep is the set the last Retain kept, nil before any: only these
 	// peers get pooled connections. Entries in peers are always in it.
-	keep   map[string]bool
+	keep map[string]bool
+	// groups by name; see Group.
+	groups map[string]*Group
 	closed bool
 }
 
@@ -94,6 +96,7 @@ func New(opts Options) *Pool {
 		log:    opts.Logger,
 		dialTO: opts.DialTimeout,
 		peers:  map[string]*peer{},
+		groups: map[string]*Group{},
 	}
 	if p.dialer == nil {
 		p.dialer = &net.Dialer{KeepAlive: 30 * time.Second}
@@ -105,16 +108,7 @@ func New(opts Options) *Pool {
 		p.dialTO = 5 * time.Second
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.t = &http2.Transport{
-		AllowHTTP:          true,
-		DisableCompression: true, // a proxy must not change what the app asked for
-		ConnPool:           (*connPool)(p),
-		// Health-check idle connections so a vanished peer is noticed
-		// before a request waits on it.
-		ReadIdleTimeout: 30 * time.Second,
-		PingTimeout:     10 * time.Second,
-		IdleConnTimeout: 5 * time.Minute,
-	}
+	p.t = newTransport((*connPool)(p))
 	return p
 }
 
@@ -167,6 +161,9 @@ func (p *Pool) retire(cc *http2.ClientConn) {
 // new requests, close at once when idle, and otherwise when their last
 // stream ends. Until a later Retain keeps such a peer again, a request to
 // it gets a connection of its own, closed when the request ends.
+//
+// Retain also ends a generation of groups: a group that no Group call
+// asked for since the Retain before is retired whole, the same way.
 func (p *Pool) Retain(keep map[string]bool) {
 	p.mu.Lock()
 	p.keep = make(map[string]bool, len(keep))
@@ -180,19 +177,49 @@ func (p *Pool) Retain(keep map[string]bool) {
 		delete(p.peers, addr)
 		p.log.Debug("retiring connections to peer proxy", "peer", addr, "conns", len(pe.conns))
 	}
+	var stale, kept []*Group
+	for name, g := range p.groups {
+		if !g.used {
+			stale = append(stale, g)
+			delete(p.groups, name)
+			continue
+		}
+		g.used = false
+		kept = append(kept, g)
+	}
 	p.mu.Unlock()
 	for _, cc := range retired {
 		p.retire(cc)
 	}
+	for _, g := range stale {
+		p.log.Debug("retiring connection group", "group", g.name)
+		g.retire(nil)
+	}
+	for _, g := range kept {
+		g.retire(keep)
+	}
 }
 
-// Peers reports how many connections the pool holds to each peer.
+// keeps reports whether the last Retain kept peer addr.
+func (p *Pool) keeps(addr string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.keep == nil || p.keep[addr]
+}
+
+// Peers reports how many connections the pool holds to each peer, its
+// groups' included.
 func (p *Pool) Peers() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := make(map[string]int, len(p.peers))
 	for addr, pe := range p.peers {
 		out[addr] = len(pe.conns)
+	}
+	for _, g := range p.groups {
+		for addr, n := range g.peers() {
+			out[addr] += n
+		}
 	}
 	return out
 }
@@ -202,14 +229,17 @@ func (p *Pool) Peers() map[string]int {
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	p.closed = true
-	peers := p.peers
-	p.peers = map[string]*peer{}
+	peers, groups := p.peers, p.groups
+	p.peers, p.groups = map[string]*peer{}, map[string]*Group{}
 	p.mu.Unlock()
 	p.cancel()
 	for _, pe := range peers {
 		for _, cc := range pe.conns {
 			cc.Close()
 		}
+	}
+	for _, g := range groups {
+		g.close()
 	}
 	return nil
 }
@@ -313,18 +343,43 @@ func (p *Pool) dial(addr string, d *dialCall) {
 }
 
 func (p *Pool) connect(addr string) (*http2.ClientConn, error) {
-	ctx, cancel := context.WithTimeout(p.ctx, p.dialTO)
+	return p.connectWith(p.ctx, p.t, addr, nil)
+}
+
+// connectWith dials addr within ctx and the dial timeout, and starts
+// HTTP/2 on the connection for transport t; onClose, when set, is called
+// once the connection has closed.
+func (p *Pool) connectWith(ctx context.Context, t *http2.Transport, addr string, onClose func()) (*http2.ClientConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.dialTO)
 	defer cancel()
 	c, err := p.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, &DialError{Addr: addr, Err: err}
 	}
-	cc, err := p.t.NewClientConn(c)
+	if onClose != nil {
+		c = watchClose(c, onClose)
+	}
+	cc, err := t.NewClientConn(c)
 	if err != nil {
 		c.Close()
 		return nil, &DialError{Addr: addr, Err: fmt.Errorf("start HTTP/2: %w", err)}
 	}
 	return cc, nil
+}
+
+// newTransport is an HTTP/2 transport to peer proxies over the
+// connections of cp.
+func newTransport(cp http2.ClientConnPool) *http2.Transport {
+	return &http2.Transport{
+		AllowHTTP:          true,
+		DisableCompression: true, // a proxy must not change what the app asked for
+		ConnPool:           cp,
+		// Health-check idle connections so a vanished peer is noticed
+		// before a request waits on it.
+		ReadIdleTimeout: 30 * time.Second,
+		PingTimeout:     10 * time.Second,
+		IdleConnTimeout: 5 * time.Minute,
+	}
 }
 
 // MarkDead forgets a connection the transport found broken.
