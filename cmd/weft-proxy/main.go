@@ -66,6 +66,7 @@ func run(args []string) int {
 		DrainTimeout:  cfg.drainTimeout,
 		DetectTimeout: cfg.detectTimeout,
 		Balancer:      cfg.balancer,
+		TrustDomain:   cfg.trustDomain,
 		// Each peer proxy must prove the identity the control plane says
 		// its workload has.
 		Dialer: src.Dialer(func(addr string) (spiffeid.ID, bool) {

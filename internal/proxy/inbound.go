@@ -19,6 +19,7 @@ import (
 
 // startInbound serves mesh traffic from peer proxies on ln: HTTP/2 only.
 func (p *Proxy) startInbound(addr string, ln net.Listener) *server {
+	ln = &countedListener{Listener: ln, cc: p.golden.connCounters(inbound, "")}
 	if p.opts.InboundTLS != nil {
 		ln = newMixedListener(ln, p.opts.InboundTLS, p.permissive, p.log)
 	}
@@ -30,7 +31,7 @@ func (p *Proxy) startInbound(addr string, ln net.Listener) *server {
 	protos.SetHTTP2(true)
 	protos.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
-		Handler:   http.HandlerFunc(p.serveInbound),
+		Handler:   p.observed(inbound, http.HandlerFunc(p.serveInbound)),
 		Protocols: &protos,
 		// Peers multiplex every request for this workload onto few
 		// connections; the net/http default of 250 streams is too low.

@@ -44,7 +44,7 @@ func (p *Proxy) startOutbound(port uint32, ln net.Listener) *outboundListener {
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
 	o.srv = &http.Server{
-		Handler:           p.outboundHandler(port),
+		Handler:           p.observed(outbound, p.outboundHandler(port)),
 		Protocols:         &protos,
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 1000},
 		ReadHeaderTimeout: 30 * time.Second,
@@ -87,6 +87,11 @@ func (p *Proxy) acceptOutbound(o *outboundListener) {
 func (p *Proxy) handleOutboundConn(o *outboundListener, c net.Conn) {
 	defer p.tunnels.done(c)
 	rt := p.cur.Load().routes[o.port]
+	service := ""
+	if rt != nil {
+		service = rt.out.Service.String()
+	}
+	c = p.golden.connCounters(outbound, service).count(c)
 	var conn net.Conn = c
 	isHTTP := false
 	switch proto := rt.protocol(); {
@@ -227,6 +232,9 @@ func (rc retryConnect) try(req *http.Request, u *upstream) (*http.Response, erro
 	var resp *http.Response
 	_, done, err := rc.p.reach(req.Context(), u.route, func(ep *model.Endpoint, port uint32) error {
 		u.addr, u.endpoint = ep.HostPort(), ep.ID
+		if x := exchangeOf(req.Context()); x != nil {
+			x.endpoint = ep
+		}
 		// A copy per try: a RoundTripper must not change the request.
 		out := req.Clone(req.Context())
 		out.URL.Host = u.addr
@@ -255,9 +263,17 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 			return
 		}
 		target, rule, code, err := rt.forRequest(r)
+		x := exchangeOf(r.Context())
+		x.service = rt.out.Service.String()
+		if rule != nil {
+			x.route = rule.name
+		}
 		if err != nil {
 			p.refuse(w, r, code, "outbound", err.Error())
 			return
+		}
+		if target != nil {
+			x.service = target.out.Service.String()
 		}
 		if rule != nil && rule.rule.Redirect != nil {
 			p.redirect(w, r, rule, rt.out.Port)
@@ -378,6 +394,9 @@ func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route) 
 		return
 	}
 	s, ep, done, err := p.dialEndpoint(rt, meshheader.ProtoHTTP1)
+	if x := exchangeOf(r.Context()); x != nil && ep != nil {
+		x.endpoint = ep
+	}
 	if err != nil && ep == nil {
 		p.refuse(w, r, http.StatusServiceUnavailable, "outbound", err.Error())
 		return

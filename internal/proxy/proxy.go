@@ -20,6 +20,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/balance"
 	"github.com/weftmesh/weft/internal/proxy/meshheader"
 	"github.com/weftmesh/weft/internal/proxy/pool"
+	"github.com/weftmesh/weft/internal/proxy/tap"
 )
 
 // Options configure a Proxy. The zero value of each field is a sensible
@@ -45,6 +46,9 @@ type Options struct {
 	// plaintext clients while the workload is in permissive mode. Nil
 	// serves plaintext only (peers with no identity, as in tests).
 	InboundTLS *tls.Config
+	// TrustDomain of the mesh's SPIFFE IDs, for the identities metrics
+	// and tap name; "" names none (a mesh without identities).
+	TrustDomain string
 }
 
 const (
@@ -72,6 +76,9 @@ type Proxy struct {
 	appRTs  []*http.Transport
 	tunnels tracker
 	metrics *metrics
+	golden  *goldenMetrics
+	// tap carries request events to whoever taps the proxy.
+	tap *tap.Hub
 	// ctx lives until Shutdown has finished; tunnels outlive requests.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -116,7 +123,9 @@ func New(opts Options) *Proxy {
 		breakers:  map[target]*breaker{},
 		tunnels:   tracker{conns: map[net.Conn]struct{}{}},
 		metrics:   newMetrics(),
+		tap:       tap.NewHub(),
 	}
+	p.golden = newGoldenMetrics(p.metrics.registry)
 	if _, err := balance.New(opts.Balancer); err != nil {
 		p.balErr = fmt.Errorf("proxy: options: %w", err)
 	}

@@ -1,0 +1,196 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	prommodel "github.com/prometheus/common/model"
+
+	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/proxy"
+	"github.com/weftmesh/weft/internal/proxy/tap"
+)
+
+// scrape parses a proxy's /metrics with the Prometheus text parser.
+func scrape(t *testing.T, p *proxy.Proxy) map[string]*dto.MetricFamily {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	p.Metrics().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	parser := expfmt.NewTextParser(prommodel.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return families
+}
+
+// sum adds the values of a family's series whose labels include want.
+func sum(families map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
+	var total float64
+	for _, m := range families[name].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range want {
+			if labels[k] != v {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			total += m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			total += m.GetGauge().GetValue()
+		case m.Histogram != nil:
+			total += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return total
+}
+
+// statusApp answers with the status the query asks for.
+func statusApp(w http.ResponseWriter, r *http.Request) {
+	code, err := strconv.Atoi(r.URL.Query().Get("status"))
+	if err != nil {
+		code = http.StatusOK
+	}
+	w.WriteHeader(code)
+}
+
+// TestGoldenSignals sends known requests through a client proxy and a
+// server proxy and checks that each side's metrics count exactly them.
+func TestGoldenSignals(t *testing.T) {
+	appPort := serveHTTP(t, http.HandlerFunc(statusApp))
+	s := newServer(t, "api-0", model.WorkloadPort{Port: appPort, Protocol: model.ProtocolHTTP1})
+	svc := service(model.ServicePort{Port: 80, Protocol: model.ProtocolHTTP1})
+	c := newClient(t, proxy.Options{}, svc, []uint32{80}, s.endpoint(map[uint32]uint32{80: appPort}))
+	client := h1Client()
+	before := scrape(t, c.proxy)
+	const ok, failed, notFound = 23, 7, 4
+	for i := range ok + failed + notFound {
+		status := http.StatusOK
+		switch {
+		case i < failed:
+			status = http.StatusServiceUnavailable
+		case i < failed+notFound:
+			status = http.StatusNotFound
+		}
+		resp, err := client.Do(mustRequest("GET", fmt.Sprintf("http://%s/items/%d?status=%d", c.addr(80), i, status)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != status {
+			t.Fatalf("request %d: %d, want %d", i, resp.StatusCode, status)
+		}
+	}
+	const total = ok + failed + notFound
+	out, in := scrape(t, c.proxy), scrape(t, s.proxy)
+	peers := map[string]string{"destination_service": "demo/api", "destination_workload": "demo/api-0", "protocol": "http1"}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range peers {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	tests := []struct {
+		desc     string
+		families map[string]*dto.MetricFamily
+		name     string
+		labels   map[string]string
+		want     float64
+	}{
+		{"outbound requests", out, "weft_requests_total", with(map[string]string{"direction": "outbound", "source_workload": c.wl.Ref.String()}), total},
+		{"outbound failures", out, "weft_responses_total", with(map[string]string{"direction": "outbound", "status_code": "503", "status_class": "5xx", "classification": "failure"}), failed},
+		{"outbound 404 is no failure", out, "weft_responses_total", with(map[string]string{"direction": "outbound", "status_code": "404", "classification": "success"}), notFound},
+		{"outbound latencies", out, "weft_response_latency_seconds", with(map[string]string{"direction": "outbound"}), total},
+		{"inbound requests", in, "weft_requests_total", map[string]string{"direction": "inbound", "destination_workload": "demo/api-0", "protocol": "http1"}, total},
+		{"inbound successes", in, "weft_responses_total", map[string]string{"direction": "inbound", "classification": "success"}, ok + notFound},
+		{"nothing in flight", out, "weft_requests_in_flight", map[string]string{"direction": "outbound"}, 0},
+	}
+	for _, tc := range tests {
+		got := sum(tc.families, tc.name, tc.labels)
+		if tc.labels["direction"] == "outbound" {
+			got -= sum(before, tc.name, tc.labels)
+		}
+		if got != tc.want {
+			t.Errorf("%s: %s%v = %v, want %v", tc.desc, tc.name, tc.labels, got, tc.want)
+		}
+	}
+	if got := sum(out, "weft_tcp_connections_opened_total", map[string]string{"direction": "outbound", "destination_service": "demo/api"}); got < 1 {
+		t.Errorf("outbound TCP connections opened = %v, want at least the client's", got)
+	}
+	if got := sum(in, "weft_tcp_bytes_total", map[string]string{"direction": "inbound", "flow": "received"}); got <= 0 {
+		t.Errorf("inbound bytes received = %v", got)
+	}
+	for _, name := range []string{"weft_requests_total", "weft_responses_total"} {
+		for _, m := range out[name].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if strings.Contains(l.GetValue(), "/items/") {
+					t.Errorf("%s has a path label %s=%s: cardinality would be unbounded", name, l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+}
+
+// TestTapSeesRequests: a tap on the client proxy streams the requests it
+// carries, without their query strings.
+func TestTapSeesRequests(t *testing.T) {
+	appPort := serveHTTP(t, http.HandlerFunc(statusApp))
+	s := newServer(t, "api-0", model.WorkloadPort{Port: appPort, Protocol: model.ProtocolHTTP1})
+	svc := service(model.ServicePort{Port: 80, Protocol: model.ProtocolHTTP1})
+	c := newClient(t, proxy.Options{}, svc, []uint32{80}, s.endpoint(map[uint32]uint32{80: appPort}))
+	srv := httptest.NewServer(http.HandlerFunc(c.proxy.Tap))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"?path=/tapped", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	client := h1Client()
+	go func() {
+		for ctx.Err() == nil {
+			r, err := client.Do(mustRequest("GET", "http://"+c.addr(80)+"/tapped/1?secret=x&status=503"))
+			if err == nil {
+				r.Body.Close()
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	var got *tap.Event
+	err = tap.Read(ctx, resp.Body, func(r tap.Record) error {
+		if r.Event != nil {
+			got = r.Event
+			cancel()
+		}
+		return nil
+	})
+	if got == nil {
+		t.Fatalf("no event: %v", err)
+	}
+	if got.Path != "/tapped/1" || got.Status != 503 || got.Direction != "outbound" || got.DestinationService != "demo/api" ||
+		got.DestinationWorkload != "demo/api-0" || got.Method != "GET" {
+		t.Errorf("event %+v", got)
+	}
+}
