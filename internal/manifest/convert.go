@@ -112,6 +112,7 @@ func WorkloadFromV1alpha1(w *weftv1alpha1.Workload) (*model.Workload, error) {
 		Address:        w.Spec.Address,
 		InboundPort:    portNumber(&fe, "spec.proxy.inboundPort", w.Spec.Proxy.InboundPort),
 	}
+	out.AccessLog = w.Spec.Proxy.AccessLog
 	if w.Spec.Proxy.AdminPort != 0 {
 		out.AdminPort = portNumber(&fe, "spec.proxy.adminPort", w.Spec.Proxy.AdminPort)
 	}

@@ -35,7 +35,7 @@ spec:
   address: 127.0.0.1
   ports:
   - {name: http, port: 20011, protocol: http}
-  proxy: {inboundPort: 20111, adminPort: 20211}
+  proxy: {inboundPort: 20111, adminPort: 20211, accessLog: true}
   outbound:
   - {service: stock, port: 9090, localPort: 20311}
   - {service: other/ledger, port: 7000, localPort: 20312}
@@ -58,7 +58,7 @@ func TestDecodeValid(t *testing.T) {
 		t.Errorf("service ports = %+v, want %+v", svc, want)
 	}
 	w := d.Objects[1].Workload
-	if w == nil || w.Ref != (model.Ref{Namespace: "demo", Name: "catalog-v1-0"}) || w.InboundPort != 20111 || w.AdminPort != 20211 {
+	if w == nil || w.Ref != (model.Ref{Namespace: "demo", Name: "catalog-v1-0"}) || w.InboundPort != 20111 || w.AdminPort != 20211 || !w.AccessLog {
 		t.Fatalf("workload = %+v", w)
 	}
 	if got := w.Outbound[1].Service; got != (model.Ref{Namespace: "other", Name: "ledger"}) {

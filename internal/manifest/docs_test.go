@@ -134,7 +134,16 @@ func TestTrafficDocExamples(t *testing.T) {
 			t.Fatal(err)
 		}
 		var policies []model.Policy
+		var changed []*model.Service
 		for _, o := range d.Objects {
+			if o.Service != nil {
+				// A demo Service with an annotation (a load balancer, say).
+				if !services[o.Service.Ref.Name] || o.Service.Ref.Namespace != demo.Namespace {
+					t.Errorf("%s: %s is not one of the demo's services", where, o.Key)
+				}
+				changed = append(changed, o.Service)
+				continue
+			}
 			if o.Policy == nil {
 				t.Errorf("%s: %s is not a route or a traffic policy", where, o.Key)
 				continue
@@ -161,6 +170,9 @@ func TestTrafficDocExamples(t *testing.T) {
 			if target != "" && !services[target] {
 				t.Errorf("%s: %s targets service %s, which the demo does not have", where, o.Key, target)
 			}
+		}
+		if err := store.Apply("demo", model.Changes{PutServices: changed}); err != nil {
+			t.Fatalf("%s: %v", where, err)
 		}
 		if err := store.Apply("docs", model.Changes{PutPolicies: policies}); err != nil {
 			t.Fatalf("%s: %v", where, err)

@@ -160,6 +160,8 @@ type Workload struct {
 	// AdminPort is where the proxy serves its admin API, on loopback; 0 if
 	// unknown.
 	AdminPort uint32
+	// AccessLog makes the proxy log every request it carries, as JSON.
+	AccessLog bool
 }
 
 // Identity is the service account a workload runs as.
@@ -242,6 +244,6 @@ func (s *Service) Equal(o *Service) bool {
 func (w *Workload) Equal(o *Workload) bool {
 	return w.Ref == o.Ref && maps.Equal(w.Labels, o.Labels) &&
 		w.ServiceAccount == o.ServiceAccount && w.Address == o.Address &&
-		slices.Equal(w.Ports, o.Ports) && w.InboundPort == o.InboundPort && w.AdminPort == o.AdminPort &&
+		slices.Equal(w.Ports, o.Ports) && w.InboundPort == o.InboundPort && w.AdminPort == o.AdminPort && w.AccessLog == o.AccessLog &&
 		slices.Equal(w.Outbound, o.Outbound)
 }

@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +51,9 @@ type Options struct {
 	// TrustDomain of the mesh's SPIFFE IDs, for the identities metrics
 	// and tap name; "" names none (a mesh without identities).
 	TrustDomain string
+	// AccessLog receives the access log, one JSON object per request, when
+	// the workload asks for one; nil is standard output.
+	AccessLog io.Writer
 }
 
 const (
@@ -79,6 +84,8 @@ type Proxy struct {
 	golden  *goldenMetrics
 	// tap carries request events to whoever taps the proxy.
 	tap *tap.Hub
+	// access writes the access log.
+	access *slog.Logger
 	// ctx lives until Shutdown has finished; tunnels outlive requests.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -126,6 +133,7 @@ func New(opts Options) *Proxy {
 		tap:       tap.NewHub(),
 	}
 	p.golden = newGoldenMetrics(p.metrics.registry)
+	p.access = slog.New(slog.NewJSONHandler(cmp.Or[io.Writer](opts.AccessLog, os.Stdout), nil))
 	if _, err := balance.New(opts.Balancer); err != nil {
 		p.balErr = fmt.Errorf("proxy: options: %w", err)
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -161,19 +162,38 @@ func (p *Proxy) record(r *http.Request, x *exchange, ow *observedWriter, start t
 		p.golden.responses.WithLabelValues(append(peerValues, code, code[:1]+"xx", grpcStatus, class)...).Inc()
 	}
 	p.golden.latency.WithLabelValues(x.direction, proto, l.srcWorkload, x.service, l.dstWorkload, x.route, class).Observe(latency.Seconds())
-	if p.tap.Active() {
-		proxyName := ""
-		if self != nil {
-			proxyName = self.Ref.String()
-		}
-		p.tap.Publish(&tap.Event{
-			Time: start, Proxy: proxyName, Direction: x.direction, Protocol: proto,
-			Method: r.Method, Authority: r.Host, Path: r.URL.Path, Status: ow.status, GRPCStatus: grpcStatus, Latency: latency,
-			SourceIdentity: l.srcIdentity, SourceWorkload: l.srcWorkload,
-			DestinationIdentity: l.dstIdentity, DestinationService: x.service, DestinationWorkload: l.dstWorkload,
-			Route: x.route, TLS: tls == "true",
-		})
+	accessLog := self != nil && self.AccessLog
+	if !p.tap.Active() && !accessLog {
+		return
 	}
+	proxyName := ""
+	if self != nil {
+		proxyName = self.Ref.String()
+	}
+	e := &tap.Event{
+		Time: start, Proxy: proxyName, Direction: x.direction, Protocol: proto,
+		Method: r.Method, Authority: r.Host, Path: r.URL.Path, Status: ow.status, GRPCStatus: grpcStatus, Latency: latency,
+		SourceIdentity: l.srcIdentity, SourceWorkload: l.srcWorkload,
+		DestinationIdentity: l.dstIdentity, DestinationService: x.service, DestinationWorkload: l.dstWorkload,
+		Route: x.route, TLS: tls == "true",
+	}
+	if accessLog {
+		p.logAccess(e, class, aborted)
+	}
+	p.tap.Publish(e)
+}
+
+// logAccess writes one request to the access log: what tap shows, and
+// never query strings, headers or bodies, which may carry secrets.
+func (p *Proxy) logAccess(e *tap.Event, class string, aborted bool) {
+	p.access.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("proxy", e.Proxy), slog.String("direction", e.Direction), slog.String("protocol", e.Protocol),
+		slog.String("method", e.Method), slog.String("authority", e.Authority), slog.String("path", e.Path),
+		slog.Int("status", e.Status), slog.String("grpc_status", e.GRPCStatus), slog.String("classification", class),
+		slog.Bool("aborted", aborted), slog.Float64("latency_ms", float64(e.Latency.Microseconds())/1000),
+		slog.String("source_identity", e.SourceIdentity), slog.String("source_workload", e.SourceWorkload),
+		slog.String("destination_service", e.DestinationService), slog.String("destination_workload", e.DestinationWorkload),
+		slog.String("destination_identity", e.DestinationIdentity), slog.String("route", e.Route), slog.Bool("tls", e.TLS))
 }
 
 // peerNames are the workloads and identities on each side of a request.

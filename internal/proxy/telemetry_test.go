@@ -1,12 +1,15 @@
 package proxy_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -192,5 +195,73 @@ func TestTapSeesRequests(t *testing.T) {
 	if got.Path != "/tapped/1" || got.Status != 503 || got.Direction != "outbound" || got.DestinationService != "demo/api" ||
 		got.DestinationWorkload != "demo/api-0" || got.Method != "GET" {
 		t.Errorf("event %+v", got)
+	}
+}
+
+// lockedBuffer is an io.Writer the proxy's goroutines and the test share.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestAccessLog: off by default; on for a workload that asks, one JSON
+// object per request, without the query string.
+func TestAccessLog(t *testing.T) {
+	appPort := serveHTTP(t, http.HandlerFunc(statusApp))
+	s := newServer(t, "api-0", model.WorkloadPort{Port: appPort, Protocol: model.ProtocolHTTP1})
+	svc := service(model.ServicePort{Port: 80, Protocol: model.ProtocolHTTP1})
+	ep := s.endpoint(map[uint32]uint32{80: appPort})
+	var logged lockedBuffer
+	c := newClient(t, proxy.Options{AccessLog: &logged}, svc, []uint32{80}, ep)
+	client := h1Client()
+	get := func(path string) {
+		t.Helper()
+		resp, err := client.Do(mustRequest("GET", "http://"+c.addr(80)+path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	get("/quiet")
+	if logged.String() != "" {
+		t.Fatalf("access log written while off: %s", logged.String())
+	}
+	c.wl.AccessLog = true
+	if err := c.apply(svc, ep); err != nil {
+		t.Fatal(err)
+	}
+	get("/logged/1?token=secret&status=503")
+	get("/logged/2")
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("access log has %d lines, want 2:\n%s", len(lines), logged.String())
+	}
+	var first struct {
+		Msg, Direction, Method, Path, Classification string
+		Status                                       int
+		Latency                                      float64 `json:"latency_ms"`
+		DestinationWorkload                          string  `json:"destination_workload"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, lines[0])
+	}
+	if first.Msg != "request" || first.Direction != "outbound" || first.Method != "GET" || first.Path != "/logged/1" ||
+		first.Status != 503 || first.Classification != "failure" || first.DestinationWorkload != "demo/api-0" {
+		t.Errorf("first entry %+v from %s", first, lines[0])
+	}
+	if strings.Contains(logged.String(), "secret") {
+		t.Errorf("the query string reached the access log: %s", lines[0])
 	}
 }

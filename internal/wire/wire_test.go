@@ -22,6 +22,7 @@ func validWorkload() *model.Workload {
 			{Port: 7000},
 		},
 		InboundPort: 4143,
+		AccessLog:   true,
 		Outbound: []model.Outbound{
 			{Service: model.Ref{Namespace: "shop", Name: "prices"}, Port: 80, LocalPort: 9001},
 		},

@@ -79,6 +79,7 @@ func WorkloadToProto(w *model.Workload) *meshv1.Workload {
 		Address:        w.Address,
 		InboundPort:    w.InboundPort,
 		AdminPort:      w.AdminPort,
+		AccessLog:      w.AccessLog,
 	}
 	for _, p := range w.Ports {
 		out.Ports = append(out.Ports, &meshv1.WorkloadPort{Name: p.Name, Port: p.Port, Protocol: ProtocolToProto(p.Protocol)})
@@ -105,6 +106,7 @@ func WorkloadFromProto(w *meshv1.Workload) (*model.Workload, error) {
 		Address:        w.GetAddress(),
 		InboundPort:    w.GetInboundPort(),
 		AdminPort:      w.GetAdminPort(),
+		AccessLog:      w.GetAccessLog(),
 	}
 	if w.GetRef() == nil {
 		fe.Add("metadata", "must be set")

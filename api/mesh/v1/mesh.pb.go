@@ -2268,7 +2268,9 @@ type Workload struct {
 	// The services the workload calls, each at a local port.
 	Outbound []*Outbound `protobuf:"bytes,7,rep,name=outbound,proto3" json:"outbound,omitempty"`
 	// Where the proxy serves /ready, /live, /config and metrics; 0 if unknown.
-	AdminPort     uint32 `protobuf:"varint,8,opt,name=admin_port,json=adminPort,proto3" json:"admin_port,omitempty"`
+	AdminPort uint32 `protobuf:"varint,8,opt,name=admin_port,json=adminPort,proto3" json:"admin_port,omitempty"`
+	// Whether the proxy logs every request it carries.
+	AccessLog     bool `protobuf:"varint,9,opt,name=access_log,json=accessLog,proto3" json:"access_log,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2357,6 +2359,13 @@ func (x *Workload) GetAdminPort() uint32 {
 		return x.AdminPort
 	}
 	return 0
+}
+
+func (x *Workload) GetAccessLog() bool {
+	if x != nil {
+		return x.AccessLog
+	}
+	return false
 }
 
 type WorkloadPort struct {
@@ -3055,7 +3064,7 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10TargetPortsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\x91\x03\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xb0\x03\n" +
 	"\bWorkload\x12#\n" +
 	"\x03ref\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\x03ref\x12:\n" +
 	"\x06labels\x18\x02 \x03(\v2\".weft.mesh.v1.Workload.LabelsEntryR\x06labels\x12'\n" +
@@ -3065,7 +3074,9 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\finbound_port\x18\x06 \x01(\rR\vinboundPort\x122\n" +
 	"\boutbound\x18\a \x03(\v2\x16.weft.mesh.v1.OutboundR\boutbound\x12\x1d\n" +
 	"\n" +
-	"admin_port\x18\b \x01(\rR\tadminPort\x1a9\n" +
+	"admin_port\x18\b \x01(\rR\tadminPort\x12\x1d\n" +
+	"\n" +
+	"access_log\x18\t \x01(\bR\taccessLog\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"j\n" +

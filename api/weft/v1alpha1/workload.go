@@ -35,8 +35,12 @@ type WorkloadPort struct {
 type ProxySpec struct {
 	// InboundPort is where mesh traffic for the workload arrives.
 	InboundPort int32 `json:"inboundPort"`
-	// AdminPort is where the proxy serves /ready, /live and /config.
+	// AdminPort is where the proxy serves /ready, /live, /config and
+	// /metrics.
 	AdminPort int32 `json:"adminPort,omitempty"`
+	// AccessLog makes the proxy log every request it carries as a JSON
+	// line on its standard output; off by default.
+	AccessLog bool `json:"accessLog,omitempty"`
 }
 
 // Outbound is a service the workload calls, at a local port of its proxy.
