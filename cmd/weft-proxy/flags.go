@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -29,6 +30,11 @@ type config struct {
 	// balancer picks endpoints for the Services that name no balancer.
 	balancer    string
 	trustDomain string
+	// traceCollector, when set, is the OTLP collector spans go to, by
+	// traceProtocol; traceRatio is the share of new traces sampled.
+	traceCollector string
+	traceProtocol  string
+	traceRatio     float64
 	// tokenFile holds the join token; "" means $WEFT_JOIN_TOKEN.
 	tokenFile string
 	// register: the proxy declares its own workload (built from the
@@ -55,6 +61,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for requests and tunnels in flight")
 	fs.DurationVar(&c.detectTimeout, "detect-timeout", 100*time.Millisecond, "how long a silent outbound connection waits before it is treated as opaque TCP")
 	fs.StringVar(&c.balancer, "balancer", "p2c", "load balancer of the Services that name none (annotation weft.dev/load-balancer): "+strings.Join(model.LoadBalancers, " or "))
+	fs.StringVar(&c.traceCollector, "trace-collector", "", "OTLP collector for the proxy's spans: host:port for grpc, a URL for http (default: no tracing; trace headers pass through)")
+	fs.StringVar(&c.traceProtocol, "trace-protocol", "grpc", "OTLP transport to the collector: grpc or http")
+	fs.Float64Var(&c.traceRatio, "trace-sample-ratio", 1, "share of new traces recorded, 0 to 1; traces joined from a request keep the caller's decision")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "json or text")
 	fs.StringVar(&c.trustDomain, "trust-domain", "weft.local", "trust domain of the mesh's SPIFFE IDs")
@@ -89,6 +98,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if !slices.Contains(model.LoadBalancers, c.balancer) {
 		return nil, fmt.Errorf("--balancer %q: want one of %s", c.balancer, strings.Join(model.LoadBalancers, ", "))
+	}
+	if c.traceProtocol != "grpc" && c.traceProtocol != "http" {
+		return nil, fmt.Errorf("--trace-protocol %q: want grpc or http", c.traceProtocol)
+	}
+	if c.traceRatio < 0 || c.traceRatio > 1 || math.IsNaN(c.traceRatio) {
+		return nil, fmt.Errorf("--trace-sample-ratio %v: want 0 to 1", c.traceRatio)
 	}
 	if c.logFormat != "json" && c.logFormat != "text" {
 		return nil, fmt.Errorf("--log-format %q: want json or text", c.logFormat)

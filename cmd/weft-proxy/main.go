@@ -26,6 +26,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/proxy/admin"
 	"github.com/weftmesh/weft/internal/proxy/control"
+	"github.com/weftmesh/weft/internal/proxy/trace"
 )
 
 // deregisterTimeout bounds the goodbye to the control plane on shutdown:
@@ -59,6 +60,19 @@ func run(args []string) int {
 		return 1
 	}
 
+	tracer, err := newTracer(cfg, logger)
+	if err != nil {
+		logger.Error("tracing", "error", err)
+		return 2
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), traceFlushTimeout)
+		defer cancel()
+		if err := tracer.Shutdown(sctx); err != nil {
+			logger.Warn("spans not flushed", "error", err)
+		}
+	}()
+
 	var p *proxy.Proxy
 	p = proxy.New(proxy.Options{
 		Logger:        logger,
@@ -67,6 +81,7 @@ func run(args []string) int {
 		DetectTimeout: cfg.detectTimeout,
 		Balancer:      cfg.balancer,
 		TrustDomain:   cfg.trustDomain,
+		Tracer:        tracer,
 		// Each peer proxy must prove the identity the control plane says
 		// its workload has.
 		Dialer: src.Dialer(func(addr string) (spiffeid.ID, bool) {
@@ -160,6 +175,33 @@ func run(args []string) int {
 	defer cancel()
 	adminSrv.Shutdown(actx)
 	return code
+}
+
+// traceFlushTimeout bounds the export of the last spans on shutdown.
+const traceFlushTimeout = 3 * time.Second
+
+// newTracer makes the proxy's tracer, or nil when no collector is set.
+func newTracer(cfg *config, logger *slog.Logger) (*trace.Tracer, error) {
+	if cfg.traceCollector == "" {
+		return nil, nil
+	}
+	protocol := trace.ProtocolGRPC
+	if cfg.traceProtocol == "http" {
+		protocol = trace.ProtocolHTTP
+	}
+	t, err := trace.New(trace.Config{
+		Endpoint:    cfg.traceCollector,
+		Protocol:    protocol,
+		SampleRatio: cfg.traceRatio,
+		ServiceName: cfg.workload.String(),
+		Resource:    map[string]string{"weft.workload": cfg.workload.String(), "k8s.namespace.name": cfg.workload.Namespace},
+		Logger:      logger.With("component", "trace"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--trace-collector %q: %w", cfg.traceCollector, err)
+	}
+	logger.Info("tracing", "collector", cfg.traceCollector, "protocol", cfg.traceProtocol, "sample_ratio", cfg.traceRatio)
+	return t, nil
 }
 
 // startIdentity reads the join token and starts the Source that holds the

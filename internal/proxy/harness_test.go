@@ -61,8 +61,14 @@ type serverSide struct {
 
 func newServer(t *testing.T, name string, ports ...model.WorkloadPort) *serverSide {
 	t.Helper()
+	return newServerWith(t, proxy.Options{}, name, ports...)
+}
+
+// newServerWith is newServer with options for the proxy.
+func newServerWith(t *testing.T, opts proxy.Options, name string, ports ...model.WorkloadPort) *serverSide {
+	t.Helper()
 	s := &serverSide{
-		proxy: newProxy(t, proxy.Options{}),
+		proxy: newProxy(t, opts),
 		wl: &model.Workload{
 			Ref:         model.Ref{Namespace: "demo", Name: name},
 			Labels:      map[string]string{"app": "api"},

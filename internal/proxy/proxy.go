@@ -23,6 +23,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/meshheader"
 	"github.com/weftmesh/weft/internal/proxy/pool"
 	"github.com/weftmesh/weft/internal/proxy/tap"
+	"github.com/weftmesh/weft/internal/proxy/trace"
 )
 
 // Options configure a Proxy. The zero value of each field is a sensible
@@ -54,6 +55,10 @@ type Options struct {
 	// AccessLog receives the access log, one JSON object per request, when
 	// the workload asks for one; nil is standard output.
 	AccessLog io.Writer
+	// Tracer, when set, makes a span of each request the proxy carries
+	// and passes the trace context on; nil passes trace headers through
+	// untouched. Its owner shuts it down.
+	Tracer *trace.Tracer
 }
 
 const (

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy/meshheader"
 	"github.com/weftmesh/weft/internal/proxy/tap"
+	"github.com/weftmesh/weft/internal/proxy/trace"
 )
 
 // The golden signals of every request the proxy carries: traffic
@@ -99,6 +101,8 @@ type exchange struct {
 	route    string
 	service  string
 	endpoint *model.Endpoint
+	// span is the request's trace span, nil when tracing is off.
+	span *trace.Span
 }
 
 type exchangeKey struct{}
@@ -110,12 +114,19 @@ func exchangeOf(ctx context.Context) *exchange {
 }
 
 // observed wraps a listener's handler so that every request it serves is
-// counted, timed and offered to tap.
+// counted, timed, traced and offered to tap.
 func (p *Proxy) observed(direction string, h http.Handler) http.Handler {
 	inFlight := p.golden.inFlight.WithLabelValues(direction)
+	kind := trace.KindClient
+	if direction == inbound {
+		kind = trace.KindServer
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		x := &exchange{direction: direction}
+		// Before anything may refuse the request, so refusals show in the
+		// trace too; it rewrites the trace headers the request carries on.
+		x.span = p.opts.Tracer.StartRequest(r, kind)
 		ow := &observedWriter{ResponseWriter: w}
 		inFlight.Inc()
 		defer func() {
@@ -128,7 +139,11 @@ func (p *Proxy) observed(direction string, h http.Handler) http.Handler {
 				panic(v)
 			}
 		}()
-		h.ServeHTTP(ow, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
+		ctx := context.WithValue(r.Context(), exchangeKey{}, x)
+		if x.span != nil {
+			ctx = trace.NewContext(ctx, x.span)
+		}
+		h.ServeHTTP(ow, r.WithContext(ctx))
 	})
 }
 
@@ -162,6 +177,21 @@ func (p *Proxy) record(r *http.Request, x *exchange, ow *observedWriter, start t
 		p.golden.responses.WithLabelValues(append(peerValues, code, code[:1]+"xx", grpcStatus, class)...).Inc()
 	}
 	p.golden.latency.WithLabelValues(x.direction, proto, l.srcWorkload, x.service, l.dstWorkload, x.route, class).Observe(latency.Seconds())
+	if s := x.span; s != nil {
+		s.SetProtocol(proto)
+		s.SetRoute(x.route)
+		s.SetSource(trace.Peer{Workload: l.srcWorkload, Identity: l.srcIdentity})
+		s.SetDestination(trace.Peer{Workload: l.dstWorkload, Service: x.service, Identity: l.dstIdentity})
+		switch code, err := strconv.Atoi(grpcStatus); {
+		case aborted || ow.status == 0:
+			s.SetError(errNoAnswer)
+		case err == nil:
+			s.SetGRPCStatus(code)
+		default:
+			s.SetHTTPStatus(ow.status)
+		}
+		s.End()
+	}
 	accessLog := self != nil && self.AccessLog
 	if !p.tap.Active() && !accessLog {
 		return
@@ -195,6 +225,9 @@ func (p *Proxy) logAccess(e *tap.Event, class string, aborted bool) {
 		slog.String("destination_service", e.DestinationService), slog.String("destination_workload", e.DestinationWorkload),
 		slog.String("destination_identity", e.DestinationIdentity), slog.String("route", e.Route), slog.Bool("tls", e.TLS))
 }
+
+// errNoAnswer marks a span whose request got no complete answer.
+var errNoAnswer = errors.New("no complete answer: the request or its response was cut off")
 
 // peerNames are the workloads and identities on each side of a request.
 type peerNames struct {

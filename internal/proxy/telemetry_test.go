@@ -16,10 +16,13 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	prommodel "github.com/prometheus/common/model"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/proxy/tap"
+	"github.com/weftmesh/weft/internal/proxy/trace"
 )
 
 // scrape parses a proxy's /metrics with the Prometheus text parser.
@@ -263,5 +266,110 @@ func TestAccessLog(t *testing.T) {
 	}
 	if strings.Contains(logged.String(), "secret") {
 		t.Errorf("the query string reached the access log: %s", lines[0])
+	}
+}
+
+// spanSink is an OTLP exporter that keeps the spans it gets.
+type spanSink struct {
+	mu    sync.Mutex
+	spans []*tracepb.Span
+}
+
+func (s *spanSink) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			s.spans = append(s.spans, ss.GetSpans()...)
+		}
+	}
+	return nil
+}
+
+func (s *spanSink) Shutdown(context.Context) error { return nil }
+
+func attr(sp *tracepb.Span, key string) string {
+	for _, kv := range sp.GetAttributes() {
+		if kv.GetKey() == key {
+			return kv.GetValue().GetStringValue()
+		}
+	}
+	return ""
+}
+
+// TestTracing: a request the app sends with a traceparent gets a client
+// span in the calling proxy and a server span in the called one, in the
+// app's trace, each the child of the one before, and the app behind the
+// called proxy sees the server span as its parent.
+func TestTracing(t *testing.T) {
+	var seen lockedBuffer
+	appPort := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Write([]byte(r.Header.Get("Traceparent")))
+	}))
+	sink := &spanSink{}
+	tracer := func() *trace.Tracer {
+		tr, err := trace.New(trace.Config{Exporter: sink, SampleRatio: 1, BatchTimeout: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tr.Shutdown(context.Background()) })
+		return tr
+	}
+	serverTracer, clientTracer := tracer(), tracer()
+	s := newServerWith(t, proxy.Options{Tracer: serverTracer}, "api-0", model.WorkloadPort{Port: appPort, Protocol: model.ProtocolHTTP1})
+	svc := service(model.ServicePort{Port: 80, Protocol: model.ProtocolHTTP1})
+	c := newClient(t, proxy.Options{Tracer: clientTracer}, svc, []uint32{80}, s.endpoint(map[uint32]uint32{80: appPort}))
+	const traceID, appSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	req := mustRequest("GET", "http://"+c.addr(80)+"/traced?q=1")
+	req.Header.Set("Traceparent", "00-"+traceID+"-"+appSpan+"-01")
+	resp, err := h1Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, tr := range []*trace.Tracer{clientTracer, serverTracer} {
+		if err := tr.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.spans) != 2 {
+		t.Fatalf("%d spans, want the client's and the server's", len(sink.spans))
+	}
+	var client, server *tracepb.Span
+	for _, sp := range sink.spans {
+		switch sp.GetKind() {
+		case tracepb.Span_SPAN_KIND_CLIENT:
+			client = sp
+		case tracepb.Span_SPAN_KIND_SERVER:
+			server = sp
+		}
+	}
+	if client == nil || server == nil {
+		t.Fatalf("spans %v", sink.spans)
+	}
+	hex := func(b []byte) string { return fmt.Sprintf("%x", b) }
+	if hex(client.GetTraceId()) != traceID || hex(server.GetTraceId()) != traceID {
+		t.Errorf("trace ids %s %s, want the app's %s", hex(client.GetTraceId()), hex(server.GetTraceId()), traceID)
+	}
+	if hex(client.GetParentSpanId()) != appSpan {
+		t.Errorf("client span's parent %s, want the app's span %s", hex(client.GetParentSpanId()), appSpan)
+	}
+	if hex(server.GetParentSpanId()) != hex(client.GetSpanId()) {
+		t.Errorf("server span's parent %s, want the client span %s", hex(server.GetParentSpanId()), hex(client.GetSpanId()))
+	}
+	if want := "00-" + traceID + "-" + hex(server.GetSpanId()) + "-01"; seen.String() != want {
+		t.Errorf("the app got traceparent %q, want the server span's %q", seen.String(), want)
+	}
+	for _, sp := range sink.spans {
+		for _, kv := range sp.GetAttributes() {
+			if strings.Contains(kv.GetValue().GetStringValue(), "q=1") {
+				t.Errorf("span %s attribute %s carries the query string", sp.GetName(), kv.GetKey())
+			}
+		}
+	}
+	if got := attr(client, trace.AttrDstWorkload); got != "demo/api-0" {
+		t.Errorf("client span's destination workload %q; attributes %v", got, client.GetAttributes())
 	}
 }
