@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,7 +13,7 @@ import (
 // the proxy answers a gRPC request it cannot carry with a gRPC
 // "trailers-only" response (PROTOCOL-HTTP2.md in the gRPC repository).
 
-// gRPC status codes the proxy produces.
+// gRPC status codes the proxy produces or reads.
 const (
 	grpcCancelled         = 1
 	grpcUnknown           = 2
@@ -21,6 +23,7 @@ const (
 	grpcUnimplemented     = 12
 	grpcInternal          = 13
 	grpcUnavailable       = 14
+	grpcDataLoss          = 15
 	grpcUnauthenticated   = 16
 )
 
@@ -117,4 +120,45 @@ func parseGRPCTimeout(s string) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(n) * unit, true
+}
+
+// encodeGRPCTimeout writes d as grpc-timeout does: at most 8 digits, in
+// the finest unit that holds them, rounded down so that a deadline passed
+// on never grows. 1n at least: 0 is no timeout on the wire.
+func encodeGRPCTimeout(d time.Duration) string {
+	d = max(d, time.Nanosecond)
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{time.Nanosecond, "n"}, {time.Microsecond, "u"}, {time.Millisecond, "m"}, {time.Second, "S"}, {time.Minute, "M"}} {
+		if n := d / u.unit; n < 1e8 {
+			return strconv.FormatInt(int64(n), 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(min(d/time.Hour, 1e8-1)), 10) + "H"
+}
+
+// errGRPCDeadline ends a gRPC call whose deadline passed in the proxy,
+// before it was sent; it counts as a cancellation, not as the endpoint's.
+var errGRPCDeadline = fmt.Errorf("the call's grpc-timeout passed in the proxy: %w", context.DeadlineExceeded)
+
+// propagateGRPCTimeout passes on what is left of a gRPC call's deadline:
+// the grpc-timeout it came with, less the time since it reached the
+// proxy (arrived), and no more than the request's own deadline (the
+// route's timeout) leaves, so that the server stops when the caller does.
+// It returns errGRPCDeadline when nothing is left.
+func propagateGRPCTimeout(r *http.Request, arrived time.Time) error {
+	d, ok := parseGRPCTimeout(r.Header.Get("Grpc-Timeout"))
+	if !ok {
+		return nil
+	}
+	left := d - time.Since(arrived)
+	if dl, ok := r.Context().Deadline(); ok {
+		left = min(left, time.Until(dl))
+	}
+	if left <= 0 {
+		return errGRPCDeadline
+	}
+	r.Header.Set("Grpc-Timeout", encodeGRPCTimeout(left))
+	return nil
 }

@@ -21,7 +21,9 @@ type metrics struct {
 	// faults counts injected delays and aborts.
 	faults *prometheus.CounterVec
 	// circuitOpen counts requests and connections refused by a circuit
-	// breaker; ejections, endpoints ejected by outlier detection.
+	// breaker, by reason (openRequests, openConnections, openPending: three
+	// values, so the label stays bounded); ejections, endpoints ejected by
+	// outlier detection.
 	circuitOpen, ejections *prometheus.CounterVec
 	// timeouts counts requests a route's timeout ended.
 	timeouts *prometheus.CounterVec
@@ -48,8 +50,8 @@ func newMetrics() *metrics {
 		}, []string{"service", "fault"}),
 		circuitOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_outbound_circuit_open_total",
-			Help: "Outbound requests and connections refused because the destination's circuit breaker had its maximum in flight.",
-		}, []string{"service"}),
+			Help: "Outbound requests and connections refused by the destination's circuit breaker, by destination service and reason: requests (maxRequests in flight), connections (maxConnections open and busy), pending (maxPendingRequests waiting already).",
+		}, []string{"service", "reason"}),
 		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_outbound_ejections_total",
 			Help: "Endpoints ejected by outlier detection, by destination service.",

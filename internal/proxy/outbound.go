@@ -132,20 +132,21 @@ func (p *Proxy) tunnelTCP(o *outboundListener, rt *route, c net.Conn) {
 		return
 	}
 	if b := rt.breaker; b != nil {
-		release, ok := b.admit(rt.breakerPolicy.MaxRequests)
-		if !ok {
-			p.metrics.circuitOpen.WithLabelValues(rt.out.Service.String()).Inc()
-			p.log.Warn("opaque connection refused: circuit breaker open", "service", rt.out.Service.String(), "max", rt.breakerPolicy.MaxRequests)
-			c.Close()
+		// An opaque connection has no deadline of its own to bound its
+		// wait in the breaker's queue.
+		ctx, cancel := context.WithTimeout(p.ctx, tunnelWait)
+		release, err := b.admit(ctx)
+		cancel()
+		if err != nil {
+			p.tunnelRefused(o, rt, c, err)
 			return
 		}
 		defer release()
 	}
 	s, ep, done, err := p.dialEndpoint(rt, "")
 	switch {
-	case err != nil && ep == nil:
-		p.log.Warn("opaque connection refused", "port", o.port, "reason", err.Error(), "remote", c.RemoteAddr().String())
-		c.Close()
+	case err != nil && (ep == nil || isCircuitOpen(err)):
+		p.tunnelRefused(o, rt, c, err)
 		return
 	case err != nil:
 		p.log.Warn("opaque connection failed", "port", o.port, "endpoint", ep.ID, "error", err)
@@ -159,26 +160,81 @@ func (p *Proxy) tunnelTCP(o *outboundListener, rt *route, c net.Conn) {
 	}
 }
 
+// tunnelRefused closes an opaque connection that goes nowhere, and logs
+// why; a circuit breaker's refusal counts.
+func (p *Proxy) tunnelRefused(o *outboundListener, rt *route, c net.Conn, err error) {
+	if oe := (*circuitOpenError)(nil); errors.As(err, &oe) {
+		p.metrics.circuitOpen.WithLabelValues(rt.out.Service.String(), oe.reason).Inc()
+	}
+	p.log.Warn("opaque connection refused", "port", o.port, "reason", err.Error(), "remote", c.RemoteAddr().String())
+	c.Close()
+}
+
+// tunnelWait bounds how long a tunnel (an opaque connection, or an
+// upgrade once the proxy has taken its connection) may wait for its turn
+// under a circuit breaker: it has no deadline of its own.
+const tunnelWait = 10 * time.Second
+
 // dialEndpoint opens a CONNECT stream to an endpoint of rt, trying
 // others when a peer proxy cannot be reached. On failure ep is nil when
 // the route had no endpoint to offer, else the last endpoint tried; done
-// has then already been called.
-func (p *Proxy) dialEndpoint(rt *route, proto string) (*tunnel.Stream, *model.Endpoint, balance.Done, error) {
+// has then already been called. When rt's circuit breaker bounds
+// connections, the stream has a connection of its own, for which it may
+// wait in the breaker's queue, tunnelWait at most for the whole dial.
+func (p *Proxy) dialEndpoint(rt *route, proto string) (tunnel.HalfCloser, *model.Endpoint, balance.Done, error) {
+	ctx, cancel := context.WithCancel(p.ctx)
+	var carrier http.RoundTripper = p.pool
+	var bound *time.Timer
+	if g := rt.connGroup(); g != nil {
+		carrier = g.Alone()
+		if rt.breaker.canWait() {
+			bound = time.AfterFunc(tunnelWait, cancel)
+		}
+	}
 	var s *tunnel.Stream
-	ep, done, err := p.reach(p.ctx, rt, func(ep *model.Endpoint, port uint32) (err error) {
-		s, err = tunnel.Dial(p.ctx, p.pool, ep.HostPort(), meshHeader(port, proto))
+	ep, done, err := p.reach(ctx, rt, func(ep *model.Endpoint, port uint32) (err error) {
+		s, err = tunnel.Dial(ctx, carrier, ep.HostPort(), meshHeader(port, proto))
 		if !isConnectFailure(err) {
 			p.observe(rt, ep, outcomeOf(nil, err))
 		}
 		return err
 	})
+	if err == nil && bound != nil && !bound.Stop() {
+		s.Close() // its context is gone
+		err = fmt.Errorf("tunnel to service %s not open after %s: %w", rt.out.Service, tunnelWait, context.DeadlineExceeded)
+	}
 	if err != nil {
+		cancel()
 		if done != nil {
-			done(err)
+			done(balanceErr(err))
 		}
 		return nil, ep, nil, err
 	}
-	return s, ep, done, nil
+	return boundStream{s, cancel}, ep, done, nil
+}
+
+// boundStream is a tunnel stream whose Close also ends the context it was
+// dialed in.
+type boundStream struct {
+	*tunnel.Stream
+	cancel context.CancelFunc
+}
+
+func (s boundStream) Close() error {
+	err := s.Stream.Close()
+	s.cancel()
+	return err
+}
+
+// balanceErr is what the balancer hears of a request that failed with
+// err: one a circuit breaker stopped in this proxy never reached the
+// endpoint, and is told as a cancellation, which can only say the
+// endpoint is no faster than the balancer thought.
+func balanceErr(err error) error {
+	if isCircuitOpen(err) {
+		return fmt.Errorf("%w: %w", context.Canceled, err)
+	}
+	return err
 }
 
 type upstreamKey struct{}
@@ -228,7 +284,13 @@ func (u *upstream) backendTimeout() time.Duration {
 
 // try sends req once, to an endpoint of u.route (another, when a peer
 // proxy cannot be reached); u.done is for the endpoint that answered.
+// The connections it travels on are the route's circuit breaker's own
+// when it bounds them, else those every service shares.
 func (rc retryConnect) try(req *http.Request, u *upstream) (*http.Response, error) {
+	var carrier http.RoundTripper = rc.p.pool
+	if g := u.route.connGroup(); g != nil {
+		carrier = g
+	}
 	var resp *http.Response
 	_, done, err := rc.p.reach(req.Context(), u.route, func(ep *model.Endpoint, port uint32) error {
 		u.addr, u.endpoint = ep.HostPort(), ep.ID
@@ -239,10 +301,13 @@ func (rc retryConnect) try(req *http.Request, u *upstream) (*http.Response, erro
 		out := req.Clone(req.Context())
 		out.URL.Host = u.addr
 		maps.Copy(out.Header, meshHeader(port, u.proto))
+		if err := propagateGRPCTimeout(out, u.start); err != nil {
+			return err
+		}
 		var err error
-		resp, err = rc.p.pool.RoundTrip(out)
+		resp, err = carrier.RoundTrip(out)
 		if !isConnectFailure(err) { // reach has counted those
-			rc.p.observe(u.route, ep, outcomeOf(resp, err))
+			resp = rc.p.observeTry(u.route, ep, resp, err)
 		}
 		return err
 	})
@@ -252,6 +317,10 @@ func (rc retryConnect) try(req *http.Request, u *upstream) (*http.Response, erro
 
 func (p *Proxy) outboundHandler(port uint32) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A gRPC deadline runs from here: the time the request spends in
+		// this proxy, waiting or delayed, is taken from the grpc-timeout it
+		// passes on.
+		arrived := time.Now()
 		rt := p.cur.Load().routes[port]
 		if rt == nil {
 			p.refuse(w, r, http.StatusServiceUnavailable, "outbound",
@@ -279,28 +348,34 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 			p.redirect(w, r, rule, rt.out.Port)
 			return
 		}
+		// The route's timeout bounds the whole request, a wait for the
+		// circuit breaker included.
+		ctx := r.Context()
+		var timeout time.Duration
+		if rule != nil && rule.rule.Timeout > 0 {
+			timeout = rule.rule.Timeout
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
 		if b := target.breaker; b != nil {
-			release, ok := b.admit(target.breakerPolicy.MaxRequests)
-			if !ok {
-				p.metrics.circuitOpen.WithLabelValues(target.out.Service.String()).Inc()
-				p.refuse(w, r, http.StatusServiceUnavailable, "outbound",
-					fmt.Sprintf("circuit breaker of service %s open: %d requests in flight", target.out.Service, target.breakerPolicy.MaxRequests))
+			release, err := b.admit(ctx)
+			switch {
+			case isCircuitOpen(err):
+				p.circuitOpen(w, r, target, err)
 				return
+			case err != nil && r.Context().Err() == nil:
+				p.timedOut(w, r, target, timeout)
+				return
+			case err != nil:
+				return // the client left
 			}
 			defer release()
 		}
-		ctx := r.Context()
-		var timeout time.Duration
 		if rule != nil {
 			applyHeaders(r.Header, rule.rule.RequestHeaders)
 			rule.rewrite(r)
 			p.mirror(r, rule)
-			if rule.rule.Timeout > 0 {
-				timeout = rule.rule.Timeout
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, timeout)
-				defer cancel()
-			}
 		}
 		if isUpgrade(r) {
 			p.serveUpgrade(w, r, target)
@@ -314,12 +389,12 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 			// flows back; an error only means the server can't.
 			_ = http.NewResponseController(w).EnableFullDuplex()
 		}
-		u := &upstream{route: target, rule: rule, proto: meshheader.ProtoOf(r), start: time.Now(), client: r.Context(), timeout: timeout}
+		u := &upstream{route: target, rule: rule, proto: meshheader.ProtoOf(r), start: arrived, client: r.Context(), timeout: timeout}
 		// Deferred: ReverseProxy aborts a response broken mid-body with a
 		// panic (http.ErrAbortHandler), and the balancer must still hear.
 		defer func() {
 			if u.done != nil {
-				u.done(u.err)
+				u.done(balanceErr(u.err))
 			}
 		}()
 		p.forward.ServeHTTP(w, r.WithContext(context.WithValue(ctx, upstreamKey{}, u)))
@@ -351,6 +426,10 @@ func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 				p.log.Debug("outbound request canceled", "endpoint", u.endpoint, "path", r.URL.Path, "error", err)
 				return
 			}
+			if isCircuitOpen(err) {
+				p.circuitOpen(w, r, u.route, err)
+				return
+			}
 			if u.endpoint == "" {
 				p.refuse(w, r, http.StatusServiceUnavailable, "outbound", err.Error())
 				return
@@ -362,6 +441,15 @@ func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 			p.upstreamFailed(w, r, u.start, "outbound", upstreamMsg(u.endpoint, u.addr, err))
 		},
 	}
+}
+
+// circuitOpen answers a request a circuit breaker refused (err): 503, or
+// for gRPC UNAVAILABLE, counted by the reason.
+func (p *Proxy) circuitOpen(w http.ResponseWriter, r *http.Request, rt *route, err error) {
+	var oe *circuitOpenError
+	errors.As(err, &oe)
+	p.metrics.circuitOpen.WithLabelValues(rt.out.Service.String(), oe.reason).Inc()
+	p.refuse(w, r, http.StatusServiceUnavailable, "outbound", oe.Error())
 }
 
 func upstreamMsg(endpoint, addr string, err error) string {
@@ -396,6 +484,10 @@ func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route) 
 	s, ep, done, err := p.dialEndpoint(rt, meshheader.ProtoHTTP1)
 	if x := exchangeOf(r.Context()); x != nil && ep != nil {
 		x.endpoint = ep
+	}
+	if isCircuitOpen(err) {
+		p.circuitOpen(w, r, rt, err)
+		return
 	}
 	if err != nil && ep == nil {
 		p.refuse(w, r, http.StatusServiceUnavailable, "outbound", err.Error())

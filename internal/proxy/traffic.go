@@ -16,6 +16,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy/match"
+	"github.com/weftmesh/weft/internal/proxy/pool"
 )
 
 // maxReplayBody is the most of a request body the proxy keeps to send
@@ -54,14 +55,29 @@ func (p *Proxy) traffic(rt *route, key target) error {
 	if bp := tp.Breaker; bp != nil {
 		b := p.breakers[key]
 		if b == nil {
-			b = &breaker{}
+			b = &breaker{service: key.service.String()}
 			b.outliers.now = time.Now
 			p.breakers[key] = b
 		}
 		rt.breakerPolicy = bp
+		b.configure(bp)
 		b.outliers.mu.Lock()
 		b.outliers.cfg = bp.Outlier
 		b.outliers.mu.Unlock()
+		var g *pool.Group
+		if bp.MaxConnections > 0 || bp.MaxRequestsPerConnection > 0 {
+			g = p.pool.Group(fmt.Sprintf("%s:%d", key.service, key.port),
+				pool.Limits{MaxConns: bp.MaxConnections, MaxRequestsPerConn: bp.MaxRequestsPerConnection}, b)
+			// Requests multiplex on one connection per endpoint, but each
+			// needs one: with fewer, idle connections make way for each other
+			// and requests wait for one.
+			if n := len(rt.endpoints); bp.MaxConnections > 0 && n > int(bp.MaxConnections) && b.warned != [2]int{int(bp.MaxConnections), n} {
+				b.warned = [2]int{int(bp.MaxConnections), n}
+				p.log.Warn("circuit breaker allows fewer connections than the service has endpoints", "service", b.service,
+					"policy", bp.Ref.String(), "max_connections", bp.MaxConnections, "endpoints", n)
+			}
+		}
+		b.group.Store(g)
 		rt.breaker = b
 	}
 	if f := tp.Fault; f != nil {
@@ -193,6 +209,8 @@ func (rp *retrier) retryable(resp *http.Response, err error) bool {
 	switch {
 	case errors.Is(err, errPerTryTimeout):
 		return on(model.RetryOn5xx) || on(model.RetryOnGatewayError)
+	case isCircuitOpen(err):
+		return false // a retry would only add to what the breaker bounds
 	case err != nil:
 		return on(model.RetryOnReset) && !errors.Is(err, context.Canceled)
 	}
@@ -377,22 +395,166 @@ func (rc retryConnect) tryWithin(req *http.Request, u *upstream, perTry time.Dur
 }
 
 // breaker is the state a target's CircuitBreakerPolicy keeps across
-// configs: requests in flight and the outliers it ejected. The policy
-// itself is on the (immutable) route.
+// configs: the requests in flight and waiting, the connections of the
+// target's own, and the outliers it ejected. The policy is on the
+// (immutable) route; its bounds are copied here too, because a place a
+// request gives back goes to one waiting under whatever config is in
+// force then.
 type breaker struct {
-	inflight atomic.Int64
+	service string
+
+	mu sync.Mutex
+	// The bounds of the policy in force; 0 is none.
+	maxRequests, maxConnections, maxPending uint32
+	inflight                                int64
+	// pending counts what waits: for a place under maxRequests (waiters,
+	// oldest first, each handed a place by closing its channel) or for a
+	// connection of group.
+	pending int64
+	waiters []chan struct{}
+
+	// group carries the target's requests on connections of its own when
+	// the policy bounds connections; nil: the pool's shared ones.
+	group atomic.Pointer[pool.Group]
+	// warned is the (maxConnections, endpoints) last warned of; guarded
+	// by the proxy's mu, as traffic is.
+	warned   [2]int
 	outliers outliers
 }
 
-// admit takes a place among at most max requests in flight (0: no
-// bound), or reports that the circuit is open; release gives it back.
-func (b *breaker) admit(maxRequests uint32) (release func(), ok bool) {
-	max := int64(maxRequests)
-	if n := b.inflight.Add(1); max > 0 && n > max {
-		b.inflight.Add(-1)
-		return nil, false
+// Reasons a circuit breaker refuses a request or connection, the reason
+// label of weft_outbound_circuit_open_total.
+const (
+	openRequests    = "requests"    // maxRequests in flight, and no queue
+	openConnections = "connections" // maxConnections open and busy, and no queue
+	openPending     = "pending"     // maxPendingRequests waiting already
+)
+
+// circuitOpenError is a request or connection a circuit breaker refused.
+type circuitOpenError struct {
+	service, reason string
+	limit           uint32
+}
+
+func (e *circuitOpenError) Error() string {
+	what := map[string]string{openRequests: "requests in flight", openConnections: "connections open", openPending: "requests waiting already"}[e.reason]
+	return fmt.Sprintf("circuit breaker of service %s open: %d %s", e.service, e.limit, what)
+}
+
+// isCircuitOpen reports a refusal by a circuit breaker: the request never
+// left the proxy, and says nothing of any endpoint.
+func isCircuitOpen(err error) bool {
+	var oe *circuitOpenError
+	return errors.As(err, &oe)
+}
+
+// configure takes the bounds of bp; a raised maxRequests lets waiting
+// requests in.
+func (b *breaker) configure(bp *model.CircuitBreakerPolicy) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.maxRequests, b.maxConnections, b.maxPending = bp.MaxRequests, bp.MaxConnections, bp.MaxPendingRequests
+	for len(b.waiters) > 0 && (b.maxRequests == 0 || b.inflight < int64(b.maxRequests)) {
+		b.inflight++
+		b.handOverLocked()
 	}
-	return func() { b.inflight.Add(-1) }, true
+}
+
+// admit takes a place among the requests in flight (a bound of 0 is no
+// bound); when there is none it waits in the queue, if the policy has
+// one with room, until a place frees up or ctx ends. release gives the
+// place back, to the first request waiting if any.
+func (b *breaker) admit(ctx context.Context) (release func(), err error) {
+	b.mu.Lock()
+	if b.maxRequests == 0 || b.inflight < int64(b.maxRequests) {
+		b.inflight++
+		b.mu.Unlock()
+		return b.release, nil
+	}
+	if err := b.enterLocked(openRequests, b.maxRequests); err != nil {
+		b.mu.Unlock()
+		return nil, err
+	}
+	turn := make(chan struct{})
+	b.waiters = append(b.waiters, turn)
+	b.mu.Unlock()
+	select {
+	case <-turn:
+		return b.release, nil
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if i := slices.Index(b.waiters, turn); i >= 0 {
+		b.waiters = slices.Delete(b.waiters, i, i+1)
+		b.pending--
+	} else {
+		b.releaseLocked() // handed a place as ctx ended: pass it on
+	}
+	return nil, fmt.Errorf("waiting for the circuit breaker of service %s: %w", b.service, ctx.Err())
+}
+
+// enterLocked counts one more waiting, or refuses it: for reason, over
+// limit, when the policy has no queue, else because the queue is full.
+func (b *breaker) enterLocked(reason string, limit uint32) error {
+	if b.pending < int64(b.maxPending) {
+		b.pending++
+		return nil
+	}
+	if b.maxPending == 0 {
+		return &circuitOpenError{service: b.service, reason: reason, limit: limit}
+	}
+	return &circuitOpenError{service: b.service, reason: openPending, limit: b.maxPending}
+}
+
+func (b *breaker) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.releaseLocked()
+}
+
+func (b *breaker) releaseLocked() {
+	if len(b.waiters) > 0 && (b.maxRequests == 0 || b.inflight <= int64(b.maxRequests)) {
+		b.handOverLocked() // the place stays taken, by the first waiting
+		return
+	}
+	b.inflight--
+}
+
+func (b *breaker) handOverLocked() {
+	close(b.waiters[0])
+	b.waiters = slices.Delete(b.waiters, 0, 1)
+	b.pending--
+}
+
+// Wait is the breaker as the pool.Queue of the target's connections: a
+// request or tunnel that must wait for a connection counts as waiting.
+func (b *breaker) Wait() (leave func(), err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.enterLocked(openConnections, b.maxConnections); err != nil {
+		return nil, err
+	}
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.pending--
+	}, nil
+}
+
+// canWait reports whether the policy lets requests wait.
+func (b *breaker) canWait() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.maxPending > 0
+}
+
+// connGroup is the pool group carrying rt's requests, or nil.
+func (rt *route) connGroup() *pool.Group {
+	if rt.breaker == nil {
+		return nil
+	}
+	return rt.breaker.group.Load()
 }
 
 // outcome is how one try on an endpoint went, for outlier detection.
@@ -403,17 +565,20 @@ const (
 	outcome5xx              // a 5xx answer other than a gateway error
 	outcomeGateway          // 502, 503, 504, or the peer broke off
 	outcomeConnect          // the peer proxy could not be reached
-	outcomeCanceled         // the caller gave up: says nothing of the endpoint
+	outcomeCanceled         // the caller gave up, or the request never left: says nothing of the endpoint
 )
 
-// outcomeOf classifies an answer or an error; a tunnel has no answer.
+// outcomeOf classifies an answer or an error; a tunnel has no answer. A
+// gRPC call's status, when the answer's headers carry it (a
+// trailers-only answer), counts as its HTTP counterpart would; one in
+// trailers is for watchTrailers.
 func outcomeOf(resp *http.Response, err error) outcome {
 	switch {
 	case err == nil && resp == nil:
 		return outcomeSuccess
 	case err != nil && isConnectFailure(err):
 		return outcomeConnect
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || isCircuitOpen(err):
 		return outcomeCanceled
 	case err != nil:
 		return outcomeGateway
@@ -421,8 +586,66 @@ func outcomeOf(resp *http.Response, err error) outcome {
 		return outcomeGateway
 	case resp.StatusCode >= 500:
 		return outcome5xx
+	case isGRPCContentType(resp.Header.Get("Content-Type")):
+		return grpcOutcome(resp.Header.Get("Grpc-Status"))
 	}
 	return outcomeSuccess
+}
+
+// grpcOutcome classifies a gRPC status as the HTTP status gRPC maps it
+// to: UNAVAILABLE is a 503, DEADLINE_EXCEEDED a 504 (gateway errors),
+// INTERNAL, UNKNOWN and DATA_LOSS a 500. Other codes (NOT_FOUND,
+// INVALID_ARGUMENT, ...) are the caller's doing, not the endpoint's; no
+// status at all is nothing to count.
+func grpcOutcome(status string) outcome {
+	code, err := strconv.Atoi(status)
+	if err != nil {
+		return outcomeSuccess
+	}
+	switch code {
+	case grpcUnavailable, grpcDeadlineExceeded:
+		return outcomeGateway
+	case grpcInternal, grpcUnknown, grpcDataLoss:
+		return outcome5xx
+	}
+	return outcomeSuccess
+}
+
+// observeTry feeds a try's outcome to rt's outlier detection and returns
+// its answer. A gRPC answer whose status comes in trailers is counted
+// when its body ends, as it is read, never buffered.
+func (p *Proxy) observeTry(rt *route, ep *model.Endpoint, resp *http.Response, err error) *http.Response {
+	if rt.breaker == nil || rt.breakerPolicy.Outlier == nil {
+		return resp
+	}
+	if err == nil && resp.StatusCode < 500 && isGRPCContentType(resp.Header.Get("Content-Type")) && resp.Header.Get("Grpc-Status") == "" {
+		resp.Body = &watchTrailers{ReadCloser: resp.Body, resp: resp, done: func(oc outcome) { p.observe(rt, ep, oc) }}
+		return resp
+	}
+	p.observe(rt, ep, outcomeOf(resp, err))
+	return resp
+}
+
+// watchTrailers reports a gRPC answer's outcome once its body has ended:
+// the status in its trailers, or the error that broke it off. An answer
+// abandoned before its end says nothing.
+type watchTrailers struct {
+	io.ReadCloser
+	resp *http.Response
+	once sync.Once
+	done func(outcome)
+}
+
+func (w *watchTrailers) Read(p []byte) (int, error) {
+	n, err := w.ReadCloser.Read(p)
+	switch {
+	case errors.Is(err, io.EOF):
+		// The transport fills Trailer before the body reports its end.
+		w.once.Do(func() { w.done(grpcOutcome(w.resp.Trailer.Get("Grpc-Status"))) })
+	case err != nil:
+		w.once.Do(func() { w.done(outcomeOf(nil, err)) })
+	}
+	return n, err
 }
 
 // outliers ejects endpoints that fail in a row.
