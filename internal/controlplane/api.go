@@ -367,14 +367,33 @@ func faultSummary(p *model.FaultPolicy) string {
 	return strings.Join(parts, ", ")
 }
 
-// breakerSummary is e.g. "max 100 in flight; eject after 5 5xx / 3
-// gateway errors / 2 connect failures for 30s+, at most 50%": the ejection
-// time is the first one's, which later ones multiply. A kind of failure
-// switched off (0) is left out.
+// breakerSummary is e.g. "max 100 in flight, 10 connections, 50
+// pending; 1000 requests per connection; eject after 5 5xx / 3 gateway
+// errors / 2 connect failures for 30s+, at most 50%": the ejection time is
+// the first one's, which later ones multiply. A bound or a kind of
+// failure switched off (0) is left out.
 func breakerSummary(p *model.CircuitBreakerPolicy) string {
-	var parts []string
+	var parts, bounds []string
+	plural := func(n uint32, one, many string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return fmt.Sprintf("%d %s", n, many)
+	}
 	if p.MaxRequests > 0 {
-		parts = append(parts, fmt.Sprintf("max %d in flight", p.MaxRequests))
+		bounds = append(bounds, fmt.Sprintf("%d in flight", p.MaxRequests))
+	}
+	if p.MaxConnections > 0 {
+		bounds = append(bounds, plural(p.MaxConnections, "connection", "connections"))
+	}
+	if p.MaxPendingRequests > 0 {
+		bounds = append(bounds, fmt.Sprintf("%d pending", p.MaxPendingRequests))
+	}
+	if len(bounds) > 0 {
+		parts = append(parts, "max "+strings.Join(bounds, ", "))
+	}
+	if p.MaxRequestsPerConnection > 0 {
+		parts = append(parts, plural(p.MaxRequestsPerConnection, "request per connection", "requests per connection"))
 	}
 	if o := p.Outlier; o != nil {
 		var kinds []string
