@@ -28,7 +28,8 @@ func newUpCommand(logs *logFlags) *cobra.Command {
 every workload the manifests declare, and with --demo the demo application
 and its load generator. Ctrl-C stops every process it started.`,
 		Example: `  weft up --demo
-  weft up -f ./mesh`,
+  weft up -f ./mesh
+  weft up --demo --trace-collector 127.0.0.1:4317`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if withDemo == (opts.ControlPlane.ManifestDir != "") {
@@ -36,6 +37,19 @@ and its load generator. Ctrl-C stops every process it started.`,
 			}
 			if opts.ControlPlane.StateDir == "" {
 				return errors.New("--state-dir: no default (no home directory); give one")
+			}
+			// Sampling or a transport without a collector would be ignored
+			// silently; say so instead of leaving the user to wonder where
+			// the spans went.
+			if opts.Tracing.Collector == "" {
+				for _, name := range []string{"trace-protocol", "trace-sample-ratio"} {
+					if cmd.Flags().Changed(name) {
+						return fmt.Errorf("--%s: needs --trace-collector", name)
+					}
+				}
+			}
+			if err := opts.Tracing.Validate(); err != nil {
+				return err
 			}
 			logFile, err := openLogFile(opts.ControlPlane.StateDir)
 			if err != nil {
@@ -67,6 +81,9 @@ and its load generator. Ctrl-C stops every process it started.`,
 	f.StringVar(&opts.ControlPlane.GRPCAddr, "grpc-addr", DefaultGRPCAddr, "control plane address for proxies")
 	f.StringVar(&opts.ControlPlane.AdminAddr, "admin-addr", DefaultAdminAddr, "control plane admin API address")
 	f.StringVar(&proxyPath, "proxy", "", "weft-proxy binary (default: beside weft, then $PATH)")
+	f.StringVar(&opts.Tracing.Collector, "trace-collector", "", "OpenTelemetry collector every proxy sends its spans to over OTLP: host:port for grpc, a URL for http (default: no tracing)")
+	f.StringVar(&opts.Tracing.Protocol, "trace-protocol", "grpc", "OTLP transport to the trace collector: grpc or http")
+	f.Float64Var(&opts.Tracing.SampleRatio, "trace-sample-ratio", 1, "share of the traces a proxy starts that are recorded, 0 to 1; a request that carries a sampling decision keeps it")
 	return cmd
 }
 

@@ -33,12 +33,17 @@ type Options struct {
 	Out io.Writer
 	// StopGrace is how long each process has to drain when stopping.
 	StopGrace time.Duration
+	// Tracing is handed to every proxy started; the zero value is off.
+	Tracing Tracing
 }
 
 // Run runs the mesh until ctx ends, then stops everything it started.
 func Run(ctx context.Context, opts Options) error {
 	if opts.StopGrace <= 0 {
 		opts.StopGrace = 15 * time.Second
+	}
+	if err := opts.Tracing.Validate(); err != nil {
+		return err
 	}
 	if _, err := os.Stat(opts.ProxyPath); err != nil {
 		return fmt.Errorf("weft-proxy binary: %w", err)
@@ -158,8 +163,8 @@ func (m *mesh) reconcile(ctx context.Context) {
 			continue
 		}
 		pctx, cancel := context.WithCancel(ctx)
-		args := []string{"--control-plane", m.cp.GRPCAddr(), "--workload", ref.String(), "--admin", adminAddr(w),
-			"--trust-domain", m.cp.TrustDomain()}
+		args := append([]string{"--control-plane", m.cp.GRPCAddr(), "--workload", ref.String(), "--admin", adminAddr(w),
+			"--trust-domain", m.cp.TrustDomain()}, m.opts.Tracing.proxyArgs()...)
 		name := "proxy-" + ref.Namespace + "-" + ref.Name
 		m.opts.ControlPlane.Logger.Info("starting proxy", "workload", ref)
 		sup := m.start(pctx, name, Process{Name: name, Path: m.opts.ProxyPath, Args: args, Env: m.joinToken(w)})
@@ -216,7 +221,11 @@ func (m *mesh) printSummary() {
 	if m.opts.ControlPlane.ManifestDir != "" {
 		fmt.Fprintf(out, "  manifests       %s (watched: edits apply live)\n", m.opts.ControlPlane.ManifestDir)
 	}
-	fmt.Fprintf(out, "  logs            %s\n\n", m.logDir)
+	fmt.Fprintf(out, "  logs            %s\n", m.logDir)
+	if m.opts.Tracing.Enabled() {
+		fmt.Fprintf(out, "  tracing         %s\n", m.opts.Tracing)
+	}
+	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  WORKLOAD\tAPP PORTS\tPROXY ADMIN\tCALLS (local port -> service)")
 	refs := make([]model.Ref, 0, len(m.proxies))

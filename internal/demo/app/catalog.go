@@ -93,6 +93,7 @@ func (c *Catalog) Serve(ctx context.Context, ln net.Listener) error {
 func (c *Catalog) products(w http.ResponseWriter, r *http.Request) {
 	out := CatalogResponse{Version: c.cfg.Version, Products: make([]Product, len(catalogEntries))}
 	errs := make([]error, len(catalogEntries))
+	ctx := withTraceMetadata(r.Context(), r.Header)
 	var wg sync.WaitGroup
 	for i, e := range catalogEntries {
 		out.Products[i] = Product{SKU: e.sku, Name: e.name, PriceCents: e.price}
@@ -100,7 +101,7 @@ func (c *Catalog) products(w http.ResponseWriter, r *http.Request) {
 			out.Products[i].Rating = &e.rating
 		}
 		wg.Go(func() {
-			out.Products[i].Stock, errs[i] = c.level(r.Context(), e.sku)
+			out.Products[i].Stock, errs[i] = c.level(ctx, e.sku)
 		})
 	}
 	wg.Wait()

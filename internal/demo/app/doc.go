@@ -9,5 +9,10 @@
 // its control endpoint (fault.ControlPath), on its own port for HTTP services
 // and through ServeControl for the others.
 //
+// The services record no traces, but they forward the trace headers (W3C
+// and B3) of the request they serve onto the calls they make to serve it,
+// as those specifications ask of any application, so that the mesh's
+// spans link up into one trace (see tracecontext.go).
+//
 // It must not import any part of weft outside internal/demo and api/demo.
 package app

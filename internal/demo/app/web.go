@@ -98,7 +98,7 @@ func (wb *Web) Serve(ctx context.Context, ln net.Listener) error {
 func (wb *Web) products(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), wb.cfg.Timeout)
 	defer cancel()
-	cat, version, err := wb.fetchCatalog(ctx)
+	cat, version, err := wb.fetchCatalog(ctx, r.Header)
 	if err != nil {
 		wb.log.Warn("catalog failed", "err", err)
 		fault.WriteJSONError(w, http.StatusBadGateway, err)
@@ -120,14 +120,15 @@ type catalogBody struct {
 	Products []json.RawMessage `json:"products"`
 }
 
-// fetchCatalog calls catalog's GET /products and returns its body and the
-// version that answered.
-func (wb *Web) fetchCatalog(ctx context.Context) (catalogBody, string, error) {
+// fetchCatalog calls catalog's GET /products, on behalf of a request with
+// header served, and returns its body and the version that answered.
+func (wb *Web) fetchCatalog(ctx context.Context, served http.Header) (catalogBody, string, error) {
 	var body catalogBody
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wb.catalog.String(), nil)
 	if err != nil {
 		return body, "", fmt.Errorf("catalog: %w", err)
 	}
+	forwardTraceHeaders(req.Header, served)
 	resp, err := wb.client.Do(req)
 	if err != nil {
 		return body, "", fmt.Errorf("catalog: %w", err)
