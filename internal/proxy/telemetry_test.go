@@ -104,6 +104,15 @@ func TestGoldenSignals(t *testing.T) {
 		}
 	}
 	const total = ok + failed + notFound
+	// A request is counted when its handler returns, which may be just
+	// after the client has its answer: wait for both sides' last.
+	requests := func(p *proxy.Proxy, direction string) float64 {
+		return sum(scrape(t, p), "weft_requests_total", map[string]string{"direction": direction})
+	}
+	waitFor(t, "every request counted", func() bool {
+		return requests(c.proxy, "outbound")-sum(before, "weft_requests_total", map[string]string{"direction": "outbound"}) >= total &&
+			requests(s.proxy, "inbound") >= total
+	})
 	out, in := scrape(t, c.proxy), scrape(t, s.proxy)
 	peers := map[string]string{"destination_service": "demo/api", "destination_workload": "demo/api-0", "protocol": "http1"}
 	with := func(extra map[string]string) map[string]string {
@@ -247,6 +256,9 @@ func TestAccessLog(t *testing.T) {
 	}
 	get("/logged/1?token=secret&status=503")
 	get("/logged/2")
+	// A request is logged when its handler returns, which may be just
+	// after the client has its answer.
+	waitFor(t, "two access log lines", func() bool { return strings.Count(logged.String(), "\n") >= 2 })
 	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
 	if len(lines) != 2 {
 		t.Fatalf("access log has %d lines, want 2:\n%s", len(lines), logged.String())
