@@ -52,6 +52,8 @@ func NewRootCommand() *cobra.Command {
 		newDescribeCommand(),
 		newIdentityCommand(),
 		newCheckCommand(),
+		newTapCommand(),
+		newTopCommand(),
 		demo.NewCommand(),
 		newVersionCommand(),
 	)

@@ -16,6 +16,9 @@ func (cp *ControlPlane) adminHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/workloads", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Workloads()) })
 	mux.HandleFunc("GET /api/v1/policies", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Policies()) })
 	mux.HandleFunc("GET /api/v1/routes", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, cp.Routes()) })
+	// Live request metadata from the proxies: only the operator, who holds
+	// the admin token, may see who calls whom.
+	mux.Handle("GET /api/v1/tap", cp.requireAdmin(http.HandlerFunc(cp.serveTap)))
 	cp.identityRoutes(mux)
 	return mux
 }

@@ -10,6 +10,8 @@ import (
 	"net/http/httputil"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy/authz"
@@ -30,8 +32,22 @@ func (p *Proxy) startInbound(addr string, ln net.Listener) *server {
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
 	protos.SetUnencryptedHTTP2(true)
+	observed := p.observed(inbound, http.HandlerFunc(p.serveInbound))
+	// A tap stream never ends by itself: end the open ones when the server
+	// drains, which would otherwise wait for them its whole timeout.
+	tapsDone, endTaps := context.WithCancel(context.Background())
 	srv := &http.Server{
-		Handler:   p.observed(inbound, http.HandlerFunc(p.serveInbound)),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// The control plane's tap is not a request the workload took:
+			// it goes around the telemetry, or every tap would count as a
+			// request and show in the taps when it ends. A refused one goes
+			// through, to be counted and logged like any refusal.
+			if meshheader.IsTap(r.Header) && p.tapAllowed(r) == nil {
+				p.serveTap(tapsDone, w, r)
+				return
+			}
+			observed.ServeHTTP(w, r)
+		}),
 		Protocols: &protos,
 		// Peers multiplex every request for this workload onto few
 		// connections; the net/http default of 250 streams is too low.
@@ -40,6 +56,7 @@ func (p *Proxy) startInbound(addr string, ln net.Listener) *server {
 		IdleTimeout:       10 * time.Minute,
 		ErrorLog:          p.httpLog,
 	}
+	srv.RegisterOnShutdown(endTaps)
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			p.log.Error("inbound listener failed", "addr", addr, "error", err)
@@ -62,6 +79,12 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	// One config for the whole request, even if Apply swaps in another.
 	st := p.cur.Load()
 	wl := st.cfg.Workload
+	if meshheader.IsTap(r.Header) {
+		// An allowed tap never gets here (see startInbound); one that does
+		// is refused, never passed to the app.
+		p.refuse(w, r, http.StatusForbidden, "inbound", p.tapAllowed(r).Error())
+		return
+	}
 	if p.opts.InboundTLS != nil && r.TLS == nil {
 		// A plaintext client: let in at accept time because the workload
 		// was permissive. It may have turned strict since, and plaintext
@@ -116,6 +139,42 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), appKey{}, &appTarget{addr: appAddr, start: time.Now()})
 	p.toApp[proto].ServeHTTP(w, r.WithContext(ctx))
+}
+
+// tapAllowed says why r may not tap the proxy, or nil when it may: a GET
+// over mTLS whose verified peer is the control plane. The control plane
+// is the operator's only way in, and it checks the operator's credentials;
+// the proxy trusts no one else with what its workload sends and receives.
+func (p *Proxy) tapAllowed(r *http.Request) error {
+	if r.TLS == nil {
+		return errors.New("tap is served only to the control plane over mTLS, not to a plaintext client")
+	}
+	td, err := spiffeid.TrustDomainFromString(p.opts.TrustDomain)
+	if err != nil {
+		return errors.New("tap: this proxy has no trust domain, so it knows no control plane to serve")
+	}
+	want := identity.ControlPlaneID(td)
+	if id, err := identity.PeerID(*r.TLS); err != nil || id != want {
+		_, source := peerIdentity(r.TLS)
+		return fmt.Errorf("tap is served only to the control plane (%s), not to %s", want, source)
+	}
+	if r.Method != http.MethodGet {
+		return fmt.Errorf("tap: method %s, want GET", r.Method)
+	}
+	return nil
+}
+
+// serveTap streams the proxy's request events to the control plane until
+// it goes away or the listener drains (done).
+func (p *Proxy) serveTap(done context.Context, w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(done, cancel)
+	defer stop()
+	start := time.Now()
+	p.log.Info("tap started", "filter", r.URL.RawQuery, "remote", r.RemoteAddr)
+	p.Tap(w, r.WithContext(ctx))
+	p.log.Info("tap ended", "remote", r.RemoteAddr, "duration", time.Since(start).Round(time.Millisecond).String())
 }
 
 // permissive reports whether the workload accepts plaintext clients now.

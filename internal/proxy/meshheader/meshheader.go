@@ -18,6 +18,13 @@ const (
 	// Proto names the protocol the original client spoke to its outbound
 	// proxy; the inbound speaks it to the app when the port declares none.
 	Proto = "Weft-Proto"
+	// Tap asks the inbound proxy for its live stream of request metadata
+	// (internal/proxy/tap) instead of a request to the app. Its presence
+	// alone, whatever its value, makes a request a tap request, so a tap
+	// request is never forwarded to the app; only the control plane's
+	// identity is answered. TapValue is what the control plane sends.
+	Tap      = "Weft-Tap"
+	TapValue = "1"
 )
 
 // Proto values.
@@ -88,6 +95,10 @@ func ParseProto(h http.Header) (string, error) {
 		return "", fmt.Errorf("header %s: %q is not %q or %q", Proto, v, ProtoHTTP1, ProtoHTTP2)
 	}
 }
+
+// IsTap reports whether a request asks for the tap stream: it carries the
+// Tap header, with any value.
+func IsTap(h http.Header) bool { return len(h.Values(Tap)) > 0 }
 
 // ProtoOf names the protocol a server-side request arrived with.
 func ProtoOf(r *http.Request) string {

@@ -91,6 +91,31 @@ func TestStrip(t *testing.T) {
 	}
 }
 
+func TestIsTap(t *testing.T) {
+	for _, tc := range []struct {
+		h    http.Header
+		want bool
+	}{
+		{http.Header{}, false},
+		{http.Header{Tap: {TapValue}}, true},
+		// Any value asks: a request that merely mentions tap never goes
+		// to the app.
+		{http.Header{Tap: {"0"}}, true},
+		{http.Header{Tap: {""}}, true},
+		{http.Header{"Weft-Tapped": {"1"}}, false},
+	} {
+		if got := IsTap(tc.h); got != tc.want {
+			t.Errorf("IsTap(%v) = %v, want %v", tc.h, got, tc.want)
+		}
+	}
+	// Outbound proxies strip what apps send, so an app cannot forge it.
+	h := http.Header{Tap: {TapValue}}
+	Strip(h)
+	if IsTap(h) {
+		t.Error("Strip kept the tap header")
+	}
+}
+
 // FuzzParseTargetPort checks that any header value either fails or yields
 // a port in range whose canonical spelling is the input.
 func FuzzParseTargetPort(f *testing.F) {

@@ -152,11 +152,20 @@ func (h *Hub) subscribe(f Filter, buffer int) (*subscriber, func()) {
 	}
 }
 
-// Record is one line of a tap stream: an event, or a note that events were
-// dropped because the reader was too slow.
+// Record is one line of a tap stream: an event, a count of events dropped
+// because the reader was too slow, or a note about the stream itself.
+// Every field but one is empty; readers skip records they do not know, so
+// fields can be added.
 type Record struct {
 	Event   *Event `json:"event,omitempty"`
 	Dropped uint64 `json:"dropped,omitempty"`
+	// Proxy names the proxy (its workload) a Dropped count or a Note is
+	// about, in a stream that merges several proxies' (the control
+	// plane's); a proxy's own stream leaves it empty.
+	Proxy string `json:"proxy,omitempty"`
+	// Note says something about the stream rather than a request: a proxy
+	// joined, left or cannot be tapped, or a limit was reached.
+	Note string `json:"note,omitempty"`
 }
 
 // Serve streams the events that pass the request's filter (query
