@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -192,7 +193,7 @@ func (p *Proxy) dialEndpoint(rt *route, proto string) (tunnel.HalfCloser, *model
 		}
 	}
 	var s *tunnel.Stream
-	ep, done, err := p.reach(ctx, rt, func(ep *model.Endpoint, port uint32) (err error) {
+	ep, done, err := p.reach(ctx, rt, nil, func(ep *model.Endpoint, port uint32) (err error) {
 		s, err = tunnel.Dial(ctx, carrier, ep.HostPort(), meshHeader(port, proto))
 		if !isConnectFailure(err) {
 			p.observe(rt, ep, outcomeOf(nil, err))
@@ -255,6 +256,12 @@ type upstream struct {
 	addr     string
 	endpoint string
 	err      error
+	// answerErr says the last try's answer was a failure (a 5xx, a gRPC
+	// error status) although it came: the balancer hears it as a failure.
+	answerErr error
+	// tried are the endpoints the request has been sent to, so a retry
+	// goes elsewhere.
+	tried map[string]bool
 	// done tells the balancer how the request went on that endpoint.
 	done balance.Done
 }
@@ -292,7 +299,10 @@ func (rc retryConnect) try(req *http.Request, u *upstream) (*http.Response, erro
 		carrier = g
 	}
 	var resp *http.Response
-	_, done, err := rc.p.reach(req.Context(), u.route, func(ep *model.Endpoint, port uint32) error {
+	if u.tried == nil {
+		u.tried = map[string]bool{}
+	}
+	_, done, err := rc.p.reach(req.Context(), u.route, u.tried, func(ep *model.Endpoint, port uint32) error {
 		u.addr, u.endpoint = ep.HostPort(), ep.ID
 		if x := exchangeOf(req.Context()); x != nil {
 			x.endpoint = ep
@@ -307,7 +317,7 @@ func (rc retryConnect) try(req *http.Request, u *upstream) (*http.Response, erro
 		var err error
 		resp, err = carrier.RoundTrip(out)
 		if !isConnectFailure(err) { // reach has counted those
-			resp = rc.p.observeTry(u.route, ep, resp, err)
+			resp = rc.p.observeTry(u, ep, resp, err)
 		}
 		return err
 	})
@@ -394,7 +404,7 @@ func (p *Proxy) outboundHandler(port uint32) http.Handler {
 		// panic (http.ErrAbortHandler), and the balancer must still hear.
 		defer func() {
 			if u.done != nil {
-				u.done(balanceErr(u.err))
+				u.done(cmp.Or(balanceErr(u.err), u.answerErr))
 			}
 		}()
 		p.forward.ServeHTTP(w, r.WithContext(context.WithValue(ctx, upstreamKey{}, u)))

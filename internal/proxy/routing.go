@@ -332,7 +332,7 @@ func (p *Proxy) mirror(r *http.Request, rule *routeRule) {
 	go func() {
 		ctx, cancel := context.WithTimeout(p.ctx, mirrorTimeout)
 		defer cancel()
-		_, done, err := p.reach(ctx, rule.mirror, func(ep *model.Endpoint, port uint32) error {
+		_, done, err := p.reach(ctx, rule.mirror, nil, func(ep *model.Endpoint, port uint32) error {
 			req := out.Clone(ctx)
 			req.URL.Scheme, req.URL.Host = "http", ep.HostPort()
 			req.Body = io.NopCloser(bytes.NewReader(body))

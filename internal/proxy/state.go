@@ -160,28 +160,36 @@ func (rt *route) pick(skip func(*model.Endpoint) bool) (*model.Endpoint, uint32,
 // still in this proxy's config.
 const maxConnectAttempts = 3
 
-// reach calls try with an endpoint of rt and the workload port to ask
-// for there; while try fails to reach the endpoint's peer proxy, it calls
-// it again with an endpoint not tried yet, up to maxConnectAttempts in
-// all. It returns the endpoint of the last try, or nil when rt offered
-// none, with try's error or why there was no endpoint. The balancer has
-// heard how the earlier tries went; done is for the last one, and the
-// caller must call it when that request or connection ends.
-func (p *Proxy) reach(ctx context.Context, rt *route, try func(ep *model.Endpoint, port uint32) error) (*model.Endpoint, balance.Done, error) {
-	ep, port, done, err := rt.pick(nil)
+// reach calls try with an endpoint of rt not in tried (while there is
+// one: a retry goes to another endpoint than the ones that failed it) and
+// the workload port to ask for there; while try fails to reach the
+// endpoint's peer proxy, it calls it again with an endpoint not tried yet,
+// up to maxConnectAttempts in all. Every endpoint it tries joins tried,
+// which may be nil. It returns the endpoint of the last try, or nil when
+// rt offered none, with try's error or why there was no endpoint. The
+// balancer has heard how the earlier tries went; done is for the last one,
+// and the caller must call it when that request or connection ends.
+func (p *Proxy) reach(ctx context.Context, rt *route, tried map[string]bool, try func(ep *model.Endpoint, port uint32) error) (*model.Endpoint, balance.Done, error) {
+	if tried == nil {
+		tried = map[string]bool{}
+	}
+	skip := func(ep *model.Endpoint) bool { return tried[ep.ID] }
+	ep, port, done, err := rt.pick(skip)
+	if errors.Is(err, balance.ErrAllSkipped) {
+		// Every endpoint has had its try: another may go to any of them.
+		ep, port, done, err = rt.pick(nil)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	tried := map[string]bool{}
-	skip := func(ep *model.Endpoint) bool { return tried[ep.ID] }
-	for {
+	for attempts := 1; ; attempts++ {
+		tried[ep.ID] = true
 		err = try(ep, port)
 		if err == nil || !isConnectFailure(err) || ctx.Err() != nil {
 			return ep, done, err
 		}
 		p.observe(rt, ep, outcomeConnect)
-		tried[ep.ID] = true
-		if len(tried) >= maxConnectAttempts {
+		if attempts >= maxConnectAttempts {
 			return ep, done, err
 		}
 		next, nextPort, nextDone, perr := rt.pick(skip)

@@ -340,6 +340,9 @@ func TestTracing(t *testing.T) {
 	}
 	resp.Body.Close()
 	for _, tr := range []*trace.Tracer{clientTracer, serverTracer} {
+		// A span ends when the proxy's handler returns, just after the
+		// client has the answer.
+		waitFor(t, "the span ended", func() bool { return tr.Stats().Spans > 0 })
 		if err := tr.Flush(t.Context()); err != nil {
 			t.Fatal(err)
 		}

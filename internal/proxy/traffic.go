@@ -17,6 +17,7 @@ import (
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy/match"
 	"github.com/weftmesh/weft/internal/proxy/pool"
+	"github.com/weftmesh/weft/internal/proxy/trace"
 )
 
 // maxReplayBody is the most of a request body the proxy keeps to send
@@ -342,6 +343,7 @@ func (rc retryConnect) withRetries(req *http.Request, u *upstream) (*http.Respon
 		if outcome != "retried" {
 			return resp, err
 		}
+		trace.FromContext(req.Context()).AddRetry()
 		failure := err
 		if resp != nil {
 			failure = fmt.Errorf("answered %d", resp.StatusCode)
@@ -611,20 +613,33 @@ func grpcOutcome(status string) outcome {
 	return outcomeSuccess
 }
 
-// observeTry feeds a try's outcome to rt's outlier detection and returns
-// its answer. A gRPC answer whose status comes in trailers is counted
-// when its body ends, as it is read, never buffered.
-func (p *Proxy) observeTry(rt *route, ep *model.Endpoint, resp *http.Response, err error) *http.Response {
-	if rt.breaker == nil || rt.breakerPolicy.Outlier == nil {
-		return resp
+// observeTry feeds a try's outcome to u's route's outlier detection, and
+// notes a failed answer for the balancer, and returns the answer. A gRPC
+// answer whose status comes in trailers is judged when its body ends, as
+// it is read, never buffered.
+func (p *Proxy) observeTry(u *upstream, ep *model.Endpoint, resp *http.Response, err error) *http.Response {
+	rt := u.route
+	report := func(oc outcome) {
+		u.answerErr = nil
+		if oc == outcome5xx || oc == outcomeGateway {
+			u.answerErr = errFailedAnswer
+		}
+		if rt.breaker != nil && rt.breakerPolicy.Outlier != nil {
+			p.observe(rt, ep, oc)
+		}
 	}
 	if err == nil && resp.StatusCode < 500 && isGRPCContentType(resp.Header.Get("Content-Type")) && resp.Header.Get("Grpc-Status") == "" {
-		resp.Body = &watchTrailers{ReadCloser: resp.Body, resp: resp, done: func(oc outcome) { p.observe(rt, ep, oc) }}
+		resp.Body = &watchTrailers{ReadCloser: resp.Body, resp: resp, done: report}
 		return resp
 	}
-	p.observe(rt, ep, outcomeOf(resp, err))
+	report(outcomeOf(resp, err))
 	return resp
 }
+
+// errFailedAnswer is what the balancer hears of an endpoint that answered
+// with a failure: it counts as slow, so the endpoint gets fewer requests
+// while it fails.
+var errFailedAnswer = errors.New("the endpoint answered with a failure")
 
 // watchTrailers reports a gRPC answer's outcome once its body has ended:
 // the status in its trailers, or the error that broke it off. An answer

@@ -249,15 +249,23 @@ func (c *countedConn) Close() error {
 // the client's connections to their proxies.
 func breakerMesh(t *testing.T, d *connDialer, proto model.Protocol, tp *model.TrafficPolicy, apps ...uint32) *clientSide {
 	t.Helper()
-	port := model.ServicePort{Port: 80, Protocol: proto}
+	return breakerMeshOf(t, d, service(model.ServicePort{Port: 80, Protocol: proto}), tp, apps...)
+}
+
+// breakerMeshOf is breakerMesh for a service of one port, 80, the caller
+// made.
+func breakerMeshOf(t *testing.T, d *connDialer, svc *model.Service, tp *model.TrafficPolicy, apps ...uint32) *clientSide {
+	t.Helper()
+	port := svc.Ports[0]
+	proto := port.Protocol
 	var eps []*model.Endpoint
 	for i, app := range apps {
 		s := newServer(t, "api-"+strconv.Itoa(i), model.WorkloadPort{Port: app, Protocol: proto})
 		eps = append(eps, s.endpoint(map[uint32]uint32{80: app}))
 	}
-	c := newClient(t, proxy.Options{Dialer: d}, service(port), []uint32{80}, eps...)
+	c := newClient(t, proxy.Options{Dialer: d}, svc, []uint32{80}, eps...)
 	c.version++
-	st := &model.ServiceState{Service: service(port), Endpoints: eps, Traffic: tp}
+	st := &model.ServiceState{Service: svc, Endpoints: eps, Traffic: tp}
 	if err := c.proxy.Apply(&model.ProxyConfig{Version: c.version, Workload: c.wl, Services: map[model.Ref]*model.ServiceState{apiRef: st}}); err != nil {
 		t.Fatal(err)
 	}
@@ -574,7 +582,12 @@ func TestOutlierDetectionEjectsOnGRPCUnavailable(t *testing.T) {
 			go srv.Serve(ln)
 			t.Cleanup(srv.Stop)
 			bad := uint32(ln.Addr().(*net.TCPAddr).Port)
-			c := breakerMesh(t, &connDialer{}, model.ProtocolGRPC, breakerPolicy(func(b *model.CircuitBreakerPolicy) {
+			// Round-robin keeps sending calls to the failing endpoint, which
+			// the latency balancer would shun after its first failure: only
+			// outlier detection stops it.
+			svc := service(model.ServicePort{Port: 80, Protocol: model.ProtocolGRPC})
+			svc.LoadBalancer = "round-robin"
+			c := breakerMeshOf(t, &connDialer{}, svc, breakerPolicy(func(b *model.CircuitBreakerPolicy) {
 				b.Outlier = &model.OutlierDetection{ConsecutiveGatewayErrors: 2, BaseEjection: time.Minute, MaxEjectionPercent: 50}
 			}), good, bad)
 			conn, err := grpc.NewClient("passthrough:///"+c.addr(80), grpc.WithTransportCredentials(insecure.NewCredentials()))
