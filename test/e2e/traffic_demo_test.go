@@ -46,6 +46,17 @@ func TestTrafficOnDemo(t *testing.T) {
 	catalogV2, web := "demo/catalog-v2-0", "demo/web-0"
 
 	t.Run("retries hide a half-failing catalog v2", func(t *testing.T) {
+		// The balancer alone shuns a failing endpoint (it counts failures
+		// as slow answers), so a weighted route pins v2's share: half the
+		// calls to catalog go to v2 whatever its health.
+		d.apply(t, demoObject{"catalog-half-v2.yaml", "HTTPRoute", "catalog-half-v2", `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog-half-v2, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog, port: 80}]
+  rules:
+  - backendRefs: [{name: catalog-v1, port: 80, weight: 50}, {name: catalog-v2, port: 80, weight: 50}]
+`})
 		d.setFaults(t, catalogV2, "error_rate=0.5")
 		// Without a policy, web's callers see v2's failures.
 		base := tally(d.fanOut(200, 1, func() answer { return d.webGet(t) }))
@@ -53,19 +64,23 @@ func TestTrafficOnDemo(t *testing.T) {
 		if base.codes[200] > 190 {
 			t.Fatalf("catalog v2 failing half, no retries: %s, want at least 10 of 200 calls through web failing", base)
 		}
-		retried := metricLabels{"service": "demo/catalog", "outcome": "retried"}
-		exhausted := metricLabels{"service": "demo/catalog", "outcome": "budget_exhausted"}
+		retried := metricLabels{"service": "demo/catalog-v2", "outcome": "retried"}
+		exhausted := metricLabels{"service": "demo/catalog-v2", "outcome": "budget_exhausted"}
 		retried0 := d.metric(t, web, "weft_outbound_retries_total", retried)
 		exhausted0 := d.metric(t, web, "weft_outbound_retries_total", exhausted)
-		d.apply(t, demoObject{"catalog-retries.yaml", "RetryPolicy", "catalog-retries", `apiVersion: weft.dev/v1alpha1
+		// v2 has one workload, so each retry goes back to it and succeeds
+		// half the time: 8 retries leave 1 call in 512 failing. A failing
+		// half needs about one retry per call, which the budget allows.
+		d.apply(t, demoObject{"catalog-v2-retries.yaml", "RetryPolicy", "catalog-v2-retries", `apiVersion: weft.dev/v1alpha1
 kind: RetryPolicy
-metadata: {name: catalog-retries, namespace: demo}
+metadata: {name: catalog-v2-retries, namespace: demo}
 spec:
-  targetRef: {kind: Service, name: catalog}
+  targetRef: {kind: Service, name: catalog-v2}
   retryOn: [5xx, reset]
-  attempts: 2
+  attempts: 8
   perTryTimeout: 500ms
-  budget: {ratio: 0.2, minPerSecond: 10, window: 10s}
+  backoff: {base: 1ms, max: 10ms}
+  budget: {ratio: 1, minPerSecond: 20, window: 10s}
 `})
 		with := tally(d.fanOut(200, 1, func() answer { return d.webGet(t) }))
 		n := d.metric(t, web, "weft_outbound_retries_total", retried) - retried0
@@ -73,11 +88,11 @@ spec:
 		if with.codes[200] < 198 {
 			t.Errorf("with the RetryPolicy: %s, want at most 2 of 200 calls through web failing", with)
 		}
-		if n < 1 {
-			t.Errorf("web's proxy counts %v retries of catalog, want some", n)
+		if n < 10 {
+			t.Errorf("web's proxy counts %v retries of catalog-v2, want about one per call to v2", n)
 		}
 		if e := d.metric(t, web, "weft_outbound_retries_total", exhausted) - exhausted0; e != 0 {
-			t.Errorf("web's proxy counts %v retries of catalog refused by the budget, want none", e)
+			t.Errorf("web's proxy counts %v retries of catalog-v2 refused by the budget, want none", e)
 		}
 	})
 
