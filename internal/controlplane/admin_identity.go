@@ -105,6 +105,9 @@ func (cp *ControlPlane) mintToken(w http.ResponseWriter, r *http.Request) {
 	if err := model.ValidateDNSLabel(req.ServiceAccount); err != nil {
 		fe.Add("serviceAccount", "%v", err)
 	}
+	if req.Namespace == identity.ControlPlaneNamespace && req.ServiceAccount == identity.ControlPlaneServiceAccount {
+		fe.Add("serviceAccount", "%s/%s is the control plane's own identity, which no workload may join as", req.Namespace, req.ServiceAccount)
+	}
 	ttl := time.Hour
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)

@@ -2,6 +2,10 @@ package controlplane
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net/http"
@@ -265,5 +269,52 @@ func TestRevokedJoinTokenGetsNoCertificate(t *testing.T) {
 	_, err = meshv1.NewIdentityClient(conn).Certify(ctx, &meshv1.CertifyRequest{Csr: []byte("x"), Token: tok.Token})
 	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("certify with a revoked token: %v, want Unauthenticated saying it is revoked", err)
+	}
+}
+
+// TestControlPlaneIdentityIsNotIssued: the control plane's identity may
+// tap every proxy, so the admin API mints no token for it, and a token
+// for it (minted directly) gets no certificate.
+func TestControlPlaneIdentityIsNotIssued(t *testing.T) {
+	cp := startControlPlane(t)
+	req, _ := http.NewRequest("POST", "http://"+cp.AdminAddr()+"/api/v1/identity/tokens",
+		strings.NewReader(`{"namespace":"weft-system","serviceAccount":"weft-control-plane"}`))
+	req.Header.Set("Authorization", "Bearer "+cp.adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "serviceAccount: weft-system/weft-control-plane is the control plane's own identity") {
+		t.Fatalf("mint a token for the control plane: %d %s, want 400 naming serviceAccount", resp.StatusCode, body)
+	}
+	tok, err := cp.JoinToken("weft-system", "weft-control-plane", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td := spiffeid.RequireTrustDomainFromString(cp.TrustDomain())
+	trust, _, err := control.NewTrust(td, tok.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(cp.GRPCAddr(), grpc.WithTransportCredentials(trust.Credentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = meshv1.NewIdentityClient(conn).Certify(ctx, &meshv1.CertifyRequest{Csr: csr, Token: tok.Token})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "control plane's identity") {
+		t.Fatalf("certify as the control plane: %v, want PermissionDenied", err)
 	}
 }

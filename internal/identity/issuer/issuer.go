@@ -118,6 +118,14 @@ func (s *Server) Certify(ctx context.Context, req *meshv1.CertifyRequest) (*mesh
 		s.log.Warn("certificate refused: caller not authenticated", "peer", peerAddr(ctx), "err", err)
 		return nil, status.Errorf(codes.Unauthenticated, "certify: %v", err)
 	}
+	if id == identity.ControlPlaneID(s.ca.TrustDomain()) {
+		// The control plane certifies itself in its own process; its
+		// identity may tap every proxy, so no caller gets it over the API,
+		// whatever token it holds.
+		s.observe(auth, Refused)
+		s.log.Warn("certificate refused: the control plane's identity", "peer", peerAddr(ctx), "via", via)
+		return nil, status.Errorf(codes.PermissionDenied, "certify %s: the control plane's identity is not issued to callers", id)
+	}
 	chain, err := s.ca.Sign(req.GetCsr(), id, s.leafTTL)
 	if err != nil {
 		s.log.Warn("certificate refused", "spiffe_id", id.String(), "via", via, "err", err)
