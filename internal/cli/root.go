@@ -50,6 +50,7 @@ func NewRootCommand() *cobra.Command {
 		newStatusCommand(),
 		newGetCommand(),
 		newDescribeCommand(),
+		newStatCommand(),
 		newIdentityCommand(),
 		newCheckCommand(),
 		newTapCommand(),

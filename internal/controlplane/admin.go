@@ -20,6 +20,7 @@ func (cp *ControlPlane) adminHandler() http.Handler {
 	// the admin token, may see who calls whom.
 	mux.Handle("GET /api/v1/tap", cp.requireAdmin(http.HandlerFunc(cp.serveTap)))
 	cp.identityRoutes(mux)
+	cp.statsRoutes(mux)
 	return mux
 }
 

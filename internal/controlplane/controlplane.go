@@ -23,6 +23,7 @@ import (
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/source/files"
+	"github.com/weftmesh/weft/internal/stats"
 )
 
 // Options configure a control plane.
@@ -50,6 +51,9 @@ type Options struct {
 	// MTLSMode is the mesh-wide mTLS mode of workloads whose services set
 	// none: strict (the default) or permissive.
 	MTLSMode string
+	// StatsInterval is how often the proxies' metrics are scraped for
+	// weft stat; 0 means every 5s.
+	StatsInterval time.Duration
 }
 
 // DefaultTrustDomain is the trust domain of a mesh that names none.
@@ -72,6 +76,7 @@ type ControlPlane struct {
 	adminToken string
 
 	metrics *metrics
+	stats   *stats.Scraper
 }
 
 // New builds the parts and binds the listeners, so Addrs is known before
@@ -115,6 +120,7 @@ func New(opts Options) (*ControlPlane, error) {
 	cp.discovery.Authorize = issuer.MayActAs
 	cp.discovery.Bundle = func() ([][]byte, uint64) { return issuer.BundleDER(cp.ca) }
 	cp.discovery.Observer = discoveryObserver{cp.metrics}
+	cp.newStats()
 	if cp.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("control plane gRPC listener: %w", err)
 	}
@@ -172,6 +178,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		g.Go(func() error { return cp.files.Run(ctx) })
 	}
 	g.Go(func() error { return cp.registry.Run(ctx) })
+	g.Go(func() error { return cp.stats.Run(ctx) })
 	g.Go(func() error {
 		if err := gs.Serve(cp.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("gRPC server: %w", err)
