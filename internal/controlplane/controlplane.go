@@ -206,7 +206,14 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		}
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		return admin.Shutdown(shutdownCtx)
+		if err := admin.Shutdown(shutdownCtx); errors.Is(err, context.DeadlineExceeded) {
+			// Long reads (a tap, a dashboard's event stream) and connections
+			// opened but never used must not hold the control plane up.
+			_ = admin.Close()
+		} else if err != nil {
+			return fmt.Errorf("admin server shutdown: %w", err)
+		}
+		return nil
 	})
 	return g.Wait()
 }
