@@ -7,6 +7,8 @@ packages=(
   protobuf-compiler # protoc, for `make gen` / `make check-gen`
   libprotobuf-dev   # the well-known types protoc imports (google/protobuf/*.proto)
   curl              # a real HTTP/1.1 and HTTP/2 client in the e2e tests
+  chromium          # a real browser, headless, for the dashboard's e2e test
+  fonts-dejavu-core # a font for that browser: without one its screenshots show no text
 )
 
 missing=()

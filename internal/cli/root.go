@@ -53,6 +53,7 @@ func NewRootCommand() *cobra.Command {
 		newStatCommand(),
 		newIdentityCommand(),
 		newCheckCommand(),
+		newDashboardCommand(logs),
 		newTapCommand(),
 		newTopCommand(),
 		demo.NewCommand(),
