@@ -140,6 +140,11 @@ func TestOutlierDetection(t *testing.T) {
 	f := serverSide(t)
 	m, c := f.m, f.c
 	secondServer(t, m)
+	// Round-robin keeps sending requests to the failing endpoint, which the
+	// latency balancer would shun after its first failure: only outlier
+	// detection stops it.
+	m.write("services.yaml", strings.Replace(servicesYAML, "metadata: {name: http, namespace: e2e}",
+		"metadata: {name: http, namespace: e2e, annotations: {weft.dev/load-balancer: round-robin}}", 1))
 	m.write("breaker.yaml", breakerPolicyYAML)
 	eventually(t, 15*time.Second, "the breaker policy in force", func() error {
 		if out, _ := m.weft("get", "policies"); !strings.Contains(out, "http-breaker") || !strings.Contains(out, "in force") {
