@@ -34,6 +34,7 @@ func ServiceFromV1(s *corev1.Service) (*model.Service, error) {
 		svc.MTLSMode = mode
 	}
 	svc.LoadBalancer = s.Annotations[model.LoadBalancerAnnotation]
+	svc.ClusterIPs = clusterIPs(&fe, s.Spec)
 	for i, p := range s.Spec.Ports {
 		f := fmt.Sprintf("spec.ports[%d]", i)
 		sp := model.ServicePort{Name: p.Name, Port: portNumber(&fe, f+".port", p.Port)}
@@ -54,6 +55,32 @@ func ServiceFromV1(s *corev1.Service) (*model.Service, error) {
 		svc.Ports = append(svc.Ports, sp)
 	}
 	return checked(fe, svc)
+}
+
+// clusterIPs reads spec.clusterIPs, or else spec.clusterIP, as Kubernetes
+// fills them in: "None" (headless) and "" have none. A manifest may set
+// either; when it sets both they must agree, as the API server demands.
+func clusterIPs(fe *model.FieldErrors, spec corev1.ServiceSpec) []string {
+	ip := spec.ClusterIP
+	if ip == corev1.ClusterIPNone {
+		ip = ""
+	}
+	if len(spec.ClusterIPs) == 0 || len(spec.ClusterIPs) == 1 && spec.ClusterIPs[0] == corev1.ClusterIPNone {
+		if ip == "" {
+			return nil
+		}
+		// Checked here, to name the field the manifest wrote.
+		var problems model.FieldErrors
+		model.ValidateClusterIPs(&problems, "spec.clusterIP", []string{ip})
+		for _, p := range problems {
+			fe.Add("spec.clusterIP", "%s", p.Msg)
+		}
+		return []string{ip}
+	}
+	if ip != "" && ip != spec.ClusterIPs[0] {
+		fe.Add("spec.clusterIP", "%q: must be spec.clusterIPs[0], %q", ip, spec.ClusterIPs[0])
+	}
+	return spec.ClusterIPs
 }
 
 // checked returns out once both its conversion, which recorded its

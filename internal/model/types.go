@@ -99,6 +99,12 @@ type Service struct {
 	// LoadBalancer, when set, is how callers pick among the service's
 	// endpoints (annotation weft.dev/load-balancer): one of LoadBalancers.
 	LoadBalancer string
+	// ClusterIPs are the virtual addresses the service answers on, at most
+	// one per IP family (a v1 Service's spec.clusterIPs): a proxy that
+	// intercepts transparently sends what an app opens to one of them, on
+	// a service port, to the service. Empty for a service without one
+	// (headless, or one only reached through explicit outbound ports).
+	ClusterIPs []string
 }
 
 // LoadBalancerAnnotation names a Service's load balancer.
@@ -237,7 +243,7 @@ func (e *Endpoint) Equal(o *Endpoint) bool {
 func (s *Service) Equal(o *Service) bool {
 	return s.Ref == o.Ref && maps.Equal(s.Labels, o.Labels) &&
 		maps.Equal(s.Selector, o.Selector) && slices.Equal(s.Ports, o.Ports) && s.MTLSMode == o.MTLSMode &&
-		s.LoadBalancer == o.LoadBalancer
+		s.LoadBalancer == o.LoadBalancer && slices.Equal(s.ClusterIPs, o.ClusterIPs)
 }
 
 // Equal reports whether two workloads are the same in every field.

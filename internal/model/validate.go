@@ -88,6 +88,7 @@ func (s *Service) Validate() error {
 	if s.LoadBalancer != "" && !slices.Contains(LoadBalancers, s.LoadBalancer) {
 		fe.Add("metadata.annotations["+LoadBalancerAnnotation+"]", "%q: want one of %s", s.LoadBalancer, strings.Join(LoadBalancers, ", "))
 	}
+	ValidateClusterIPs(&fe, "spec.clusterIPs", s.ClusterIPs)
 	if len(s.Ports) == 0 {
 		fe.Add("spec.ports", "must have at least one port")
 	}
@@ -117,6 +118,40 @@ func (s *Service) Validate() error {
 		}
 	}
 	return fe.Err()
+}
+
+// ValidateClusterIPs checks a service's cluster IPs, the list at field:
+// each in canonical form, since proxies match them against the address a
+// connection was opened to, and at most one per IP family, as Kubernetes
+// allows. The wire checks them with it too.
+func ValidateClusterIPs(fe *FieldErrors, field string, ips []string) {
+	var families [2]bool
+	for i, s := range ips {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		a, err := netip.ParseAddr(s)
+		switch {
+		case err != nil || a.Zone() != "":
+			fe.Add(f, "must be an IP address, got %q", s)
+			continue
+		case a.Is4In6():
+			fe.Add(f, "%q: write an IPv4 address as such, not mapped into IPv6", s)
+			continue
+		case a.String() != s:
+			fe.Add(f, "%q: write the address in canonical form, %s", s, a)
+			continue
+		case a.IsUnspecified() || a.IsMulticast():
+			fe.Add(f, "%q: not an address a service can answer on", s)
+			continue
+		}
+		fam := 0
+		if a.Is6() {
+			fam = 1
+		}
+		if families[fam] {
+			fe.Add(f, "%q: at most one cluster IP per IP family", s)
+		}
+		families[fam] = true
+	}
 }
 
 // Validate checks a workload; field names are those of a Workload manifest.

@@ -46,7 +46,9 @@ func FuzzWorkloadFromProto(f *testing.F) {
 
 // FuzzApplyUpdate feeds service updates, as bytes off the wire, to what
 // the proxy applies them with: it must never panic, and what it accepts
-// must keep the model's invariant of endpoints sorted by ID.
+// must keep the model's invariants: endpoints sorted by ID, cluster IPs
+// the model accepts (a transparent proxy matches connections against
+// them). Seeds beyond those below are in testdata/fuzz/FuzzApplyUpdate.
 func FuzzApplyUpdate(f *testing.F) {
 	st := validState()
 	for _, u := range []*meshv1.ServiceUpdate{
@@ -76,6 +78,11 @@ func FuzzApplyUpdate(f *testing.F) {
 		}
 		if got.Service == nil {
 			t.Fatal("accepted a state with no service")
+		}
+		var problems model.FieldErrors
+		model.ValidateClusterIPs(&problems, "clusterIPs", got.Service.ClusterIPs)
+		if err := problems.Err(); err != nil {
+			t.Fatalf("accepted invalid cluster IPs: %v", err)
 		}
 		for i := 1; i < len(got.Endpoints); i++ {
 			if got.Endpoints[i-1].ID >= got.Endpoints[i].ID {

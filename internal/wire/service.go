@@ -11,14 +11,14 @@ import (
 	"github.com/weftmesh/weft/internal/model"
 )
 
-// ServiceToProto converts the part of a service a proxy needs: its name
-// and ports. Labels, the selector and target ports stay in the control
+// ServiceToProto converts the part of a service a proxy needs: its name,
+// ports, balancer and cluster IPs. Labels, the selector and target ports stay in the control
 // plane; each endpoint carries the target ports it resolved to.
 func ServiceToProto(s *model.Service) *meshv1.Service {
 	if s == nil {
 		return nil
 	}
-	out := &meshv1.Service{Ref: RefToProto(s.Ref), LoadBalancer: s.LoadBalancer}
+	out := &meshv1.Service{Ref: RefToProto(s.Ref), LoadBalancer: s.LoadBalancer, ClusterIps: slices.Clone(s.ClusterIPs)}
 	for _, p := range s.Ports {
 		out.Ports = append(out.Ports, &meshv1.ServicePort{Name: p.Name, Port: p.Port, Protocol: ProtocolToProto(p.Protocol)})
 	}
@@ -48,6 +48,8 @@ func serviceFromProto(s *meshv1.Service, field string) (*model.Service, error) {
 	if lb := out.LoadBalancer; lb != "" && !slices.Contains(model.LoadBalancers, lb) {
 		fe.add("load_balancer", "%q: want one of %v", lb, model.LoadBalancers)
 	}
+	out.ClusterIPs = slices.Clone(s.GetClusterIps())
+	clusterIPs(&fe, out.ClusterIPs)
 	for i, p := range s.GetPorts() {
 		f := fmt.Sprintf("ports[%d]", i)
 		if p == nil {
@@ -69,13 +71,25 @@ func serviceFromProto(s *meshv1.Service, field string) (*model.Service, error) {
 	return out, nil
 }
 
+// clusterIPs checks the cluster IPs as the model does, naming the
+// protobuf field: a proxy matches them against the addresses connections
+// were opened to, so a malformed one would silently never match.
+func clusterIPs(fe *fields, ips []string) {
+	var problems model.FieldErrors
+	model.ValidateClusterIPs(&problems, "cluster_ips", ips)
+	for _, p := range problems {
+		fe.add(p.Field, "%s", p.Msg)
+	}
+}
+
 // SameService reports whether two services look the same on the wire, so
 // a change the proxy cannot see (a selector, a label) is not sent.
 func SameService(a, b *model.Service) bool {
 	if a == b {
 		return true
 	}
-	if a == nil || b == nil || a.Ref != b.Ref || a.LoadBalancer != b.LoadBalancer || len(a.Ports) != len(b.Ports) {
+	if a == nil || b == nil || a.Ref != b.Ref || a.LoadBalancer != b.LoadBalancer || len(a.Ports) != len(b.Ports) ||
+		!slices.Equal(a.ClusterIPs, b.ClusterIPs) {
 		return false
 	}
 	for i := range a.Ports {

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -120,8 +121,9 @@ func TestWorkloadFromProtoNamesTheField(t *testing.T) {
 func validState() *model.ServiceState {
 	return &model.ServiceState{
 		Service: &model.Service{
-			Ref:      model.Ref{Namespace: "shop", Name: "cart"},
-			Selector: map[string]string{"app": "cart"},
+			Ref:        model.Ref{Namespace: "shop", Name: "cart"},
+			Selector:   map[string]string{"app": "cart"},
+			ClusterIPs: []string{"198.19.0.7", "fd00:19::7"},
 			Ports: []model.ServicePort{
 				{Name: "http", Port: 80, TargetPortName: "http", Protocol: model.ProtocolHTTP1},
 				{Name: "grpc", Port: 90, TargetPort: 9090, Protocol: model.ProtocolGRPC},
@@ -159,6 +161,29 @@ func TestServiceRoundTrip(t *testing.T) {
 	if _, err := ServiceFromProto(bad); err == nil || !strings.Contains(err.Error(), "load_balancer") {
 		t.Errorf("an unknown load balancer: %v, want an error naming load_balancer", err)
 	}
+	if !slices.Equal(got.ClusterIPs, svc.ClusterIPs) {
+		t.Errorf("cluster IPs %q, want %q", got.ClusterIPs, svc.ClusterIPs)
+	}
+	for _, tc := range []struct {
+		ips  []string
+		want string
+	}{
+		{[]string{"cart"}, `cluster_ips[0]: must be an IP address, got "cart"`},
+		{[]string{"198.19.0.7", "198.19.0.8"}, "cluster_ips[1]"},
+		{[]string{"::ffff:198.19.0.7"}, "cluster_ips[0]"},
+	} {
+		bad := ServiceToProto(svc)
+		bad.ClusterIps = tc.ips
+		if _, err := ServiceFromProto(bad); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("cluster IPs %q: %v, want an error containing %q", tc.ips, err, tc.want)
+		}
+	}
+	// Inside an update the field is named from the update's root.
+	u := FullUpdate(svc.Ref, validState())
+	u.Service.ClusterIps = []string{"cart"}
+	if _, err := ApplyUpdate(nil, u, 1); err == nil || !strings.Contains(err.Error(), "service.cluster_ips[0]") {
+		t.Errorf("update with a bad cluster IP: %v, want an error naming service.cluster_ips[0]", err)
+	}
 }
 
 func TestSameService(t *testing.T) {
@@ -177,6 +202,11 @@ func TestSameService(t *testing.T) {
 	c.LoadBalancer = "round-robin"
 	if SameService(a, &c) {
 		t.Error("a load balancer change is not visible on the wire")
+	}
+	d := *a
+	d.ClusterIPs = []string{"198.19.0.99"}
+	if SameService(a, &d) {
+		t.Error("a cluster IP change is not visible on the wire")
 	}
 	if SameService(a, nil) || !SameService(nil, nil) {
 		t.Error("nil handling")

@@ -2042,7 +2042,11 @@ type Service struct {
 	Ports []*ServicePort         `protobuf:"bytes,2,rep,name=ports,proto3" json:"ports,omitempty"`
 	// How callers pick among the endpoints: "p2c" or "round-robin"; empty
 	// is the proxy's default.
-	LoadBalancer  string `protobuf:"bytes,3,opt,name=load_balancer,json=loadBalancer,proto3" json:"load_balancer,omitempty"`
+	LoadBalancer string `protobuf:"bytes,3,opt,name=load_balancer,json=loadBalancer,proto3" json:"load_balancer,omitempty"`
+	// The virtual addresses the service answers on, at most one per IP
+	// family: a proxy intercepting transparently carries what its app opens
+	// to one of them, on a service port, to the service.
+	ClusterIps    []string `protobuf:"bytes,4,rep,name=cluster_ips,json=clusterIps,proto3" json:"cluster_ips,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2096,6 +2100,13 @@ func (x *Service) GetLoadBalancer() string {
 		return x.LoadBalancer
 	}
 	return ""
+}
+
+func (x *Service) GetClusterIps() []string {
+	if x != nil {
+		return x.ClusterIps
+	}
+	return nil
 }
 
 type ServicePort struct {
@@ -3041,11 +3052,13 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
 	"\bAddEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x84\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x01\n" +
 	"\aService\x12#\n" +
 	"\x03ref\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\x03ref\x12/\n" +
 	"\x05ports\x18\x02 \x03(\v2\x19.weft.mesh.v1.ServicePortR\x05ports\x12#\n" +
-	"\rload_balancer\x18\x03 \x01(\tR\floadBalancer\"i\n" +
+	"\rload_balancer\x18\x03 \x01(\tR\floadBalancer\x12\x1f\n" +
+	"\vcluster_ips\x18\x04 \x03(\tR\n" +
+	"clusterIps\"i\n" +
 	"\vServicePort\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x122\n" +
