@@ -2,7 +2,6 @@ package manifest
 
 import (
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -104,11 +103,7 @@ func servicePortProtocol(p corev1.ServicePort) (model.Protocol, error) {
 	if p.AppProtocol != nil {
 		return model.ParseProtocol(*p.AppProtocol)
 	}
-	prefix, _, _ := strings.Cut(p.Name, "-")
-	if proto, err := model.ParseProtocol(prefix); err == nil {
-		return proto, nil
-	}
-	return model.ProtocolDetect, nil
+	return namedPortProtocol(p.Name), nil
 }
 
 func portNumber(fe *model.FieldErrors, field string, p int32) uint32 {

@@ -444,7 +444,7 @@ func addIndex(idx map[string]map[Ref]bool, r Ref) {
 // endpointFor returns the endpoint a workload gives a service, or nil when
 // the service does not select it or the workload serves none of its ports.
 func endpointFor(svc *Service, w *Workload) *Endpoint {
-	if w.Ref.Namespace != svc.Ref.Namespace || !svc.Selects(w.Labels) {
+	if w.NotReady || w.Ref.Namespace != svc.Ref.Namespace || !svc.Selects(w.Labels) {
 		return nil
 	}
 	targets := make(map[uint32]uint32, len(svc.Ports))

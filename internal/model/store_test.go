@@ -163,3 +163,30 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestNotReadyWorkloadIsNoEndpoint: a workload that is not ready (a Pod
+// whose app is starting) serves no Service until it is.
+func TestNotReadyWorkloadIsNoEndpoint(t *testing.T) {
+	s := NewStore()
+	catalog := Ref{"demo", "catalog"}
+	c1 := wl("c1", map[string]string{"app": "catalog"}, 4001, WorkloadPort{Port: 80})
+	c1.NotReady = true
+	if err := s.Apply("kube", Changes{PutServices: []*Service{svc("catalog", map[string]string{"app": "catalog"}, ServicePort{Port: 80})},
+		PutWorkloads: []*Workload{c1}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.Snapshot().Service(catalog); len(st.Endpoints) != 0 {
+		t.Fatalf("a workload not ready is an endpoint: %v", ids(st))
+	}
+	if _, ok := s.Snapshot().Workload(c1.Ref); !ok {
+		t.Fatal("a workload not ready is not in the model: its proxy would get no config")
+	}
+	ready := *c1
+	ready.NotReady = false
+	if err := s.Apply("kube", Changes{PutWorkloads: []*Workload{&ready}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.Snapshot().Service(catalog); len(st.Endpoints) != 1 {
+		t.Fatalf("the workload once ready: endpoints %v", ids(st))
+	}
+}

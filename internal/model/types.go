@@ -168,6 +168,9 @@ type Workload struct {
 	AdminPort uint32
 	// AccessLog makes the proxy log every request it carries, as JSON.
 	AccessLog bool
+	// NotReady keeps the workload out of its Services' endpoints while its
+	// proxy still gets its config (a Pod that is not ready yet).
+	NotReady bool
 }
 
 // Identity is the service account a workload runs as.
@@ -250,6 +253,6 @@ func (s *Service) Equal(o *Service) bool {
 func (w *Workload) Equal(o *Workload) bool {
 	return w.Ref == o.Ref && maps.Equal(w.Labels, o.Labels) &&
 		w.ServiceAccount == o.ServiceAccount && w.Address == o.Address &&
-		slices.Equal(w.Ports, o.Ports) && w.InboundPort == o.InboundPort && w.AdminPort == o.AdminPort && w.AccessLog == o.AccessLog &&
+		slices.Equal(w.Ports, o.Ports) && w.InboundPort == o.InboundPort && w.AdminPort == o.AdminPort && w.AccessLog == o.AccessLog && w.NotReady == o.NotReady &&
 		slices.Equal(w.Outbound, o.Outbound)
 }
