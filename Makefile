@@ -27,9 +27,13 @@ deps: ## install the Debian packages the tests need (run as root)
 	./scripts/install-deps.sh
 
 .PHONY: test
-test: deps build lint check-gen ## the full suite: lint, generated code, unit tests, end-to-end tests on the real binaries
+test: deps build lint check-gen kube-tools ## the full suite: lint, generated code, unit tests, end-to-end tests on the real binaries
 	$(GO) test -count=1 -race ./...
 	WEFT_BIN=$(BIN) $(GO) test -count=1 -tags e2e -timeout 15m ./test/e2e/...
+
+.PHONY: kube-tools
+kube-tools: ## build .tools/kube-apiserver for the Kubernetes tests (only when tools/kube changed; cached)
+	GO=$(GO) ./tools/kube/build.sh
 
 .PHONY: test-unit
 test-unit: ## unit tests only

@@ -9,6 +9,8 @@ packages=(
   curl              # a real HTTP/1.1 and HTTP/2 client in the e2e tests
   chromium          # a real browser, headless, for the dashboard's e2e test
   fonts-dejavu-core # a font for that browser: without one its screenshots show no text
+  etcd-server       # etcd, the store of the real kube-apiserver in the Kubernetes tests
+  iptables          # transparent interception, installed in network namespaces by the tests
 )
 
 missing=()
