@@ -1,20 +1,27 @@
 package cli
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/weftmesh/weft/internal/controlplane"
 )
 
 func newControlCommand(logs *logFlags) *cobra.Command {
 	opts := controlplane.Options{}
+	var kubeMode bool
+	var kubeconfig string
 	cmd := &cobra.Command{
 		Use:   "control",
 		Short: "Run the control plane",
 		Long: `Run the control plane: it watches a directory of manifests (universal
-mode), accepts workload registrations, and streams each proxy the part of
-the mesh it needs.`,
+mode) or, with --kubernetes, a Kubernetes API server, accepts workload
+registrations, and streams each proxy the part of the mesh it needs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := logs.logger(cmd.ErrOrStderr())
@@ -22,6 +29,13 @@ the mesh it needs.`,
 				return err
 			}
 			opts.Logger = logger
+			if kubeMode {
+				if opts.Kube, err = kubeConfig(kubeconfig); err != nil {
+					return err
+				}
+			} else if kubeconfig != "" {
+				return errors.New("--kubeconfig needs --kubernetes")
+			}
 			cp, err := controlplane.New(opts)
 			if err != nil {
 				return err
@@ -37,7 +51,26 @@ the mesh it needs.`,
 	f.DurationVar(&opts.LeafTTL, "leaf-ttl", 0, "lifetime of workload certificates (default 24h)")
 	f.StringVar(&opts.GRPCAddr, "grpc-addr", DefaultGRPCAddr, "address for proxies (discovery and registration)")
 	f.StringVar(&opts.AdminAddr, "admin-addr", DefaultAdminAddr, "address of the admin API the CLI reads")
+	f.BoolVar(&kubeMode, "kubernetes", false, "read the mesh from a Kubernetes API server: the cluster the control plane runs in, or --kubeconfig's")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "with --kubernetes: a kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)")
 	return cmd
+}
+
+// kubeConfig is the API server to read: path's, else the cluster the
+// process runs in, else the user's default kubeconfig.
+func kubeConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		if cfg, err := rest.InClusterConfig(); err == nil {
+			return cfg, nil
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = path
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig %q: %w", path, err)
+	}
+	return cfg, nil
 }
 
 // meshFlags are the mesh-wide settings weft control and weft up share.

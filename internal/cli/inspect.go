@@ -110,6 +110,16 @@ func newStatusCommand() *cobra.Command {
 					return errProblems
 				}
 			}
+			if k := st.Kubernetes; k != nil {
+				fmt.Fprintf(out, "kubernetes: %d objects, watching %s (read %s)\n", k.Objects, orNone(strings.Join(k.Resources, ", ")), k.LastSync.Format(time.TimeOnly))
+				if len(k.Problems) > 0 {
+					fmt.Fprintf(out, "\n%d problem(s); the last good version of each object stays in force:\n", len(k.Problems))
+					for _, p := range k.Problems {
+						fmt.Fprintf(out, "  %s: %s\n", p.Object, p.Message)
+					}
+					return errProblems
+				}
+			}
 			return nil
 		},
 	}
@@ -202,6 +212,11 @@ func newGetCommand() *cobra.Command {
 				problems := []files.Problem{}
 				if st.Manifests != nil {
 					problems = st.Manifests.Problems
+				}
+				if st.Kubernetes != nil {
+					for _, p := range st.Kubernetes.Problems {
+						problems = append(problems, files.Problem{File: "kubernetes", Object: p.Object, Message: p.Message})
+					}
 				}
 				if o.output == "json" {
 					return printJSON(out, problems)

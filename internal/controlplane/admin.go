@@ -44,6 +44,10 @@ func (cp *ControlPlane) Status() Status {
 		fs := cp.files.Status()
 		st.Manifests = &fs
 	}
+	if cp.kube != nil {
+		ks := cp.kube.Status()
+		st.Kubernetes = &ks
+	}
 	for _, p := range cp.discovery.Connected() {
 		subs := make([]string, len(p.Subscriptions))
 		for i, s := range p.Subscriptions {

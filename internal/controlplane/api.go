@@ -11,6 +11,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/source/files"
+	"github.com/weftmesh/weft/internal/source/kube"
 )
 
 // The admin API's JSON documents, shared by the server and the CLI.
@@ -21,7 +22,9 @@ type Status struct {
 	Services  int           `json:"services"`
 	Workloads int           `json:"workloads"`
 	Manifests *files.Status `json:"manifests,omitempty"`
-	Proxies   []Proxy       `json:"proxies"`
+	// Kubernetes is what Kubernetes mode's source last saw.
+	Kubernetes *kube.Status `json:"kubernetes,omitempty"`
+	Proxies    []Proxy      `json:"proxies"`
 }
 
 // Proxy is a proxy connected to the discovery server.

@@ -14,6 +14,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	meshv1 "github.com/weftmesh/weft/api/mesh/v1"
 	"github.com/weftmesh/weft/internal/discovery"
@@ -23,6 +26,7 @@ import (
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/source/files"
+	"github.com/weftmesh/weft/internal/source/kube"
 	"github.com/weftmesh/weft/internal/stats"
 )
 
@@ -54,6 +58,9 @@ type Options struct {
 	// StatsInterval is how often the proxies' metrics are scraped for
 	// weft stat; 0 means every 5s.
 	StatsInterval time.Duration
+	// Kube, when set, is the API server Kubernetes mode reads the mesh
+	// from (see internal/source/kube).
+	Kube *rest.Config
 }
 
 // DefaultTrustDomain is the trust domain of a mesh that names none.
@@ -64,6 +71,7 @@ type ControlPlane struct {
 	opts      Options
 	store     *model.Store
 	files     *files.Source
+	kube      *kube.Source
 	registry  *registry.Registry
 	discovery *discovery.Server
 	grpcLis   net.Listener
@@ -108,6 +116,11 @@ func New(opts Options) (*ControlPlane, error) {
 			return nil, err
 		}
 	}
+	if opts.Kube != nil {
+		if cp.kube, err = newKubeSource(opts.Kube, cp.store, opts.Logger.With("source", "kube")); err != nil {
+			return nil, err
+		}
+	}
 	cp.registry, err = registry.New(cp.store, registry.Options{
 		Logger:    opts.Logger.With("component", "registry"),
 		StatePath: filepath.Join(opts.StateDir, "registrations.json"),
@@ -129,6 +142,19 @@ func New(opts Options) (*ControlPlane, error) {
 		return nil, fmt.Errorf("control plane admin listener: %w", err)
 	}
 	return cp, nil
+}
+
+// newKubeSource connects to the API server cfg names.
+func newKubeSource(cfg *rest.Config, store *model.Store, log *slog.Logger) (*kube.Source, error) {
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return kube.New(kube.Options{Client: client, Dynamic: dyn, Store: store, Logger: log})
 }
 
 // GRPCAddr is where proxies connect.
@@ -154,6 +180,18 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		st := cp.files.Status()
 		log.Info("manifests loaded", "dir", st.Dir, "files", st.Files, "objects", st.Objects, "problems", len(st.Problems))
 	}
+	kubeErr := make(chan error, 1)
+	if cp.kube != nil {
+		go func() { kubeErr <- cp.kube.Run(ctx) }()
+		select {
+		case <-cp.kube.Synced():
+			log.Info("Kubernetes objects loaded", "objects", cp.kube.Status().Objects, "problems", len(cp.kube.Status().Problems))
+		case err := <-kubeErr:
+			return fmt.Errorf("kubernetes source: %w", err)
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	close(cp.loaded)
 	selfCtx, stopSelf := context.WithCancel(ctx)
 	defer stopSelf()
@@ -178,6 +216,18 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		g.Go(func() error { return cp.files.Run(ctx) })
 	}
 	g.Go(func() error { return cp.registry.Run(ctx) })
+	if cp.kube != nil {
+		g.Go(func() error {
+			select {
+			case err := <-kubeErr:
+				if err != nil {
+					return fmt.Errorf("kubernetes source: %w", err)
+				}
+			case <-ctx.Done():
+			}
+			return nil
+		})
+	}
 	g.Go(func() error { return cp.stats.Run(ctx) })
 	g.Go(func() error {
 		if err := gs.Serve(cp.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

@@ -60,7 +60,9 @@ func TestWorkloadFromPod(t *testing.T) {
 		{"not ready: kept out of endpoints, but its proxy gets its config", func(p *corev1.Pod) { p.Status.Conditions[0].Status = corev1.ConditionFalse },
 			func(w *model.Workload) bool { return w.NotReady }, ""},
 		{"proxy ports by name, defaults otherwise", func(p *corev1.Pod) { p.Spec.InitContainers[0].Ports = nil },
-			func(w *model.Workload) bool { return w.InboundPort == DefaultProxyInboundPort && w.AdminPort == DefaultProxyAdminPort }, ""},
+			func(w *model.Workload) bool {
+				return w.InboundPort == DefaultProxyInboundPort && w.AdminPort == DefaultProxyAdminPort
+			}, ""},
 		{"a sidecar among the containers", func(p *corev1.Pod) {
 			p.Spec.Containers = append(p.Spec.Containers, p.Spec.InitContainers[0])
 			p.Spec.InitContainers = nil

@@ -358,33 +358,7 @@ func (s *Source) apply() {
 			want[k], from[k] = f.good[k], p
 		}
 	}
-	var c model.Changes
-	for k, o := range want {
-		if old, ok := s.applied[k]; ok && sameObject(old, o) {
-			continue
-		}
-		switch {
-		case o.Service != nil:
-			c.PutServices = append(c.PutServices, o.Service)
-		case o.Workload != nil:
-			c.PutWorkloads = append(c.PutWorkloads, o.Workload)
-		case o.Policy != nil:
-			c.PutPolicies = append(c.PutPolicies, o.Policy)
-		}
-	}
-	for k, old := range s.applied {
-		if _, ok := want[k]; ok {
-			continue
-		}
-		switch {
-		case old.Service != nil:
-			c.DeleteServices = append(c.DeleteServices, k.Ref)
-		case old.Workload != nil:
-			c.DeleteWorkloads = append(c.DeleteWorkloads, k.Ref)
-		case old.Policy != nil:
-			c.DeletePolicies = append(c.DeletePolicies, old.Policy.Key())
-		}
-	}
+	c := manifest.Diff(s.applied, want)
 	if err := s.opts.Store.Apply(SourceName, c); err != nil {
 		refused, refusedProblems := storeProblems(err, from)
 		problems = append(problems, refusedProblems...)
@@ -401,18 +375,6 @@ func (s *Source) apply() {
 	s.status.Objects = len(want)
 	s.status.LastSync = time.Now()
 	s.status.Problems = problems
-}
-
-func sameObject(a, b manifest.Object) bool {
-	switch {
-	case a.Service != nil && b.Service != nil:
-		return a.Service.Equal(b.Service)
-	case a.Workload != nil && b.Workload != nil:
-		return a.Workload.Equal(b.Workload)
-	case a.Policy != nil && b.Policy != nil:
-		return a.Policy.EqualPolicy(b.Policy)
-	}
-	return false
 }
 
 // storeProblems reports the objects the store refused, by the file that
