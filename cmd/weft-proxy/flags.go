@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/weftmesh/weft/internal/model"
+	"github.com/weftmesh/weft/internal/proxy"
 )
 
 // config is what the command line asks for.
@@ -42,6 +43,9 @@ type config struct {
 	register   bool
 	registered *model.Workload
 	leaseTTL   time.Duration
+	// transparent, when set, takes the connections `weft-proxy init`'s
+	// rules redirect, on these ports.
+	transparent *proxy.Transparent
 }
 
 // parseFlags reads the command line. Errors name the flag at fault.
@@ -84,6 +88,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil
 	})
 	fs.DurationVar(&c.leaseTTL, "lease-ttl", 15*time.Second, "with --register: registration lease length")
+	var transparent bool
+	var trOut, trIn uint
+	fs.BoolVar(&transparent, "transparent", false, "take the connections `weft-proxy init`'s iptables rules redirect: the app's to services' cluster IPs go through the mesh, others pass through; plaintext clients' to the workload's ports are served as permissive mode allows. Run as the user init was given (--proxy-uid)")
+	fs.UintVar(&trOut, "transparent-outbound-port", 15001, "with --transparent: port the app's redirected connections arrive on (init --outbound-port)")
+	fs.UintVar(&trIn, "transparent-inbound-port", 15006, "with --transparent: port redirected connections from outside arrive on (init --inbound-port)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -110,6 +119,13 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if _, err := spiffeid.TrustDomainFromString(c.trustDomain); err != nil {
 		return nil, fmt.Errorf("--trust-domain %q: %w", c.trustDomain, err)
+	}
+	if transparent {
+		tr, err := transparentPorts(trOut, trIn, c.admin)
+		if err != nil {
+			return nil, err
+		}
+		c.transparent = tr
 	}
 	if !c.register {
 		ref, err := model.ParseRef(workload, "")
@@ -157,6 +173,33 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	c.workload, c.registered = w.Ref, w
 	return c, nil
+}
+
+// transparentPorts checks the transparent listeners' ports: real ports,
+// apart from each other and from the admin port.
+func transparentPorts(out, in uint, admin string) (*proxy.Transparent, error) {
+	for _, p := range []struct {
+		flag string
+		v    uint
+	}{{"--transparent-outbound-port", out}, {"--transparent-inbound-port", in}} {
+		if p.v == 0 || p.v > 65535 {
+			return nil, fmt.Errorf("%s %d: want a port in 1..65535", p.flag, p.v)
+		}
+	}
+	if out == in {
+		return nil, fmt.Errorf("--transparent-inbound-port %d: the same as --transparent-outbound-port", in)
+	}
+	if _, port, err := net.SplitHostPort(admin); err == nil {
+		for _, p := range []struct {
+			flag string
+			v    uint
+		}{{"--transparent-outbound-port", out}, {"--transparent-inbound-port", in}} {
+			if strconv.FormatUint(uint64(p.v), 10) == port {
+				return nil, fmt.Errorf("%s %d: the same as the --admin port", p.flag, p.v)
+			}
+		}
+	}
+	return &proxy.Transparent{OutboundPort: uint32(out), InboundPort: uint32(in)}, nil
 }
 
 func splitList(s string) []string {

@@ -1,6 +1,10 @@
 // Command weft-proxy is weft's data plane: the sidecar beside each
 // workload. It only wires parts together; see internal/proxy.
 //
+// `weft-proxy init` installs the iptables rules of transparent
+// interception in the current network namespace (internal/proxy/iptables);
+// a proxy started with --transparent then takes what they redirect.
+//
 // It must stay small: no Kubernetes packages, no control-plane halves of
 // the API (TestImports checks).
 package main
@@ -38,6 +42,9 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) > 0 && args[0] == "init" {
+		return runInit(args[1:], os.Stdout, os.Stderr)
+	}
 	cfg, err := parseFlags(args, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -92,7 +99,8 @@ func run(args []string) int {
 			id, err := identity.WorkloadID(src.ID().TrustDomain(), sa.Namespace, sa.Name)
 			return id, err == nil
 		}),
-		InboundTLS: src.ServerTLSConfig(nil),
+		InboundTLS:  src.ServerTLSConfig(nil),
+		Transparent: cfg.transparent,
 	})
 
 	// Admin first: /live answers, and /ready says 503, while the proxy

@@ -59,6 +59,10 @@ type Options struct {
 	// and passes the trace context on; nil passes trace headers through
 	// untouched. Its owner shuts it down.
 	Tracer *trace.Tracer
+	// Transparent, when set, makes the proxy take the connections that
+	// interception redirects to it (see transparent.go); nil serves the
+	// explicit ports only.
+	Transparent *Transparent
 }
 
 const (
@@ -89,6 +93,8 @@ type Proxy struct {
 	golden  *goldenMetrics
 	// tap carries request events to whoever taps the proxy.
 	tap *tap.Hub
+	// tr is transparent interception; nil when the proxy does none.
+	tr *transparent
 	// access writes the access log.
 	access *slog.Logger
 	// ctx lives until Shutdown has finished; tunnels outlive requests.
@@ -136,6 +142,7 @@ func New(opts Options) *Proxy {
 		tunnels:   tracker{conns: map[net.Conn]struct{}{}},
 		metrics:   newMetrics(),
 		tap:       tap.NewHub(),
+		tr:        newTransparent(opts.Transparent),
 	}
 	p.golden = newGoldenMetrics(p.metrics.registry)
 	p.access = slog.New(slog.NewJSONHandler(cmp.Or[io.Writer](opts.AccessLog, os.Stdout), nil))
@@ -204,9 +211,13 @@ func (p *Proxy) Apply(cfg *model.ProxyConfig) error {
 	inAddr := model.HostPort(w.Address, w.InboundPort)
 	var newIn net.Listener
 	newOut := map[uint32]net.Listener{}
+	var newTr *transparentListeners
 	abort := func(err error) error {
 		if newIn != nil {
 			newIn.Close()
+		}
+		if newTr != nil {
+			newTr.close()
 		}
 		for _, ln := range newOut {
 			ln.Close()
@@ -230,16 +241,32 @@ func (p *Proxy) Apply(cfg *model.ProxyConfig) error {
 		}
 		newOut[o.LocalPort] = ln
 	}
+	if newTr, err = p.bindTransparent(); err != nil {
+		return abort(err)
+	}
 
-	st, err := p.buildState(cfg)
+	// Transparent interception reaches services by cluster IP on virtual
+	// local ports: their routes are built with the explicit ones.
+	built, table := cfg, (*transparentTable)(nil)
+	if p.tr != nil {
+		built, table = p.plan(cfg)
+	}
+	st, err := p.buildState(built)
 	if err != nil {
 		return abort(err)
 	}
+	st.cfg = cfg
 	st.authz = authz
 	if rl := cfg.Authz; rl != nil && rl.RateLimit != nil {
 		p.bucket.configure(rl.RateLimit.RequestsPerSecond, rl.RateLimit.Burst)
 	}
 	p.cur.Store(st)
+	if p.tr != nil {
+		p.tr.commit(table)
+	}
+	if newTr != nil {
+		p.startTransparent(newTr)
+	}
 
 	if newIn != nil {
 		old := p.inbound
@@ -330,6 +357,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	for _, o := range outs {
 		o.ln.Close()
 	}
+	p.mu.Lock()
+	trServers := p.closeTransparent()
+	p.mu.Unlock()
 	// ctx bounds every drain, and what is left when it ends is closed: the
 	// drain errors say no more than ctx.Err.
 	var wg sync.WaitGroup
@@ -338,6 +368,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	for _, o := range outs {
 		wg.Go(func() { _ = o.drain(ctx) })
+	}
+	for _, s := range trServers {
+		wg.Go(func() { _ = s.drain(ctx) })
 	}
 	wg.Go(func() { _ = p.tunnels.wait(ctx) })
 	wg.Wait()

@@ -1,0 +1,527 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Transparent interception in real network namespaces: pods are network
+// namespaces on a bridge, each with `weft-proxy init`'s iptables rules, a
+// weft-proxy running as its own user in --transparent mode, and an app
+// that knows nothing of the mesh.
+//
+//	netns hub:     bridge 198.18.0.1/24, the control plane (weft control)
+//	netns client:  198.18.0.2, workload e2e/client-0, curl
+//	netns server:  198.18.0.3, workload e2e/web-0: an HTTP app and a
+//	               greeter that speaks first (SMTP-like)
+//	netns outside: 198.18.0.4, a plain HTTP server outside the mesh
+//
+// Services web (198.19.0.10:80, http) and mail (198.19.0.11:25, protocol
+// left to detection) select web-0. The namespaces have no link but the
+// bridge, and cluster IPs are routed onto it, where nothing answers them:
+// no packet can leave.
+
+const (
+	proxyUID  = 1337
+	meshPort  = 15008
+	adminPort = 15100
+	cpGRPC    = "198.18.0.1:15010"
+	cpAdmin   = "198.18.0.1:15011"
+)
+
+// requireNetns skips the test without what it needs, except in CI, where
+// missing it is a failure.
+func requireNetns(t *testing.T) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	for _, bin := range []string{"ip", "iptables-restore", "iptables-save", "curl"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := "the network namespace test needs " + strings.Join(missing, ", ") + " (run as root after scripts/install-deps.sh)"
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// netns is a network namespace made for the test, deleted after it.
+type netns struct {
+	t    *testing.T
+	name string
+}
+
+func newNetns(t *testing.T, role string) *netns {
+	t.Helper()
+	n := &netns{t: t, name: fmt.Sprintf("weft-e2e-%d-%s", os.Getpid(), role)}
+	run(t, "ip", "netns", "add", n.name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n.name).Run() })
+	n.ip("link", "set", "lo", "up")
+	return n
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (n *netns) ip(args ...string) {
+	n.t.Helper()
+	run(n.t, "ip", append([]string{"-n", n.name}, args...)...)
+}
+
+// exec runs a command in the namespace, as root, and returns its output.
+func (n *netns) exec(ctx context.Context, name string, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.name, name}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// do runs f on an OS thread moved into the namespace: sockets f opens and
+// processes it starts belong to the namespace for good. The thread goes
+// back after; if it cannot, it dies with its goroutine.
+func (n *netns) do(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open own netns: %w", err)
+			return
+		}
+		defer unix.Close(home)
+		target, err := unix.Open("/run/netns/"+n.name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open netns %s: %w", n.name, err)
+			return
+		}
+		defer unix.Close(target)
+		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", n.name, err)
+			return
+		}
+		ferr := f()
+		if err := unix.Setns(home, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("leave netns %s: %w", n.name, err)
+			return
+		}
+		// Back home, the thread may serve others, and must outlive the
+		// processes it started: their parent-death signal follows it.
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// start runs bin in the namespace, as uid when it is not 0, until the
+// test ends.
+func (n *netns) start(name string, uid uint32, env []string, bin string, args ...string) *process {
+	n.t.Helper()
+	p := &process{name: name, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if uid != 0 {
+		p.cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid}
+	}
+	if err := n.do(p.cmd.Start); err != nil {
+		n.t.Fatalf("starting %s in %s: %v", name, n.name, err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	n.t.Cleanup(func() {
+		p.kill()
+		if n.t.Failed() {
+			n.t.Logf("---- output of %s ----\n%s", name, p.Output())
+		}
+	})
+	return p
+}
+
+// listen opens a listener in the namespace.
+func (n *netns) listen(addr string) net.Listener {
+	n.t.Helper()
+	var ln net.Listener
+	if err := n.do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+		n.t.Fatalf("listen on %s in %s: %v", addr, n.name, err)
+	}
+	n.t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// dial connects from the namespace, as root: an app, redirected.
+func (n *netns) dial(ctx context.Context, addr string) (net.Conn, error) {
+	var c net.Conn
+	var d net.Dialer
+	err := n.do(func() (err error) { c, err = d.DialContext(ctx, "tcp", addr); return err })
+	return c, err
+}
+
+// httpClient makes its connections from the namespace.
+func (n *netns) httpClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+		return n.dial(ctx, addr)
+	}}}
+}
+
+// seen is what a test HTTP server saw of a request.
+type seen struct {
+	Server string              `json:"server"`
+	Host   string              `json:"host"`
+	Path   string              `json:"path"`
+	Remote string              `json:"remote"`
+	Header map[string][]string `json:"header"`
+}
+
+func serveSeen(ln net.Listener, name string) {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(seen{Server: name, Host: r.Host, Path: r.URL.Path, Remote: r.RemoteAddr, Header: r.Header})
+	})}
+	go srv.Serve(ln)
+}
+
+func serveGreeter(ln net.Listener, name string) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprintf(c, "220 %s ESMTP ready\r\n", name)
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					fmt.Fprintf(c, "250 %s\r\n", sc.Text())
+				}
+			}()
+		}
+	}()
+}
+
+func netnsManifests(mode string) string {
+	annotations := ""
+	if mode != "" {
+		annotations = ", annotations: {weft.dev/mtls-mode: " + mode + "}"
+	}
+	return `apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: e2e` + annotations + `}
+spec:
+  clusterIP: 198.19.0.10
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: mail, namespace: e2e}
+spec:
+  clusterIP: 198.19.0.11
+  selector: {app: web}
+  ports: [{name: smtp, port: 25, targetPort: smtp}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: web-0, namespace: e2e, labels: {app: web}}
+spec:
+  serviceAccount: web
+  address: 198.18.0.3
+  ports:
+  - {name: http, port: 8080, protocol: http}
+  - {name: smtp, port: 2525}
+  proxy: {inboundPort: 15008, adminPort: 15100}
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: client-0, namespace: e2e, labels: {app: client}}
+spec:
+  serviceAccount: client
+  address: 198.18.0.2
+  proxy: {inboundPort: 15008, adminPort: 15100}
+  # The services a transparent proxy routes by cluster IP are those it
+  # subscribes to: its outbound list (and their routes' backends).
+  outbound:
+  - {service: web, port: 80, localPort: 16001}
+  - {service: mail, port: 25, localPort: 16002}
+`
+}
+
+// metric sums the samples of name whose labels include all of want.
+func metric(exposition, name string, want ...string) float64 {
+	var sum float64
+	for line := range strings.Lines(exposition) {
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		labels, value, ok := strings.Cut(strings.TrimSpace(line), "} ")
+		if !ok {
+			continue
+		}
+		all := true
+		for _, w := range want {
+			all = all && strings.Contains(labels, w)
+		}
+		if v, err := strconv.ParseFloat(value, 64); all && err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+func TestNetnsTransparent(t *testing.T) {
+	requireNetns(t)
+	started := time.Now()
+	bins := binDir(t)
+	// The proxy runs as its own user, who must be able to reach the
+	// binary: a copy in a directory anyone may enter.
+	proxyDir, err := os.MkdirTemp("", "weft-netns-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(proxyDir) })
+	os.Chmod(proxyDir, 0o755)
+	proxyBin := filepath.Join(proxyDir, "weft-proxy")
+	run(t, "cp", filepath.Join(bins, "weft-proxy"), proxyBin)
+	os.Chmod(proxyBin, 0o755)
+	weftBin := filepath.Join(bins, "weft")
+
+	hub, client, server, outside := newNetns(t, "hub"), newNetns(t, "client"), newNetns(t, "server"), newNetns(t, "outside")
+	hub.ip("link", "add", "br0", "type", "bridge")
+	hub.ip("addr", "add", "198.18.0.1/24", "dev", "br0")
+	hub.ip("link", "set", "br0", "up")
+	for i, n := range []*netns{client, server, outside} {
+		veth := fmt.Sprintf("v%d", i)
+		hub.ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", n.name)
+		hub.ip("link", "set", veth, "master", "br0")
+		hub.ip("link", "set", veth, "up")
+		n.ip("addr", "add", fmt.Sprintf("198.18.0.%d/24", i+2), "dev", "eth0")
+		n.ip("link", "set", "eth0", "up")
+		// Cluster IPs are virtual: routed on-link, where nothing answers,
+		// so only the proxy's interception ever carries them.
+		n.ip("route", "add", "198.19.0.0/16", "dev", "eth0")
+	}
+
+	// The apps: web-0's on loopback, as a sidecar's app is; the outside
+	// server on its address.
+	serveSeen(server.listen("127.0.0.1:8080"), "web-0")
+	serveGreeter(server.listen("127.0.0.1:2525"), "web-0")
+	serveSeen(outside.listen("198.18.0.4:8000"), "outside")
+
+	// The control plane, in the hub.
+	manifests, stateDir := t.TempDir(), t.TempDir()
+	writeManifests := func(content string) {
+		t.Helper()
+		tmp := filepath.Join(manifests, ".mesh.yaml.tmp")
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(manifests, "mesh.yaml")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeManifests(netnsManifests(""))
+	hub.start("weft control", 0, nil, weftBin, "control", "--manifests", manifests, "--state-dir", stateDir,
+		"--grpc-addr", cpGRPC, "--admin-addr", cpAdmin, "--log-level", "debug")
+	hubHTTP := hub.httpClient()
+	ready := func(url string) func() error {
+		return func() error {
+			resp, err := hubHTTP.Get(url)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %s", url, resp.Status)
+			}
+			return nil
+		}
+	}
+	eventually(t, 20*time.Second, "control plane up", ready("http://"+cpAdmin+"/ready"))
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	token := func(sa string) []string {
+		t.Helper()
+		var out []byte
+		err := hub.do(func() (err error) {
+			out, err = exec.CommandContext(ctx, weftBin, "identity", "token", "--admin", cpAdmin, "--state-dir", stateDir,
+				"--namespace", "e2e", "--service-account", sa).Output()
+			return err
+		})
+		if err != nil {
+			t.Fatalf("weft identity token: %v", err)
+		}
+		return []string{"WEFT_JOIN_TOKEN=" + strings.TrimSpace(string(out))}
+	}
+
+	// Each pod: init's rules (twice: the second run must change nothing),
+	// then its proxy as the user the rules exempt.
+	initArgs := []string{"init", "--proxy-uid", strconv.Itoa(proxyUID), "--mesh-port", strconv.Itoa(meshPort), "--admin-port", strconv.Itoa(adminPort)}
+	for _, p := range []struct {
+		n        *netns
+		workload string
+		sa       string
+		addr     string
+	}{{client, "e2e/client-0", "client", "198.18.0.2"}, {server, "e2e/web-0", "web", "198.18.0.3"}} {
+		if out, err := p.n.exec(ctx, proxyBin, initArgs...); err != nil {
+			t.Fatalf("weft-proxy init in %s: %v\n%s", p.n.name, err, out)
+		}
+		first, err := p.n.exec(ctx, "iptables-save", "-t", "nat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := p.n.exec(ctx, proxyBin, initArgs...); err != nil {
+			t.Fatalf("weft-proxy init again in %s: %v\n%s", p.n.name, err, out)
+		}
+		again, _ := p.n.exec(ctx, "iptables-save", "-t", "nat")
+		if stripComments(first) != stripComments(again) || !strings.Contains(first, "--uid-owner 1337 -j WEFT_REDIRECT") {
+			t.Errorf("init twice in %s:\nfirst:\n%s\nagain:\n%s", p.n.name, first, again)
+		}
+		p.n.start("proxy "+p.workload, proxyUID, token(p.sa), proxyBin, "--control-plane", cpGRPC, "--workload", p.workload,
+			"--admin", p.addr+":"+strconv.Itoa(adminPort), "--transparent", "--drain-timeout", "2s", "--log-level", "debug")
+	}
+	for _, addr := range []string{"198.18.0.2", "198.18.0.3"} {
+		eventually(t, 20*time.Second, "proxy at "+addr+" ready", ready(fmt.Sprintf("http://%s:%d/ready", addr, adminPort)))
+	}
+	t.Logf("mesh up in %s", time.Since(started).Round(time.Millisecond))
+
+	// An unmodified client calls the service's cluster IP: the request
+	// reaches web-0's app over mTLS with the client's identity.
+	curl := func(n *netns, url string) (seen, error) {
+		var s seen
+		out, err := n.exec(ctx, "curl", "-sS", "--fail-with-body", "--max-time", "5", url)
+		if err != nil {
+			return s, fmt.Errorf("curl %s: %v: %s", url, err, out)
+		}
+		if err := json.Unmarshal([]byte(out), &s); err != nil {
+			return s, fmt.Errorf("curl %s: %v: %s", url, err, out)
+		}
+		return s, nil
+	}
+	var got seen
+	eventually(t, 10*time.Second, "curl to the cluster IP", func() (err error) {
+		got, err = curl(client, "http://198.19.0.10/hello")
+		return err
+	})
+	if got.Server != "web-0" || got.Path != "/hello" || got.Host != "198.19.0.10" {
+		t.Errorf("the app saw %+v", got)
+	}
+	for k := range got.Header {
+		if strings.HasPrefix(strings.ToLower(k), "weft-") {
+			t.Errorf("mesh header %s reached the app", k)
+		}
+	}
+	metrics := func(addr string) string {
+		t.Helper()
+		resp, err := hubHTTP.Get(fmt.Sprintf("http://%s:%d/metrics", addr, adminPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if n := metric(metrics("198.18.0.3"), "weft_requests_total", `direction="inbound"`, `tls="true"`,
+		`source_identity="spiffe://weft.local/ns/e2e/sa/client"`, `destination_workload="e2e/web-0"`); n < 1 {
+		t.Errorf("web-0's proxy counted %v inbound requests over mTLS from the client's identity, want at least 1:\n%s", n, metrics("198.18.0.3"))
+	}
+
+	// Outside the mesh: passed through untouched, from the pod's address.
+	before := metric(metrics("198.18.0.2"), "weft_tcp_connections_opened_total", `direction="outbound"`, `destination_service=""`)
+	out, err := curl(client, "http://198.18.0.4:8000/out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Server != "outside" || out.Host != "198.18.0.4:8000" || !strings.HasPrefix(out.Remote, "198.18.0.2:") {
+		t.Errorf("the outside server saw %+v", out)
+	}
+	for k := range out.Header {
+		if strings.HasPrefix(strings.ToLower(k), "weft-") || k == "Traceparent" || k == "X-Forwarded-For" {
+			t.Errorf("pass-through added %s", k)
+		}
+	}
+	if after := metric(metrics("198.18.0.2"), "weft_tcp_connections_opened_total", `direction="outbound"`, `destination_service=""`); after <= before {
+		t.Errorf("the client's proxy did not carry the pass-through connection (%v before, %v after)", before, after)
+	}
+
+	// A server that speaks first, through the mesh, on a port with no
+	// declared protocol: the greeting comes without the client speaking.
+	start := time.Now()
+	conn, err := client.dial(ctx, "198.19.0.11:25")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	greeting, err := br.ReadString('\n')
+	waited := time.Since(start)
+	if err != nil || greeting != "220 web-0 ESMTP ready\r\n" {
+		t.Fatalf("greeting %q, %v", greeting, err)
+	}
+	fmt.Fprintf(conn, "EHLO client\r\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "250 EHLO client\r\n" {
+		t.Errorf("reply %q, %v", line, err)
+	}
+	conn.Close()
+	t.Logf("server-speaks-first greeting after %s", waited.Round(time.Millisecond))
+	if waited > time.Second {
+		t.Errorf("the greeting took %s: the proxy stalled", waited)
+	}
+
+	// Inbound from outside the mesh: strict refuses plaintext; permissive
+	// lets it reach the app on the port called.
+	if _, err := curl(outside, "http://198.18.0.3:8080/direct"); err == nil {
+		t.Error("a plaintext client reached a strict workload")
+	}
+	writeManifests(netnsManifests("permissive"))
+	var direct seen
+	eventually(t, 15*time.Second, "permissive mode in force", func() (err error) {
+		direct, err = curl(outside, "http://198.18.0.3:8080/direct")
+		return err
+	})
+	if direct.Server != "web-0" || direct.Path != "/direct" {
+		t.Errorf("plaintext client in permissive mode: the app saw %+v", direct)
+	}
+	if n := metric(metrics("198.18.0.3"), "weft_requests_total", `direction="inbound"`, `tls="false"`); n < 1 {
+		t.Error("web-0's proxy did not count the plaintext request")
+	}
+	t.Logf("done in %s", time.Since(started).Round(time.Millisecond))
+}
+
+func stripComments(s string) string {
+	var b strings.Builder
+	for l := range strings.Lines(s) {
+		if !strings.HasPrefix(l, "#") {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}
