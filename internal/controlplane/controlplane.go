@@ -117,9 +117,14 @@ func New(opts Options) (*ControlPlane, error) {
 		}
 	}
 	if opts.Kube != nil {
-		if cp.kube, err = newKubeSource(opts.Kube, cp.store, opts.Logger.With("source", "kube")); err != nil {
+		client, err := kubernetes.NewForConfig(opts.Kube)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes client: %w", err)
+		}
+		if cp.kube, err = newKubeSource(opts.Kube, client, cp.store, opts.Logger.With("source", "kube")); err != nil {
 			return nil, err
 		}
+		cp.issuer.ReviewToken = reviewToken(client)
 	}
 	cp.registry, err = registry.New(cp.store, registry.Options{
 		Logger:    opts.Logger.With("component", "registry"),
@@ -144,12 +149,8 @@ func New(opts Options) (*ControlPlane, error) {
 	return cp, nil
 }
 
-// newKubeSource connects to the API server cfg names.
-func newKubeSource(cfg *rest.Config, store *model.Store, log *slog.Logger) (*kube.Source, error) {
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
+// newKubeSource reads the API server cfg names.
+func newKubeSource(cfg *rest.Config, client kubernetes.Interface, store *model.Store, log *slog.Logger) (*kube.Source, error) {
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)

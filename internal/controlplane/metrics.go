@@ -108,7 +108,7 @@ func newMetrics(store *model.Store, authority *ca.CA) *metrics {
 			m.pushes.WithLabelValues(kind, outcome)
 		}
 	}
-	for _, a := range []issuer.Auth{issuer.AuthJoinToken, issuer.AuthSVID, issuer.AuthNone} {
+	for _, a := range []issuer.Auth{issuer.AuthJoinToken, issuer.AuthServiceAccountToken, issuer.AuthSVID, issuer.AuthNone} {
 		for _, o := range []issuer.Outcome{issuer.Issued, issuer.Refused, issuer.Failed} {
 			m.certificates.WithLabelValues(string(a), string(o))
 		}

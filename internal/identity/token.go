@@ -142,3 +142,8 @@ func isBase64URL(s string) bool {
 	}
 	return true
 }
+
+// IsJoinToken reports whether tok is in the join token format (whether or
+// not it is valid), as opposed to another credential such as a Kubernetes
+// service account token.
+func IsJoinToken(tok string) bool { return strings.HasPrefix(tok, TokenPrefix+".") }

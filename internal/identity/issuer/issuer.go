@@ -39,6 +39,10 @@ type Server struct {
 	// Observe, when set before serving, is told of the outcome of every
 	// Certify call (the control plane's metrics); it must not block.
 	Observe func(Auth, Outcome)
+	// ReviewToken, when set before serving, authenticates a credential that
+	// is not a join token: a Kubernetes service account token (audience
+	// weft), naming the identity it proves. Kubernetes mode sets it.
+	ReviewToken func(ctx context.Context, token string) (namespace, serviceAccount string, err error)
 
 	mu sync.Mutex
 	// latest holds the newest certificate issued to each identity since
@@ -56,6 +60,9 @@ const (
 	AuthJoinToken Auth = "join_token"
 	// AuthSVID: the caller's current SVID, a renewal.
 	AuthSVID Auth = "svid"
+	// AuthServiceAccountToken: a Kubernetes service account token, which
+	// the API server vouches for (a TokenReview).
+	AuthServiceAccountToken Auth = "service_account_token"
 	// AuthNone: neither a certificate nor a token.
 	AuthNone Auth = "none"
 )
@@ -163,6 +170,17 @@ func (s *Server) caller(ctx context.Context, token string) (spiffeid.ID, Auth, s
 	} else if token == "" {
 		return spiffeid.ID{}, presented(ctx, token), "", fmt.Errorf("no valid SVID (%v) and no join token", err)
 	}
+	if !identity.IsJoinToken(token) && s.ReviewToken != nil {
+		ns, sa, err := s.ReviewToken(ctx, token)
+		if err != nil {
+			return spiffeid.ID{}, AuthServiceAccountToken, "", fmt.Errorf("service account token: %w", err)
+		}
+		id, err := identity.WorkloadID(s.ca.TrustDomain(), ns, sa)
+		if err != nil {
+			return spiffeid.ID{}, AuthServiceAccountToken, "", fmt.Errorf("service account token: %w", err)
+		}
+		return id, AuthServiceAccountToken, "service account token", nil
+	}
 	claims, err := s.ca.VerifyToken(token)
 	if err != nil {
 		return spiffeid.ID{}, AuthJoinToken, "", fmt.Errorf("join token: %w", err)
@@ -179,8 +197,11 @@ func (s *Server) caller(ctx context.Context, token string) (spiffeid.ID, Auth, s
 // A proxy sends its token only while it holds no unexpired SVID, so the
 // token is what it means to authenticate with.
 func presented(ctx context.Context, token string) Auth {
-	if token != "" {
+	switch {
+	case identity.IsJoinToken(token):
 		return AuthJoinToken
+	case token != "":
+		return AuthServiceAccountToken
 	}
 	if p, ok := peer.FromContext(ctx); ok {
 		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.PeerCertificates) > 0 {

@@ -25,6 +25,9 @@ type Trust struct {
 	cpID  spiffeid.ID
 	token string
 	pin   string
+	// roots, when set, are trusted from the start instead of a pin: the
+	// CA bundle a cluster hands its Pods (Kubernetes mode).
+	roots []*x509.Certificate
 	src   atomic.Pointer[identity.Source]
 	// bundleVersion is the version of the bundle and signing key the
 	// current SVID was issued under.
@@ -42,6 +45,20 @@ func NewTrust(td spiffeid.TrustDomain, token string) (*Trust, identity.TokenClai
 		return nil, claims, errors.New("join token: it pins no root")
 	}
 	return &Trust{td: td, cpID: identity.ControlPlaneID(td), token: token, pin: claims.Root}, claims, nil
+}
+
+// NewTrustFromRoots trusts roots (the control plane's CA bundle, as a
+// cluster distributes it) and proves the proxy's identity with token, a
+// credential the control plane checks itself: a Kubernetes service
+// account token for audience weft.
+func NewTrustFromRoots(td spiffeid.TrustDomain, roots []*x509.Certificate, token string) (*Trust, error) {
+	if len(roots) == 0 {
+		return nil, errors.New("control plane trust: no CA certificate")
+	}
+	if token == "" {
+		return nil, errors.New("control plane trust: no token")
+	}
+	return &Trust{td: td, cpID: identity.ControlPlaneID(td), token: token, roots: roots}, nil
 }
 
 // Bind gives the Trust the Source whose SVID and bundle it then uses.
@@ -93,6 +110,9 @@ func (t *Trust) verify(chain []*x509.Certificate) (spiffeid.ID, error) {
 	var roots []*x509.Certificate
 	if src := t.src.Load(); src != nil {
 		roots = src.Bundle()
+	}
+	if len(roots) == 0 && len(t.roots) > 0 {
+		roots = t.roots
 	}
 	if len(roots) == 0 {
 		// First contact: the control plane sends its root last, and it must

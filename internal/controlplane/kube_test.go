@@ -1,0 +1,168 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	meshv1 "github.com/weftmesh/weft/api/mesh/v1"
+	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/identity/issuer"
+	"github.com/weftmesh/weft/internal/proxy/control"
+	"github.com/weftmesh/weft/internal/source/kube"
+	"github.com/weftmesh/weft/internal/testutil/kubeenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(kubeenv.RunShared(m)) }
+
+// TestKubernetesMode: a control plane reading a real API server serves
+// its Services and meshed Pods, and certifies a proxy that presents its
+// service account's token for audience weft, as whom the API server says;
+// a token for another audience gets nothing.
+func TestKubernetesMode(t *testing.T) {
+	env := kubeenv.Shared(t)
+	c := env.Client(t)
+	ns := "kmode"
+	env.CreateNamespace(t, ns, map[string]string{kube.NamespaceLabel: kube.NamespaceEnabled})
+	if _, err := c.CoreV1().ServiceAccounts(ns).Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "catalog"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "catalog"}, Spec: corev1.ServiceSpec{
+		Selector: map[string]string{"app": "catalog"},
+		Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}},
+	}}
+	if _, err := c.CoreV1().Services(ns).Create(t.Context(), svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	always := corev1.ContainerRestartPolicyAlways
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "catalog-0", Labels: map[string]string{"app": "catalog"}}, Spec: corev1.PodSpec{
+		ServiceAccountName: "catalog",
+		InitContainers:     []corev1.Container{{Name: "weft-proxy", Image: "weft-proxy", RestartPolicy: &always}},
+		Containers:         []corev1.Container{{Name: "app", Image: "app", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}},
+	}}
+	created, err := c.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "198.18.20.4",
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+	if _, err := c.CoreV1().Pods(ns).UpdateStatus(t.Context(), created, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	cp, err := New(Options{Kube: env.AdminConfig(), StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cp.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	})
+	select {
+	case <-cp.Loaded():
+	case err := <-done:
+		t.Fatalf("control plane: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the control plane did not load the cluster")
+	}
+	var endpoints string
+	for _, s := range cp.Services() {
+		if s.Name == ns+"/catalog" {
+			for _, e := range s.Endpoints {
+				endpoints += e.Workload + "@" + e.Address + " as " + e.Identity
+			}
+		}
+	}
+	if want := fmt.Sprintf("%s/catalog-0@198.18.20.4:4143 as %s/catalog", ns, ns); endpoints != want {
+		t.Fatalf("catalog's endpoints %q, want %q", endpoints, want)
+	}
+
+	der, _ := issuer.BundleDER(cp.ca)
+	var roots []*x509.Certificate
+	for _, d := range der {
+		cert, err := x509.ParseCertificate(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, cert)
+	}
+	saToken := func(audience string) string {
+		t.Helper()
+		tr, err := c.CoreV1().ServiceAccounts(ns).CreateToken(t.Context(), "catalog", &authnv1.TokenRequest{
+			Spec: authnv1.TokenRequestSpec{Audiences: []string{audience}}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Status.Token
+	}
+	td := spiffeid.RequireTrustDomainFromString(cp.TrustDomain())
+	want, _ := identity.WorkloadID(td, ns, "catalog")
+	trust, err := control.NewTrustFromRoots(td, roots, saToken("weft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := identity.NewSource(want, control.NewCertifier(cp.GRPCAddr(), trust), nil)
+	trust.Bind(src)
+	sctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go src.Run(sctx)
+	select {
+	case <-src.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatal("no SVID for a service account token within 20s")
+	}
+
+	// A token for another audience proves nothing to weft.
+	other, err := control.NewTrustFromRoots(td, roots, saToken("vault"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := control.Dial(cp.GRPCAddr(), other.Credentials())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	_, err = meshv1.NewIdentityClient(conn).Certify(cctx, &meshv1.CertifyRequest{Csr: csr, Token: saToken("vault")})
+	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "service account token") {
+		t.Fatalf("certify with a token for another audience: %v, want Unauthenticated", err)
+	}
+}
+
+func TestServiceAccountOf(t *testing.T) {
+	for _, tc := range []struct{ user, ns, name string }{
+		{"system:serviceaccount:shop:catalog", "shop", "catalog"},
+		{"system:serviceaccount:shop:", "", ""},
+		{"system:serviceaccount:shop:a:b", "", ""},
+		{"alice", "", ""},
+		{"system:node:n1", "", ""},
+	} {
+		ns, name, err := serviceAccountOf(tc.user)
+		if ns != tc.ns || name != tc.name || (err == nil) != (tc.ns != "") {
+			t.Errorf("serviceAccountOf(%q) = %q, %q, %v", tc.user, ns, name, err)
+		}
+	}
+}
