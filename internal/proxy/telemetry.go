@@ -103,6 +103,9 @@ type exchange struct {
 	endpoint *model.Endpoint
 	// span is the request's trace span, nil when tracing is off.
 	span *trace.Span
+	// self is the proxy's workload in the config in force when the
+	// request came: it names this side, and says whether to log it.
+	self *model.Workload
 }
 
 type exchangeKey struct{}
@@ -124,6 +127,9 @@ func (p *Proxy) observed(direction string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		x := &exchange{direction: direction}
+		if st := p.cur.Load(); st != nil {
+			x.self = st.cfg.Workload
+		}
 		// Before anything may refuse the request, so refusals show in the
 		// trace too; it rewrites the trace headers the request carries on.
 		x.span = p.opts.Tracer.StartRequest(r, kind)
@@ -149,11 +155,7 @@ func (p *Proxy) observed(direction string, h http.Handler) http.Handler {
 
 // record counts one finished request and hands it to tap.
 func (p *Proxy) record(r *http.Request, x *exchange, ow *observedWriter, start time.Time, aborted bool) {
-	st := p.cur.Load()
-	var self *model.Workload
-	if st != nil {
-		self = st.cfg.Workload
-	}
+	self := x.self
 	l := p.peers(r, x, self)
 	proto := protocolLabel(r, x.direction)
 	tls := "false"

@@ -250,7 +250,11 @@ func TestAccessLog(t *testing.T) {
 	if logged.String() != "" {
 		t.Fatalf("access log written while off: %s", logged.String())
 	}
-	c.wl.AccessLog = true
+	// A new workload, as the control plane sends: the one in force may
+	// still be read by the last request's logging.
+	wl := *c.wl
+	wl.AccessLog = true
+	c.wl = &wl
 	if err := c.apply(svc, ep); err != nil {
 		t.Fatal(err)
 	}
