@@ -11,6 +11,7 @@ packages=(
   fonts-dejavu-core # a font for that browser: without one its screenshots show no text
   etcd-server       # etcd, the store of the real kube-apiserver in the Kubernetes tests
   iptables          # transparent interception, installed in network namespaces by the tests
+  iproute2          # ip netns and veth pairs, for the network-namespace tests
 )
 
 missing=()
