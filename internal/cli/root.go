@@ -56,6 +56,9 @@ func NewRootCommand() *cobra.Command {
 		newDashboardCommand(logs),
 		newTapCommand(),
 		newTopCommand(),
+		newInstallCommand(),
+		newUninstallCommand(),
+		newInjectCommand(),
 		demo.NewCommand(),
 		newVersionCommand(),
 	)
