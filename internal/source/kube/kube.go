@@ -44,7 +44,10 @@ var PolicyResources = []schema.GroupVersionResource{
 	{Group: "split.smi-spec.io", Version: "v1alpha4", Resource: "trafficsplits"},
 	{Group: "specs.smi-spec.io", Version: "v1alpha4", Resource: "httproutegroups"},
 	{Group: "specs.smi-spec.io", Version: "v1alpha4", Resource: "tcproutes"},
-	{Group: "access.smi-spec.io", Version: "v1alpha3", Resource: "traffictargets"},
+	// v1alpha2, not v1alpha3: only v1alpha2 has a destination port, and a
+	// TrafficTarget limited to one port read as v1alpha3 would open every
+	// port. weft's CRD stores v1alpha2.
+	{Group: "access.smi-spec.io", Version: "v1alpha2", Resource: "traffictargets"},
 	{Group: "weft.dev", Version: "v1alpha1", Resource: "authorizationpolicies"},
 	{Group: "weft.dev", Version: "v1alpha1", Resource: "retrypolicies"},
 	{Group: "weft.dev", Version: "v1alpha1", Resource: "faultpolicies"},

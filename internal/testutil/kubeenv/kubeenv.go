@@ -404,6 +404,11 @@ func (e *Env) startAPIServer(ctx context.Context, t testing.TB, bin, etcdURL str
 			"--service-cluster-ip-range=" + ServiceCIDR,
 			"--allow-privileged=true", // weft's init step runs with NET_ADMIN
 			"--profiling=false",
+			// Webhooks and aggregated APIs that name a Service are reached
+			// at its endpoints' addresses, never by resolving its DNS name:
+			// outside a cluster that name could resolve to a host off this
+			// machine, where a test must never send traffic.
+			"--enable-aggregator-routing=true",
 		}
 		e.apiserver, err = startProcess("kube-apiserver", bin, args, filepath.Join(e.dir, "kube-apiserver.log"))
 		if err != nil {
