@@ -16,6 +16,7 @@ func newControlCommand(logs *logFlags) *cobra.Command {
 	opts := controlplane.Options{}
 	var kubeMode bool
 	var kubeconfig string
+	webhook := controlplane.WebhookOptions{}
 	cmd := &cobra.Command{
 		Use:   "control",
 		Short: "Run the control plane",
@@ -36,6 +37,16 @@ registrations, and streams each proxy the part of the mesh it needs.`,
 			} else if kubeconfig != "" {
 				return errors.New("--kubeconfig needs --kubernetes")
 			}
+			if webhook.Addr != "" {
+				if !kubeMode {
+					return errors.New("--webhook-addr needs --kubernetes")
+				}
+				if webhook.CertDir == "" {
+					return errors.New("--webhook-addr needs --webhook-cert-dir")
+				}
+				webhook.Inject.TrustDomain = opts.TrustDomain
+				opts.Webhook = &webhook
+			}
 			cp, err := controlplane.New(opts)
 			if err != nil {
 				return err
@@ -53,6 +64,10 @@ registrations, and streams each proxy the part of the mesh it needs.`,
 	f.StringVar(&opts.AdminAddr, "admin-addr", DefaultAdminAddr, "address of the admin API the CLI reads")
 	f.BoolVar(&kubeMode, "kubernetes", false, "read the mesh from a Kubernetes API server: the cluster the control plane runs in, or --kubeconfig's")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "with --kubernetes: a kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)")
+	f.StringVar(&webhook.Addr, "webhook-addr", "", "with --kubernetes: serve sidecar injection (POST /inject) over TLS here")
+	f.StringVar(&webhook.CertDir, "webhook-cert-dir", "", "the injection webhook's serving certificate: tls.crt and tls.key, reloaded when they change")
+	f.StringVar(&webhook.Inject.ProxyImage, "proxy-image", "", "the image injected Pods run weft-proxy from")
+	f.StringVar(&webhook.Inject.ControlPlane, "proxy-control-plane", "", "the control plane's address, host:port, as injected proxies dial it")
 	return cmd
 }
 

@@ -125,9 +125,8 @@ func TestUninstallCommand(t *testing.T) {
 
 // pendingControlFlags are flags of the control plane's command line in
 // the cluster (install.ControlPlaneArgs) that `weft control` does not
-// have yet: the webhook server, leader election and the CA Secret are
-// being built apart. Every other flag must be one it has.
-var pendingControlFlags = []string{"namespace", "webhook-addr", "webhook-cert-dir", "proxy-image", "proxy-control-plane", "ca-secret", "leader-election-lease"}
+// have yet: leader election and the CA in a Secret. Every other flag must be one it has.
+var pendingControlFlags = []string{"namespace", "ca-secret", "leader-election-lease"}
 
 func TestControlPlaneArgsAreWeftControls(t *testing.T) {
 	root := NewRootCommand()

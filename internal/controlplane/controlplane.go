@@ -61,6 +61,8 @@ type Options struct {
 	// Kube, when set, is the API server Kubernetes mode reads the mesh
 	// from (see internal/source/kube).
 	Kube *rest.Config
+	// Webhook, when set (with Kube), serves sidecar injection.
+	Webhook *WebhookOptions
 }
 
 // DefaultTrustDomain is the trust domain of a mesh that names none.
@@ -76,7 +78,10 @@ type ControlPlane struct {
 	discovery *discovery.Server
 	grpcLis   net.Listener
 	adminLis  net.Listener
-	loaded    chan struct{}
+	// webhookLis and webhookCerts serve injection, when it is on.
+	webhookLis   net.Listener
+	webhookCerts *certReloader
+	loaded       chan struct{}
 
 	ca         *ca.CA
 	issuer     *issuer.Server
@@ -139,12 +144,32 @@ func New(opts Options) (*ControlPlane, error) {
 	cp.discovery.Bundle = func() ([][]byte, uint64) { return issuer.BundleDER(cp.ca) }
 	cp.discovery.Observer = discoveryObserver{cp.metrics}
 	cp.newStats()
+	if opts.Webhook != nil {
+		if cp.kube == nil {
+			return nil, errors.New("control plane: the injection webhook needs Kubernetes mode")
+		}
+		opts.Webhook.Inject = opts.Webhook.Inject.WithDefaults()
+		if err := opts.Webhook.Inject.Validate(); err != nil {
+			return nil, fmt.Errorf("injection webhook: %w", err)
+		}
+		if cp.webhookCerts, err = newCertReloader(opts.Webhook.CertDir); err != nil {
+			return nil, err
+		}
+		cp.opts.Webhook = opts.Webhook
+	}
 	if cp.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("control plane gRPC listener: %w", err)
 	}
 	if cp.adminLis, err = net.Listen("tcp", opts.AdminAddr); err != nil {
 		cp.grpcLis.Close()
 		return nil, fmt.Errorf("control plane admin listener: %w", err)
+	}
+	if opts.Webhook != nil {
+		if cp.webhookLis, err = net.Listen("tcp", opts.Webhook.Addr); err != nil {
+			cp.grpcLis.Close()
+			cp.adminLis.Close()
+			return nil, fmt.Errorf("injection webhook listener: %w", err)
+		}
 	}
 	return cp, nil
 }
@@ -156,6 +181,14 @@ func newKubeSource(cfg *rest.Config, client kubernetes.Interface, store *model.S
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	return kube.New(kube.Options{Client: client, Dynamic: dyn, Store: store, Logger: log})
+}
+
+// WebhookAddr is where the injection webhook is served; "" when it is not.
+func (cp *ControlPlane) WebhookAddr() string {
+	if cp.webhookLis == nil {
+		return ""
+	}
+	return cp.webhookLis.Addr().String()
 }
 
 // GRPCAddr is where proxies connect.
@@ -242,6 +275,24 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if cp.webhookLis != nil {
+		webhook := cp.webhookServer(cp.webhookCerts)
+		g.Go(func() error {
+			if err := webhook.ServeTLS(cp.webhookLis, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("injection webhook: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := webhook.Shutdown(shutdownCtx); err != nil {
+				_ = webhook.Close()
+			}
+			return nil
+		})
+	}
 	log.Info("control plane serving", "grpc", cp.GRPCAddr(), "admin", cp.AdminAddr())
 	g.Go(func() error {
 		<-ctx.Done()

@@ -6,8 +6,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +20,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +29,8 @@ import (
 	meshv1 "github.com/weftmesh/weft/api/mesh/v1"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/issuer"
+	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/manifest"
 	"github.com/weftmesh/weft/internal/proxy/control"
 	"github.com/weftmesh/weft/internal/source/kube"
 	"github.com/weftmesh/weft/internal/testutil/kubeenv"
@@ -164,5 +172,138 @@ func TestServiceAccountOf(t *testing.T) {
 		if ns != tc.ns || name != tc.name || (err == nil) != (tc.ns != "") {
 			t.Errorf("serviceAccountOf(%q) = %q, %q, %v", tc.user, ns, name, err)
 		}
+	}
+}
+
+// selfSignedCert writes a serving certificate for 127.0.0.1 into dir, as
+// tls.crt and tls.key, and returns it as PEM.
+func selfSignedCert(t *testing.T, dir string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "weft-webhook-test"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPEM
+}
+
+// TestInjectionWebhook: the API server calls the control plane's webhook
+// for a Pod created in a namespace that opted in, and stores it meshed; a
+// Pod with a bad weft annotation is refused, saying which; a namespace
+// that did not opt in is not touched.
+func TestInjectionWebhook(t *testing.T) {
+	env := kubeenv.Shared(t)
+	c := env.Client(t)
+	certDir := t.TempDir()
+	caBundle := selfSignedCert(t, certDir)
+	cp, err := New(Options{Kube: env.AdminConfig(), StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		Webhook: &WebhookOptions{Addr: "127.0.0.1:0", CertDir: certDir,
+			Inject: inject.Options{ProxyImage: "weft-proxy:test", ControlPlane: "weft-control-plane.weft-system.svc:15010"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cp.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	})
+	select {
+	case <-cp.Loaded():
+	case err := <-done:
+		t.Fatalf("control plane: %v", err)
+	}
+
+	url := "https://" + cp.WebhookAddr() + "/inject"
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "weft-inject-test"},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    "inject.weft.dev",
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle},
+			AdmissionReviewVersions: []string{"v1"},
+			SideEffects:             &none,
+			FailurePolicy:           &fail,
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{kube.NamespaceLabel: kube.NamespaceEnabled}},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+			}},
+		}},
+	}
+	if _, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(t.Context(), cfg, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = c.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), cfg.Name, metav1.DeleteOptions{})
+	})
+	env.CreateNamespace(t, "injected", map[string]string{kube.NamespaceLabel: kube.NamespaceEnabled})
+	env.CreateNamespace(t, "untouched", nil)
+	app := func(annotations map[string]string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: annotations}, Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "app", Image: "app", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}},
+		}}
+	}
+	initNames := func(p *corev1.Pod) string {
+		var names []string
+		for _, ic := range p.Spec.InitContainers {
+			names = append(names, ic.Name)
+		}
+		return strings.Join(names, ",")
+	}
+	// The webhook starts serving with the control plane; the API server
+	// may try it a moment before.
+	var meshed *corev1.Pod
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		meshed, err = c.CoreV1().Pods("injected").Create(t.Context(), app(nil), metav1.CreateOptions{})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("creating a Pod in a meshed namespace: %v", err)
+	}
+	if got := initNames(meshed); got != "weft-init,weft-proxy" {
+		t.Errorf("stored Pod's init containers %q, want weft-init,weft-proxy", got)
+	}
+	if !manifest.IsMeshedPod(meshed) {
+		t.Error("the injected Pod is not one the kube source takes as meshed")
+	}
+	_, err = c.CoreV1().Pods("injected").Create(t.Context(), app(map[string]string{inject.SkipInboundPortsAnnotation: "eighty"}), metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), inject.SkipInboundPortsAnnotation) {
+		t.Errorf("a Pod with a bad %s: %v, want refused naming it", inject.SkipInboundPortsAnnotation, err)
+	}
+	plain, err := c.CoreV1().Pods("untouched").Create(t.Context(), app(nil), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := initNames(plain); got != "" {
+		t.Errorf("a Pod of a namespace outside the mesh got init containers %q", got)
 	}
 }

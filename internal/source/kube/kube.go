@@ -130,6 +130,16 @@ func New(opts Options) (*Source, error) {
 // restart never sends them a partial mesh.
 func (s *Source) Synced() <-chan struct{} { return s.synced }
 
+// NamespaceLabels returns the labels of a namespace as the source last
+// saw them; nil when it does not know the namespace.
+func (s *Source) NamespaceLabels(name string) map[string]string {
+	ns, err := s.factory.Core().V1().Namespaces().Lister().Get(name)
+	if err != nil {
+		return nil
+	}
+	return ns.Labels
+}
+
 // Status returns what the last sync saw.
 func (s *Source) Status() Status {
 	s.mu.Lock()

@@ -1,0 +1,139 @@
+package controlplane
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/weftmesh/weft/internal/inject"
+)
+
+// WebhookOptions configure the sidecar injection webhook the control plane
+// serves in Kubernetes mode: the API server calls it for every Pod
+// created in a namespace the webhook configuration selects.
+type WebhookOptions struct {
+	// Addr is where it listens, over TLS.
+	Addr string
+	// CertDir holds its serving certificate, tls.crt and tls.key; a new
+	// pair written there is served from the next handshake on.
+	CertDir string
+	// Inject are the mesh-wide settings of the sidecar.
+	Inject inject.Options
+}
+
+// maxAdmissionReview bounds the body of one admission request.
+const maxAdmissionReview = 4 << 20
+
+// serveInject answers an AdmissionReview for a Pod: allowed, with the
+// JSON Patch that meshes it when it is to be meshed; refused, saying why,
+// when its weft annotations are wrong (the API server tells whoever
+// created it); allowed unchanged otherwise.
+func (cp *ControlPlane) serveInject(w http.ResponseWriter, r *http.Request) {
+	var review admissionv1.AdmissionReview
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxAdmissionReview)).Decode(&review); err != nil || review.Request == nil {
+		http.Error(w, fmt.Sprintf("weft webhook: want an admission.k8s.io/v1 AdmissionReview with a request (%v)", err), http.StatusBadRequest)
+		return
+	}
+	req := review.Request
+	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
+	log := cp.opts.Logger.With("component", "webhook", "namespace", req.Namespace, "name", req.Name, "generate_name", podGenerateName(req.Object.Raw))
+	if req.Kind.Kind == "Pod" && req.Kind.Group == "" && req.Operation == admissionv1.Create {
+		patch, res, err := inject.PodPatch(req.Object.Raw, cp.kube.NamespaceLabels(req.Namespace), cp.opts.Webhook.Inject)
+		switch {
+		case err != nil:
+			resp.Allowed = false
+			resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest, Reason: metav1.StatusReasonBadRequest,
+				Message: fmt.Sprintf("weft sidecar injection: %v", err)}
+			log.Warn("pod refused", "error", err)
+		case patch != nil:
+			pt := admissionv1.PatchTypeJSONPatch
+			resp.Patch, resp.PatchType = patch, &pt
+			log.Info("pod injected", "reason", res.Reason)
+		default:
+			log.Debug("pod left as it is", "reason", res.Reason)
+		}
+		resp.Warnings = res.Warnings
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
+		Response: resp,
+	})
+}
+
+// podGenerateName reads a Pod's generateName for logs: a Pod a controller
+// creates has no name yet when it is admitted.
+func podGenerateName(raw []byte) string {
+	var meta struct {
+		Metadata struct {
+			GenerateName string `json:"generateName"`
+		} `json:"metadata"`
+	}
+	_ = json.Unmarshal(raw, &meta)
+	return meta.Metadata.GenerateName
+}
+
+// certReloader serves the key pair in a directory, read again when its
+// files change (cert-manager, or weft install's Secret, renews them).
+type certReloader struct {
+	certFile, keyFile string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	modTime time.Time
+}
+
+func newCertReloader(dir string) (*certReloader, error) {
+	c := &certReloader{certFile: filepath.Join(dir, "tls.crt"), keyFile: filepath.Join(dir, "tls.key")}
+	if _, err := c.get(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *certReloader) get() (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	info, err := os.Stat(c.certFile)
+	if err != nil {
+		if c.cert != nil {
+			return c.cert, nil // mid-rewrite: keep serving the last pair
+		}
+		return nil, fmt.Errorf("webhook certificate: %w", err)
+	}
+	if c.cert != nil && !info.ModTime().After(c.modTime) {
+		return c.cert, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		if c.cert != nil {
+			return c.cert, nil
+		}
+		return nil, fmt.Errorf("webhook certificate: %w", err)
+	}
+	c.cert, c.modTime = &cert, info.ModTime()
+	return c.cert, nil
+}
+
+// webhookServer is the HTTPS server of the injection webhook.
+func (cp *ControlPlane) webhookServer(certs *certReloader) *http.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /inject", cp.serveInject)
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return certs.get() },
+		},
+	}
+}
