@@ -36,8 +36,12 @@ type config struct {
 	traceCollector string
 	traceProtocol  string
 	traceRatio     float64
-	// tokenFile holds the join token; "" means $WEFT_JOIN_TOKEN.
+	// tokenFile holds the join token, or a Kubernetes service account
+	// token; "" means $WEFT_JOIN_TOKEN.
 	tokenFile string
+	// caFile holds the control plane's CA roots, which a service account
+	// token (unlike a join token) does not pin.
+	caFile string
 	// register: the proxy declares its own workload (built from the
 	// flags) and holds it with a lease.
 	register   bool
@@ -71,7 +75,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "json or text")
 	fs.StringVar(&c.trustDomain, "trust-domain", "weft.local", "trust domain of the mesh's SPIFFE IDs")
-	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the join token (default: the WEFT_JOIN_TOKEN environment variable)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the join token, or a Kubernetes service account token for audience weft (default: the WEFT_JOIN_TOKEN environment variable)")
+	fs.StringVar(&c.caFile, "ca-file", "", "with a service account token: PEM file of the control plane's CA roots")
 	fs.BoolVar(&c.register, "register", false, "register this workload with the control plane, built from the flags below")
 	fs.StringVar(&name, "name", "", "with --register: workload name")
 	fs.StringVar(&namespace, "namespace", "default", "with --register: workload namespace")

@@ -11,6 +11,10 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -221,13 +225,9 @@ func startIdentity(ctx context.Context, cfg *config, logger *slog.Logger) (*cont
 		return nil, nil, err
 	}
 	td := spiffeid.RequireTrustDomainFromString(cfg.trustDomain)
-	trust, claims, err := control.NewTrust(td, token)
+	trust, id, err := newTrust(td, token, cfg.caFile)
 	if err != nil {
 		return nil, nil, err
-	}
-	id, err := identity.WorkloadID(td, claims.Namespace, claims.ServiceAccount)
-	if err != nil {
-		return nil, nil, fmt.Errorf("join token: %w", err)
 	}
 	src := identity.NewSource(id, control.NewCertifier(cfg.controlPlane, trust), logger)
 	trust.Bind(src)
@@ -238,6 +238,82 @@ func startIdentity(ctx context.Context, cfg *config, logger *slog.Logger) (*cont
 	}()
 	logger.Info("identity", "spiffe_id", id.String())
 	return trust, src, nil
+}
+
+// newTrust makes the proxy's trust in the control plane, and the identity
+// it asks for: a join token names both; a Kubernetes service account
+// token names the identity (the control plane checks it with a
+// TokenReview) and the CA comes from caFile.
+func newTrust(td spiffeid.TrustDomain, token, caFile string) (*control.Trust, spiffeid.ID, error) {
+	if identity.IsJoinToken(token) {
+		trust, claims, err := control.NewTrust(td, token)
+		if err != nil {
+			return nil, spiffeid.ID{}, err
+		}
+		id, err := identity.WorkloadID(td, claims.Namespace, claims.ServiceAccount)
+		if err != nil {
+			return nil, spiffeid.ID{}, fmt.Errorf("join token: %w", err)
+		}
+		return trust, id, nil
+	}
+	if caFile == "" {
+		return nil, spiffeid.ID{}, errors.New("the token is no join token; a service account token needs --ca-file, the control plane's CA")
+	}
+	ns, sa, err := serviceAccountClaims(token)
+	if err != nil {
+		return nil, spiffeid.ID{}, err
+	}
+	id, err := identity.WorkloadID(td, ns, sa)
+	if err != nil {
+		return nil, spiffeid.ID{}, fmt.Errorf("service account token: %w", err)
+	}
+	pemData, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, spiffeid.ID{}, fmt.Errorf("--ca-file: %w", err)
+	}
+	var roots []*x509.Certificate
+	for block, rest := pem.Decode(pemData); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, spiffeid.ID{}, fmt.Errorf("--ca-file %s: %w", caFile, err)
+		}
+		roots = append(roots, cert)
+	}
+	trust, err := control.NewTrustFromRoots(td, roots, token)
+	if err != nil {
+		return nil, spiffeid.ID{}, fmt.Errorf("--ca-file %s: %w", caFile, err)
+	}
+	return trust, id, nil
+}
+
+// serviceAccountClaims reads whose a Kubernetes service account token
+// says it is (its sub claim, system:serviceaccount:NAMESPACE:NAME),
+// without verifying it: the proxy only asks for that identity, and the
+// control plane gives it only if the API server vouches for the token.
+func serviceAccountClaims(token string) (namespace, name string, err error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", "", errors.New("service account token: not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", "", fmt.Errorf("service account token: payload: %w", err)
+	}
+	var claims struct {
+		Sub string `json:"sub"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return "", "", fmt.Errorf("service account token: payload: %w", err)
+	}
+	rest, ok := strings.CutPrefix(claims.Sub, "system:serviceaccount:")
+	namespace, name, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 || namespace == "" || name == "" {
+		return "", "", fmt.Errorf("service account token: subject %q is not a service account", claims.Sub)
+	}
+	return namespace, name, nil
 }
 
 // joinToken reads the token from file, or from $WEFT_JOIN_TOKEN when file

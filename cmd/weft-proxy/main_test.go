@@ -1,13 +1,22 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/weftmesh/weft/internal/model"
 )
@@ -153,5 +162,48 @@ func TestImports(t *testing.T) {
 				t.Errorf("weft-proxy depends on %s", dep)
 			}
 		}
+	}
+}
+
+// saToken is a JWT with the given subject; its signature is nobody's,
+// which the proxy never checks (the control plane asks the API server).
+func saToken(sub string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(`{"sub":"`+sub+`","aud":["weft"]}`)) + "." + enc([]byte("sig"))
+}
+
+func TestNewTrustFromServiceAccountToken(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("weft.local")
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.crt")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		desc, token, caFile, wantID, wantErr string
+	}{
+		{"a service account token", saToken("system:serviceaccount:shop:catalog"), caFile, "spiffe://weft.local/ns/shop/sa/catalog", ""},
+		{"no CA", saToken("system:serviceaccount:shop:catalog"), "", "", "--ca-file"},
+		{"a user's token", saToken("alice"), caFile, "", `subject "alice" is not a service account`},
+		{"not a JWT", "opaque", caFile, "", "not a JWT"},
+		{"a CA file that is none", saToken("system:serviceaccount:shop:catalog"), filepath.Join(dir, "nope"), "", "--ca-file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			_, id, err := newTrust(td, tc.token, tc.caFile)
+			switch {
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case id.String() != tc.wantID:
+				t.Errorf("identity %s, want %s", id, tc.wantID)
+			}
+		})
 	}
 }
