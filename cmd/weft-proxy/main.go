@@ -150,6 +150,9 @@ func run(args []string) int {
 
 	client := control.NewClient(conn, cfg.workload, logger)
 	client.OnBundle = trust.OnBundle
+	// Intercepting, the proxy routes by cluster IP to any service: it
+	// needs them all, not just its outbound list.
+	client.Everything = cfg.transparent != nil
 	followErr := make(chan error, 1)
 	go func() { followErr <- control.Follow(ctx, client, p, logger) }()
 

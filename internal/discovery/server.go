@@ -65,8 +65,10 @@ type Server struct {
 	// ending and of every response sent (the control plane's metrics).
 	Observer Observer
 
-	mu         sync.Mutex
-	streams    map[*stream]struct{}
+	mu      sync.Mutex
+	streams map[*stream]struct{}
+	// everything holds the streams that subscribe to every service.
+	everything map[*stream]struct{}
 	byService  map[model.Ref]map[*stream]struct{}
 	byWorkload map[model.Ref]map[*stream]struct{}
 	// stopWatch stops the watching goroutine, which runs only while some
@@ -94,6 +96,7 @@ func NewServer(store *model.Store, logger *slog.Logger) *Server {
 		logger:     logger,
 		now:        time.Now,
 		streams:    map[*stream]struct{}{},
+		everything: map[*stream]struct{}{},
 		byService:  map[model.Ref]map[*stream]struct{}{},
 		byWorkload: map[model.Ref]map[*stream]struct{}{},
 		done:       make(chan struct{}),
@@ -273,7 +276,37 @@ func (s *Server) accept(srv meshv1.Discovery_StreamServer) (*stream, *meshv1.Str
 		s.remove(st)
 		return nil, nil, err
 	}
+	if first.GetSubscribeAll() {
+		s.subscribeAll(st)
+	}
 	return st, first, nil
+}
+
+// subscribeAll subscribes st to every service of the mesh, and to each
+// new one as the watcher sees it appear.
+func (s *Server) subscribeAll(st *stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st.removed {
+		return
+	}
+	s.everything[st] = struct{}{}
+	st.mu.Lock()
+	for _, svc := range s.current.Load().Services() {
+		s.subscribeLocked(st, svc.Service.Ref)
+	}
+	st.mu.Unlock()
+	st.wake()
+}
+
+// subscribeLocked subscribes st to r; s.mu and st.mu are held.
+func (s *Server) subscribeLocked(st *stream, r model.Ref) {
+	if _, ok := st.subs[r]; ok {
+		return
+	}
+	st.subs[r] = struct{}{}
+	st.dirty[r] = struct{}{}
+	index(s.byService, r, st)
 }
 
 // receive applies the proxy's later requests until the stream ends.
@@ -410,9 +443,7 @@ func (s *Server) update(st *stream, req *meshv1.StreamRequest) error {
 		if len(st.subs) >= MaxSubscriptions {
 			return status.Errorf(codes.ResourceExhausted, "subscribe: at most %d services per stream", MaxSubscriptions)
 		}
-		st.subs[r] = struct{}{}
-		st.dirty[r] = struct{}{}
-		index(s.byService, r, st)
+		s.subscribeLocked(st, r)
 	}
 	st.wake()
 	return nil
@@ -452,6 +483,7 @@ func (s *Server) remove(st *stream) {
 	defer s.mu.Unlock()
 	st.removed = true
 	delete(s.streams, st)
+	delete(s.everything, st)
 	unindex(s.byWorkload, st.workload, st)
 	st.mu.Lock()
 	for r := range st.subs {
@@ -505,6 +537,21 @@ func (s *Server) watch(snap *model.Snapshot, stop <-chan struct{}) {
 		// Publish before marking: a stream that takes a mark must find the
 		// snapshot that caused it.
 		s.current.Store(next)
+		if len(s.everything) > 0 {
+			// New services join the streams that want every service; the
+			// loop below then sends them.
+			for _, svc := range next.Services() {
+				r := svc.Service.Ref
+				if _, ok := snap.Service(r); ok {
+					continue
+				}
+				for st := range s.everything {
+					st.mu.Lock()
+					s.subscribeLocked(st, r)
+					st.mu.Unlock()
+				}
+			}
+		}
 		for r, set := range s.byService {
 			a, _ := snap.Service(r)
 			b, _ := next.Service(r)

@@ -436,3 +436,26 @@ func BenchmarkWatch(b *testing.B) {
 		<-watcher.notify
 	}
 }
+
+// TestStreamSubscribeAll: a stream that asks for every service gets the
+// mesh's services at once, each new one as it comes, and their changes.
+func TestStreamSubscribeAll(t *testing.T) {
+	store := model.NewStore()
+	apply(t, store, model.Changes{
+		PutServices:  []*model.Service{service("shop/cart", "cart"), service("bank/ledger", "ledger")},
+		PutWorkloads: []*model.Workload{workload("shop/web-1", "web", "198.18.0.1"), workload("shop/cart-1", "cart", "198.18.0.2")},
+	})
+	srv, c := serve(t, store)
+	ts := open(t, c, &meshv1.StreamRequest{Workload: wire.RefToProto(ref("shop/web-1")), SubscribeAll: true})
+	ts.expect("workload shop/web-1 198.18.0.1; bank/ledger full svc(1 ports); shop/cart full svc(1 ports) +shop/cart-1@198.18.0.2")
+
+	apply(t, store, model.Changes{PutServices: []*model.Service{service("shop/prices", "prices")}})
+	ts.expect("shop/prices full svc(1 ports)")
+	apply(t, store, model.Changes{PutWorkloads: []*model.Workload{workload("shop/prices-1", "prices", "198.18.0.3")}})
+	ts.expect("shop/prices delta +shop/prices-1@198.18.0.3")
+	apply(t, store, model.Changes{DeleteServices: []model.Ref{ref("bank/ledger")}})
+	ts.expect("bank/ledger gone")
+	if subs := srv.Connected()[0].Subscriptions; len(subs) != 3 {
+		t.Errorf("subscriptions %v", subs)
+	}
+}

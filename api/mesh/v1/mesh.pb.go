@@ -136,9 +136,13 @@ func (x *Ref) GetName() string {
 type StreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The proxy's workload; set on the first message of a stream only.
-	Workload      *Ref   `protobuf:"bytes,1,opt,name=workload,proto3" json:"workload,omitempty"`
-	Subscribe     []*Ref `protobuf:"bytes,2,rep,name=subscribe,proto3" json:"subscribe,omitempty"`
-	Unsubscribe   []*Ref `protobuf:"bytes,3,rep,name=unsubscribe,proto3" json:"unsubscribe,omitempty"`
+	Workload    *Ref   `protobuf:"bytes,1,opt,name=workload,proto3" json:"workload,omitempty"`
+	Subscribe   []*Ref `protobuf:"bytes,2,rep,name=subscribe,proto3" json:"subscribe,omitempty"`
+	Unsubscribe []*Ref `protobuf:"bytes,3,rep,name=unsubscribe,proto3" json:"unsubscribe,omitempty"`
+	// Every service of the mesh, now and later, as for a proxy that
+	// intercepts its app's connections and routes by cluster IP; set on the
+	// first message of a stream only.
+	SubscribeAll  bool `protobuf:"varint,4,opt,name=subscribe_all,json=subscribeAll,proto3" json:"subscribe_all,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -192,6 +196,13 @@ func (x *StreamRequest) GetUnsubscribe() []*Ref {
 		return x.Unsubscribe
 	}
 	return nil
+}
+
+func (x *StreamRequest) GetSubscribeAll() bool {
+	if x != nil {
+		return x.SubscribeAll
+	}
+	return false
 }
 
 type StreamResponse struct {
@@ -2896,11 +2907,12 @@ const file_api_mesh_v1_mesh_proto_rawDesc = "" +
 	"\x16api/mesh/v1/mesh.proto\x12\fweft.mesh.v1\"7\n" +
 	"\x03Ref\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\xa4\x01\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xc9\x01\n" +
 	"\rStreamRequest\x12-\n" +
 	"\bworkload\x18\x01 \x01(\v2\x11.weft.mesh.v1.RefR\bworkload\x12/\n" +
 	"\tsubscribe\x18\x02 \x03(\v2\x11.weft.mesh.v1.RefR\tsubscribe\x123\n" +
-	"\vunsubscribe\x18\x03 \x03(\v2\x11.weft.mesh.v1.RefR\vunsubscribe\"\x92\x02\n" +
+	"\vunsubscribe\x18\x03 \x03(\v2\x11.weft.mesh.v1.RefR\vunsubscribe\x12#\n" +
+	"\rsubscribe_all\x18\x04 \x01(\bR\fsubscribeAll\"\x92\x02\n" +
 	"\x0eStreamResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x122\n" +
 	"\bworkload\x18\x02 \x01(\v2\x16.weft.mesh.v1.WorkloadR\bworkload\x127\n" +

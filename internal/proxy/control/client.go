@@ -51,6 +51,10 @@ type Client struct {
 	// control plane sends with its version: at every stream's start and
 	// whenever the bundle or the CA's signing key changes.
 	OnBundle func(roots []*x509.Certificate, version uint64)
+	// Everything, when set before Run, subscribes to every service of the
+	// mesh, now and later: a proxy that intercepts its app's connections
+	// routes by cluster IP to services no outbound list names.
+	Everything bool
 
 	api      meshv1.DiscoveryClient
 	workload model.Ref
@@ -170,7 +174,7 @@ func (c *Client) stream(ctx context.Context, onConfig func(*model.ProxyConfig)) 
 		return false, err
 	}
 	s := &session{asked: map[model.Ref]struct{}{}, synced: map[model.Ref]struct{}{}, kick: make(chan struct{}, 1)}
-	first := &meshv1.StreamRequest{Workload: wire.RefToProto(c.workload)}
+	first := &meshv1.StreamRequest{Workload: wire.RefToProto(c.workload), SubscribeAll: c.Everything}
 	c.mu.Lock()
 	for r := range c.want {
 		s.asked[r] = struct{}{}
@@ -322,7 +326,7 @@ func (c *Client) apply(s *session, resp *meshv1.StreamResponse) (*model.ProxyCon
 	next := map[model.Ref]*model.ServiceState{}
 	for _, u := range resp.GetServices() {
 		r := wire.RefFromProto(u.GetRef())
-		if _, ok := s.asked[r]; !ok {
+		if _, ok := s.asked[r]; !ok && !c.Everything {
 			continue // dropped since the server sent it
 		}
 		if _, ok := s.synced[r]; !ok && !u.GetFull() && u.GetExists() {
@@ -355,6 +359,13 @@ func (c *Client) apply(s *session, resp *meshv1.StreamResponse) (*model.ProxyCon
 	for r := range c.want {
 		if st := c.services[r]; st != nil {
 			cfg.Services[r] = st
+		}
+	}
+	if c.Everything {
+		for r, st := range c.services {
+			if st != nil {
+				cfg.Services[r] = st
+			}
 		}
 	}
 	return cfg, nil

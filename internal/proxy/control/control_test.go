@@ -476,3 +476,36 @@ func TestRegisterRefusals(t *testing.T) {
 		t.Errorf("an invalid workload: %v, want an error naming spec.address", err)
 	}
 }
+
+// TestClientEverything: a client that asks for every service gets each
+// one in its config, those made later too, without naming any.
+func TestClientEverything(t *testing.T) {
+	cp := startControlPlane(t, "", model.NewStore(), registry.Options{})
+	cp.apply(t, model.Changes{
+		PutServices:  []*model.Service{service("shop/cart", "cart")},
+		PutWorkloads: []*model.Workload{workload("shop/web-1", "web", "198.18.0.1"), workload("shop/cart-1", "cart", "198.18.0.2")},
+	})
+	conn, err := Dial(cp.addr, insecure.NewCredentials())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(conn, ref("shop/web-1"), testLogger(t))
+	c.Everything = true
+	got := newConfigs()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx, got.on) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		conn.Close()
+	})
+	got.wait(t, "the mesh's service", hasEndpoints("shop/cart", "shop/cart-1@198.18.0.2"))
+	cp.apply(t, model.Changes{PutServices: []*model.Service{service("bank/ledger", "ledger")},
+		PutWorkloads: []*model.Workload{workload("bank/ledger-1", "ledger", "198.18.0.3")}})
+	got.wait(t, "a service made later", hasEndpoints("bank/ledger", "bank/ledger-1@198.18.0.3"))
+	cp.apply(t, model.Changes{DeleteServices: []model.Ref{ref("shop/cart")}})
+	got.wait(t, "a service deleted", hasEndpoints("shop/cart", "<absent>"))
+}
