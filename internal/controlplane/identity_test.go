@@ -48,7 +48,14 @@ func startControlPlane(t *testing.T) *ControlPlane {
 	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(meshYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cp, err := New(Options{ManifestDir: dir, StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+	return runControlPlane(t, Options{ManifestDir: dir, StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+}
+
+// runControlPlane starts a control plane with opts, stopped when the test
+// ends, and waits until it has read its sources.
+func runControlPlane(t *testing.T, opts Options) *ControlPlane {
+	t.Helper()
+	cp, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +68,14 @@ func startControlPlane(t *testing.T) *ControlPlane {
 			t.Errorf("control plane: %v", err)
 		}
 	})
-	<-cp.Loaded()
+	select {
+	case <-cp.Loaded():
+	case err := <-done:
+		done <- err // for the cleanup
+		t.Fatalf("control plane ended before it loaded: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the control plane did not load its sources within 30s")
+	}
 	return cp
 }
 

@@ -73,26 +73,7 @@ func TestKubernetesMode(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cp, err := New(Options{Kube: env.AdminConfig(), StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cp.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
-	})
-	select {
-	case <-cp.Loaded():
-	case err := <-done:
-		t.Fatalf("control plane: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("the control plane did not load the cluster")
-	}
+	cp := runControlPlane(t, Options{Kube: env.AdminConfig(), StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
 	var endpoints string
 	for _, s := range cp.Services() {
 		if s.Name == ns+"/catalog" {
@@ -216,26 +197,9 @@ func TestInjectionWebhook(t *testing.T) {
 	c := env.Client(t)
 	certDir := t.TempDir()
 	caBundle := selfSignedCert(t, certDir)
-	cp, err := New(Options{Kube: env.AdminConfig(), StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+	cp := runControlPlane(t, Options{Kube: env.AdminConfig(), StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		Webhook: &WebhookOptions{Addr: "127.0.0.1:0", CertDir: certDir,
 			Inject: inject.Options{ProxyImage: "weft-proxy:test", ControlPlane: "weft-control-plane.weft-system.svc:15010"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cp.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
-	})
-	select {
-	case <-cp.Loaded():
-	case err := <-done:
-		t.Fatalf("control plane: %v", err)
-	}
 
 	url := "https://" + cp.WebhookAddr() + "/inject"
 	fail := admissionregistrationv1.Fail
@@ -278,6 +242,7 @@ func TestInjectionWebhook(t *testing.T) {
 	// The webhook starts serving with the control plane; the API server
 	// may try it a moment before.
 	var meshed *corev1.Pod
+	var err error
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		meshed, err = c.CoreV1().Pods("injected").Create(t.Context(), app(nil), metav1.CreateOptions{})

@@ -197,20 +197,7 @@ func TestMetrics(t *testing.T) {
 	dir := t.TempDir()
 	writeManifest(t, dir, "mesh.yaml", meshYAML)
 	// No periodic resync during the test: every sync is one the test causes.
-	cp, err := New(Options{ManifestDir: dir, StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Resync: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cp.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
-	})
-	<-cp.Loaded()
+	cp := runControlPlane(t, Options{ManifestDir: dir, StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Resync: time.Hour})
 
 	start := eventually(t, cp, nil,
 		is(0, "weft_control_proxies_connected"),
