@@ -46,6 +46,11 @@ func serve(t *testing.T, store *model.Store, setup ...func(*Server)) (*Server, m
 		conn.Close()
 		srv.Close()
 		gs.Stop()
+		// Stop does not wait for handlers: wait until every stream has
+		// ended (and logged its end) before the test's logger goes away.
+		for deadline := time.Now().Add(5 * time.Second); len(srv.Connected()) > 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 	})
 	return srv, meshv1.NewDiscoveryClient(conn)
 }
