@@ -13,14 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	netnsutil "github.com/weftmesh/weft/internal/testutil/netns"
 )
 
 // Transparent interception in real network namespaces: pods are network
@@ -47,98 +46,24 @@ const (
 	cpAdmin   = "198.18.0.1:15011"
 )
 
-// requireNetns skips the test without what it needs, except in CI, where
-// missing it is a failure.
-func requireNetns(t *testing.T) {
-	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	for _, bin := range []string{"ip", "iptables-restore", "iptables-save", "curl"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			missing = append(missing, bin)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "the network namespace test needs " + strings.Join(missing, ", ") + " (run as root after scripts/install-deps.sh)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+// netns is a test namespace with what this test does in it.
+type netns struct {
+	*netnsutil.NS
+	t *testing.T
 }
 
-// netns is a network namespace made for the test, deleted after it.
-type netns struct {
-	t    *testing.T
-	name string
+func requireNetns(t *testing.T) {
+	netnsutil.Require(t, "iptables-restore", "iptables-save", "curl")
 }
 
 func newNetns(t *testing.T, role string) *netns {
-	t.Helper()
-	n := &netns{t: t, name: fmt.Sprintf("weft-e2e-%d-%s", os.Getpid(), role)}
-	run(t, "ip", "netns", "add", n.name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n.name).Run() })
-	n.ip("link", "set", "lo", "up")
-	return n
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func (n *netns) ip(args ...string) {
-	n.t.Helper()
-	run(n.t, "ip", append([]string{"-n", n.name}, args...)...)
+	return &netns{NS: netnsutil.New(t, "weft-e2e", role), t: t}
 }
 
 // exec runs a command in the namespace, as root, and returns its output.
 func (n *netns) exec(ctx context.Context, name string, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.name, name}, args...)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Name, name}, args...)...).CombinedOutput()
 	return string(out), err
-}
-
-// do runs f on an OS thread moved into the namespace: sockets f opens and
-// processes it starts belong to the namespace for good. The thread goes
-// back after; if it cannot, it dies with its goroutine.
-func (n *netns) do(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open own netns: %w", err)
-			return
-		}
-		defer unix.Close(home)
-		target, err := unix.Open("/run/netns/"+n.name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open netns %s: %w", n.name, err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", n.name, err)
-			return
-		}
-		ferr := f()
-		if err := unix.Setns(home, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("leave netns %s: %w", n.name, err)
-			return
-		}
-		// Back home, the thread may serve others, and must outlive the
-		// processes it started: their parent-death signal follows it.
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 // start runs bin in the namespace, as uid when it is not 0, until the
@@ -153,8 +78,8 @@ func (n *netns) start(name string, uid uint32, env []string, bin string, args ..
 	if uid != 0 {
 		p.cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid}
 	}
-	if err := n.do(p.cmd.Start); err != nil {
-		n.t.Fatalf("starting %s in %s: %v", name, n.name, err)
+	if err := n.Do(p.cmd.Start); err != nil {
+		n.t.Fatalf("starting %s in %s: %v", name, n.Name, err)
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	n.t.Cleanup(func() {
@@ -167,22 +92,11 @@ func (n *netns) start(name string, uid uint32, env []string, bin string, args ..
 }
 
 // listen opens a listener in the namespace.
-func (n *netns) listen(addr string) net.Listener {
-	n.t.Helper()
-	var ln net.Listener
-	if err := n.do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
-		n.t.Fatalf("listen on %s in %s: %v", addr, n.name, err)
-	}
-	n.t.Cleanup(func() { ln.Close() })
-	return ln
-}
+func (n *netns) listen(addr string) net.Listener { return n.Listen("tcp", addr) }
 
 // dial connects from the namespace, as root: an app, redirected.
 func (n *netns) dial(ctx context.Context, addr string) (net.Conn, error) {
-	var c net.Conn
-	var d net.Dialer
-	err := n.do(func() (err error) { c, err = d.DialContext(ctx, "tcp", addr); return err })
-	return c, err
+	return n.Dial(ctx, "tcp", addr)
 }
 
 // httpClient makes its connections from the namespace.
@@ -309,24 +223,24 @@ func TestNetnsTransparent(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(proxyDir) })
 	os.Chmod(proxyDir, 0o755)
 	proxyBin := filepath.Join(proxyDir, "weft-proxy")
-	run(t, "cp", filepath.Join(bins, "weft-proxy"), proxyBin)
+	netnsutil.Run(t, "cp", filepath.Join(bins, "weft-proxy"), proxyBin)
 	os.Chmod(proxyBin, 0o755)
 	weftBin := filepath.Join(bins, "weft")
 
 	hub, client, server, outside := newNetns(t, "hub"), newNetns(t, "client"), newNetns(t, "server"), newNetns(t, "outside")
-	hub.ip("link", "add", "br0", "type", "bridge")
-	hub.ip("addr", "add", "198.18.0.1/24", "dev", "br0")
-	hub.ip("link", "set", "br0", "up")
+	hub.IP("link", "add", "br0", "type", "bridge")
+	hub.IP("addr", "add", "198.18.0.1/24", "dev", "br0")
+	hub.IP("link", "set", "br0", "up")
 	for i, n := range []*netns{client, server, outside} {
 		veth := fmt.Sprintf("v%d", i)
-		hub.ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", n.name)
-		hub.ip("link", "set", veth, "master", "br0")
-		hub.ip("link", "set", veth, "up")
-		n.ip("addr", "add", fmt.Sprintf("198.18.0.%d/24", i+2), "dev", "eth0")
-		n.ip("link", "set", "eth0", "up")
+		hub.IP("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", n.Name)
+		hub.IP("link", "set", veth, "master", "br0")
+		hub.IP("link", "set", veth, "up")
+		n.IP("addr", "add", fmt.Sprintf("198.18.0.%d/24", i+2), "dev", "eth0")
+		n.IP("link", "set", "eth0", "up")
 		// Cluster IPs are virtual: routed on-link, where nothing answers,
 		// so only the proxy's interception ever carries them.
-		n.ip("route", "add", "198.19.0.0/16", "dev", "eth0")
+		n.IP("route", "add", "198.19.0.0/16", "dev", "eth0")
 	}
 
 	// The apps: web-0's on loopback, as a sidecar's app is; the outside
@@ -371,7 +285,7 @@ func TestNetnsTransparent(t *testing.T) {
 	token := func(sa string) []string {
 		t.Helper()
 		var out []byte
-		err := hub.do(func() (err error) {
+		err := hub.Do(func() (err error) {
 			out, err = exec.CommandContext(ctx, weftBin, "identity", "token", "--admin", cpAdmin, "--state-dir", stateDir,
 				"--namespace", "e2e", "--service-account", sa).Output()
 			return err
@@ -392,18 +306,18 @@ func TestNetnsTransparent(t *testing.T) {
 		addr     string
 	}{{client, "e2e/client-0", "client", "198.18.0.2"}, {server, "e2e/web-0", "web", "198.18.0.3"}} {
 		if out, err := p.n.exec(ctx, proxyBin, initArgs...); err != nil {
-			t.Fatalf("weft-proxy init in %s: %v\n%s", p.n.name, err, out)
+			t.Fatalf("weft-proxy init in %s: %v\n%s", p.n.Name, err, out)
 		}
 		first, err := p.n.exec(ctx, "iptables-save", "-t", "nat")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if out, err := p.n.exec(ctx, proxyBin, initArgs...); err != nil {
-			t.Fatalf("weft-proxy init again in %s: %v\n%s", p.n.name, err, out)
+			t.Fatalf("weft-proxy init again in %s: %v\n%s", p.n.Name, err, out)
 		}
 		again, _ := p.n.exec(ctx, "iptables-save", "-t", "nat")
 		if stripComments(first) != stripComments(again) || !strings.Contains(first, "--uid-owner 1337 -j WEFT_REDIRECT") {
-			t.Errorf("init twice in %s:\nfirst:\n%s\nagain:\n%s", p.n.name, first, again)
+			t.Errorf("init twice in %s:\nfirst:\n%s\nagain:\n%s", p.n.Name, first, again)
 		}
 		p.n.start("proxy "+p.workload, proxyUID, token(p.sa), proxyBin, "--control-plane", cpGRPC, "--workload", p.workload,
 			"--admin", p.addr+":"+strconv.Itoa(adminPort), "--transparent", "--drain-timeout", "2s", "--log-level", "debug")

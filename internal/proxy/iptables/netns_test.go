@@ -3,18 +3,16 @@
 package iptables
 
 import (
-	"fmt"
+	"context"
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	netnsutil "github.com/weftmesh/weft/internal/testutil/netns"
 )
 
 // These tests install the rules in real network namespaces and send real
@@ -24,103 +22,21 @@ import (
 // IPv6's counterpart of 198.18.0.0/15), on a veth pair between two
 // namespaces that have no other link: nothing leaves them.
 
+// netns is a test namespace with what these tests do in it.
+type netns struct{ *netnsutil.NS }
+
 func requireNetns(t *testing.T) {
-	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	for _, bin := range []string{"ip", "iptables-restore", "iptables-save", "ip6tables-restore", "ip6tables-save"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			missing = append(missing, bin)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "network namespace tests need " + strings.Join(missing, ", ") + " (run as root after scripts/install-deps.sh)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	netnsutil.Require(t, "iptables-restore", "iptables-save", "ip6tables-restore", "ip6tables-save")
 }
 
-// netns is a network namespace made for one test, deleted after it.
-type netns struct {
-	t    *testing.T
-	name string
-}
-
-func newNetns(t *testing.T, role string) *netns {
-	t.Helper()
-	n := &netns{t: t, name: fmt.Sprintf("weft-ipt-%d-%s", os.Getpid(), role)}
-	sh(t, "ip", "netns", "add", n.name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n.name).Run() })
-	n.ip("link", "set", "lo", "up")
-	return n
-}
-
-func sh(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// ip runs ip(8) in the namespace.
-func (n *netns) ip(args ...string) {
-	n.t.Helper()
-	sh(n.t, "ip", append([]string{"-n", n.name}, args...)...)
-}
-
-// do runs f on an OS thread moved into the namespace: sockets f opens and
-// processes it starts belong to the namespace for good. The thread goes
-// back to the test's namespace after, or, if it cannot, dies with its
-// goroutine rather than serve anyone else from the wrong namespace.
-func (n *netns) do(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open own netns: %w", err)
-			return
-		}
-		defer unix.Close(home)
-		target, err := unix.Open("/run/netns/"+n.name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open netns %s: %w", n.name, err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", n.name, err)
-			return
-		}
-		ferr := f()
-		if err := unix.Setns(home, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("leave netns %s: %w", n.name, err)
-			return // still locked: the thread ends with the goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+func newNetns(t *testing.T, role string) *netns { return &netns{netnsutil.New(t, "weft-ipt", role)} }
 
 func (n *netns) listen(addr string, serve func(net.Conn)) {
-	n.t.Helper()
-	var ln net.Listener
 	network := "tcp4"
 	if strings.HasPrefix(addr, "[") {
 		network = "tcp6"
 	}
-	if err := n.do(func() (err error) { ln, err = net.Listen(network, addr); return err }); err != nil {
-		n.t.Fatalf("listen on %s in %s: %v", addr, n.name, err)
-	}
-	n.t.Cleanup(func() { ln.Close() })
+	ln := n.Listen(network, addr)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -142,8 +58,10 @@ func answer(s string) func(net.Conn) {
 
 // dial connects from the namespace to addr and returns what it is told.
 func (n *netns) dial(addr string) (string, error) {
-	var c net.Conn
-	if err := n.do(func() (err error) { c, err = net.DialTimeout("tcp", addr, 2*time.Second); return err }); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := n.Dial(ctx, "tcp", addr)
+	if err != nil {
 		return "", err
 	}
 	defer c.Close()
@@ -152,15 +70,15 @@ func (n *netns) dial(addr string) (string, error) {
 	return string(b), err
 }
 
-func (n *netns) save(f Family) string {
-	n.t.Helper()
+func (n *netns) save(t *testing.T, f Family) string {
+	t.Helper()
 	var out string
-	if err := n.do(func() error {
+	if err := n.Do(func() error {
 		b, err := exec.Command(f.save(), "-t", "nat").Output()
 		out = string(b)
 		return err
 	}); err != nil {
-		n.t.Fatalf("%s in %s: %v", f.save(), n.name, err)
+		t.Fatalf("%s in %s: %v", f.save(), n.Name, err)
 	}
 	// Comments carry a timestamp.
 	var lines []string
@@ -176,15 +94,15 @@ func TestNetnsRules(t *testing.T) {
 	requireNetns(t)
 	ctx := t.Context()
 	pod, peer := newNetns(t, "pod"), newNetns(t, "peer")
-	pod.ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", peer.name)
+	pod.IP("link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", peer.Name)
 	for _, x := range []struct {
 		n        *netns
 		v4, v6   string
 		hostPart string
 	}{{pod, "198.18.7.2/24", "2001:2::2/64", "pod"}, {peer, "198.18.7.3/24", "2001:2::3/64", "peer"}} {
-		x.n.ip("addr", "add", x.v4, "dev", "eth0")
-		x.n.ip("addr", "add", x.v6, "dev", "eth0", "nodad")
-		x.n.ip("link", "set", "eth0", "up")
+		x.n.IP("addr", "add", x.v4, "dev", "eth0")
+		x.n.IP("addr", "add", x.v6, "dev", "eth0", "nodad")
+		x.n.IP("link", "set", "eth0", "up")
 	}
 
 	// The peer is the world outside the pod.
@@ -212,17 +130,17 @@ func TestNetnsRules(t *testing.T) {
 	cfg := &Config{ProxyUID: 4242, InboundPort: 15006, OutboundPort: 15001, MeshPort: 15008, AdminPort: 15100, SkipInboundPorts: []uint16{2222}}
 	install := func(c *Config) {
 		t.Helper()
-		if err := pod.do(func() error { return Install(ctx, c, IPv4, IPv6) }); err != nil {
+		if err := pod.Do(func() error { return Install(ctx, c, IPv4, IPv6) }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	install(cfg)
-	first4, first6 := pod.save(IPv4), pod.save(IPv6)
+	first4, first6 := pod.save(t, IPv4), pod.save(t, IPv6)
 	install(cfg)
-	if again := pod.save(IPv4); again != first4 {
+	if again := pod.save(t, IPv4); again != first4 {
 		t.Errorf("installing twice changed the rules:\nfirst:\n%s\nagain:\n%s", first4, again)
 	}
-	if again := pod.save(IPv6); again != first6 {
+	if again := pod.save(t, IPv6); again != first6 {
 		t.Errorf("installing twice changed the IPv6 rules:\nfirst:\n%s\nagain:\n%s", first6, again)
 	}
 	for _, jump := range []string{"-A PREROUTING -p tcp -j WEFT_INBOUND\n", "-A OUTPUT -p tcp -j WEFT_OUTPUT\n"} {
@@ -244,7 +162,7 @@ func TestNetnsRules(t *testing.T) {
 		t.Helper()
 		got, err := from.dial(addr)
 		if err != nil || got != want {
-			t.Errorf("from %s to %s: %q, %v; want %q", from.name, addr, got, err, want)
+			t.Errorf("from %s to %s: %q, %v; want %q", from.Name, addr, got, err, want)
 			return
 		}
 		if wantOrig == "" {
@@ -253,10 +171,10 @@ func TestNetnsRules(t *testing.T) {
 		select {
 		case dst := <-origs:
 			if dst.String() != wantOrig {
-				t.Errorf("from %s to %s: original destination %s, want %s", from.name, addr, dst, wantOrig)
+				t.Errorf("from %s to %s: original destination %s, want %s", from.Name, addr, dst, wantOrig)
 			}
 		case <-time.After(2 * time.Second):
-			t.Errorf("from %s to %s: no original destination", from.name, addr)
+			t.Errorf("from %s to %s: no original destination", from.Name, addr)
 		}
 	}
 	// Outbound: the app's connections go to the proxy, which learns where
@@ -274,19 +192,19 @@ func TestNetnsRules(t *testing.T) {
 	// A new config replaces the rules: now root is the proxy's user, so
 	// this test's connections go out as they are.
 	install(&Config{ProxyUID: 0, InboundPort: 15006, OutboundPort: 15001, MeshPort: 15008})
-	if s := pod.save(IPv4); strings.Contains(s, "4242") || strings.Contains(s, "2222") || strings.Count(s, "-A OUTPUT -p tcp -j WEFT_OUTPUT") != 1 {
+	if s := pod.save(t, IPv4); strings.Contains(s, "4242") || strings.Contains(s, "2222") || strings.Count(s, "-A OUTPUT -p tcp -j WEFT_OUTPUT") != 1 {
 		t.Errorf("reinstalling did not replace the rules:\n%s", s)
 	}
 	check(pod, "198.18.7.3:80", "peer", "")
 	check(pod, "[2001:2::3]:80", "peer", "")
 
 	for range 2 { // removing twice is no error
-		if err := pod.do(func() error { return Remove(ctx, IPv4, IPv6) }); err != nil {
+		if err := pod.Do(func() error { return Remove(ctx, IPv4, IPv6) }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, f := range []Family{IPv4, IPv6} {
-		if s := pod.save(f); strings.Contains(s, "WEFT") {
+		if s := pod.save(t, f); strings.Contains(s, "WEFT") {
 			t.Errorf("%s rules left after Remove:\n%s", f, s)
 		}
 	}
