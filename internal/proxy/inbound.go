@@ -10,8 +10,6 @@ import (
 	"net/http/httputil"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy/authz"
@@ -149,11 +147,10 @@ func (p *Proxy) tapAllowed(r *http.Request) error {
 	if r.TLS == nil {
 		return errors.New("tap is served only to the control plane over mTLS, not to a plaintext client")
 	}
-	td, err := spiffeid.TrustDomainFromString(p.opts.TrustDomain)
-	if err != nil {
+	if p.trustDomain.IsZero() {
 		return errors.New("tap: this proxy has no trust domain, so it knows no control plane to serve")
 	}
-	want := identity.ControlPlaneID(td)
+	want := identity.ControlPlaneID(p.trustDomain)
 	if id, err := identity.PeerID(*r.TLS); err != nil || id != want {
 		_, source := peerIdentity(r.TLS)
 		return fmt.Errorf("tap is served only to the control plane (%s), not to %s", want, source)

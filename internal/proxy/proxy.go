@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy/authz"
 	"github.com/weftmesh/weft/internal/proxy/balance"
@@ -97,6 +99,10 @@ type Proxy struct {
 	tr *transparent
 	// access writes the access log.
 	access *slog.Logger
+	// trustDomain is Options.TrustDomain parsed; zero when it names none.
+	trustDomain spiffeid.TrustDomain
+	// identities caches identityOf: service account -> SPIFFE ID.
+	identities sync.Map
 	// ctx lives until Shutdown has finished; tunnels outlive requests.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -145,6 +151,9 @@ func New(opts Options) *Proxy {
 		tr:        newTransparent(opts.Transparent),
 	}
 	p.golden = newGoldenMetrics(p.metrics.registry)
+	if td, err := spiffeid.TrustDomainFromString(opts.TrustDomain); err == nil {
+		p.trustDomain = td
+	}
 	p.access = slog.New(slog.NewJSONHandler(cmp.Or[io.Writer](opts.AccessLog, os.Stdout), nil))
 	if _, err := balance.New(opts.Balancer); err != nil {
 		p.balErr = fmt.Errorf("proxy: options: %w", err)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/model"
@@ -259,19 +258,21 @@ func (p *Proxy) peers(r *http.Request, x *exchange, self *model.Workload) peerNa
 }
 
 // identityOf is the SPIFFE ID of a service account, "" when the proxy
-// has no trust domain (no identities, as in tests).
+// has no trust domain (no identities, as in tests). Every request asks it
+// twice, so each is built once: there are as many as service accounts
+// the proxy meets.
 func (p *Proxy) identityOf(sa model.Ref) string {
-	if p.opts.TrustDomain == "" {
+	if p.trustDomain.IsZero() {
 		return ""
 	}
-	td, err := spiffeid.TrustDomainFromString(p.opts.TrustDomain)
+	if id, ok := p.identities.Load(sa); ok {
+		return id.(string)
+	}
+	id, err := identity.WorkloadID(p.trustDomain, sa.Namespace, sa.Name)
 	if err != nil {
 		return ""
 	}
-	id, err := identity.WorkloadID(td, sa.Namespace, sa.Name)
-	if err != nil {
-		return ""
-	}
+	p.identities.Store(sa, id.String())
 	return id.String()
 }
 
