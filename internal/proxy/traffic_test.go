@@ -22,6 +22,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy"
+	"github.com/weftmesh/weft/internal/testutil/dialcount"
 )
 
 // policyMesh is a client calling demo/api, served by one workload whose
@@ -202,59 +203,17 @@ func TestCircuitBreakerBoundsRequestsInFlight(t *testing.T) {
 	}
 }
 
-// connDialer dials the client proxy's connections to peer proxies and
-// counts them: dialed, open now, and the most open at once.
-type connDialer struct {
-	net.Dialer
-	mu                sync.Mutex
-	dials, live, peak int
-}
-
-func (d *connDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := d.Dialer.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.dials++
-	d.live++
-	d.peak = max(d.peak, d.live)
-	return &countedConn{Conn: c, d: d}, nil
-}
-
-func (d *connDialer) counts() (dials, live, peak int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.dials, d.live, d.peak
-}
-
-type countedConn struct {
-	net.Conn
-	d    *connDialer
-	once sync.Once
-}
-
-func (c *countedConn) Close() error {
-	c.once.Do(func() {
-		c.d.mu.Lock()
-		c.d.live--
-		c.d.mu.Unlock()
-	})
-	return c.Conn.Close()
-}
-
 // breakerMesh is a client calling demo/api port 80 (protocol proto), one
 // workload serving it on each of apps, under traffic policy tp; d dials
 // the client's connections to their proxies.
-func breakerMesh(t *testing.T, d *connDialer, proto model.Protocol, tp *model.TrafficPolicy, apps ...uint32) *clientSide {
+func breakerMesh(t *testing.T, d *dialcount.Dialer, proto model.Protocol, tp *model.TrafficPolicy, apps ...uint32) *clientSide {
 	t.Helper()
 	return breakerMeshOf(t, d, service(model.ServicePort{Port: 80, Protocol: proto}), tp, apps...)
 }
 
 // breakerMeshOf is breakerMesh for a service of one port, 80, the caller
 // made.
-func breakerMeshOf(t *testing.T, d *connDialer, svc *model.Service, tp *model.TrafficPolicy, apps ...uint32) *clientSide {
+func breakerMeshOf(t *testing.T, d *dialcount.Dialer, svc *model.Service, tp *model.TrafficPolicy, apps ...uint32) *clientSide {
 	t.Helper()
 	port := svc.Ports[0]
 	proto := port.Protocol
@@ -336,14 +295,14 @@ func TestCircuitBreakerMaxConnectionsHTTP(t *testing.T) {
 		<-release
 		io.WriteString(w, "ok")
 	}))
-	d := &connDialer{}
+	d := &dialcount.Dialer{}
 	c := breakerMesh(t, d, model.ProtocolHTTP1, breakerPolicy(func(b *model.CircuitBreakerPolicy) {
 		b.MaxConnections, b.MaxRequestsPerConnection, b.MaxPendingRequests = 1, 2, 10
 	}), app)
 	codes := getAll(c, 5)
 	waitFor(t, "two requests at the app", func() bool { return arrived.Load() == 2 })
 	time.Sleep(100 * time.Millisecond) // a second connection has every chance to open
-	if dials, _, _ := d.counts(); dials != 1 || arrived.Load() != 2 {
+	if dials, _, _ := d.Counts(); dials != 1 || arrived.Load() != 2 {
 		t.Fatalf("the connection took its 2 requests: %d connections dialed and %d requests at the app, want 1 and 2", dials, arrived.Load())
 	}
 	close(release)
@@ -352,7 +311,7 @@ func TestCircuitBreakerMaxConnectionsHTTP(t *testing.T) {
 			t.Errorf("a request got %d; waiting for a connection must not fail it", code)
 		}
 	}
-	dials, _, peak := d.counts()
+	dials, _, peak := d.Counts()
 	if peak != 1 {
 		t.Errorf("%d connections open at once, want 1", peak)
 	}
@@ -375,7 +334,7 @@ func TestCircuitBreakerPendingQueueOverflow(t *testing.T) {
 		arrived.Add(1)
 		<-release
 	}))
-	c := breakerMesh(t, &connDialer{}, model.ProtocolHTTP1, breakerPolicy(func(b *model.CircuitBreakerPolicy) {
+	c := breakerMesh(t, &dialcount.Dialer{}, model.ProtocolHTTP1, breakerPolicy(func(b *model.CircuitBreakerPolicy) {
 		b.MaxRequests, b.MaxPendingRequests = 1, 1
 	}), app)
 	first := getAll(c, 1)
@@ -409,7 +368,7 @@ func TestCircuitBreakerPendingQueueOverflow(t *testing.T) {
 // queue for the one in flight.
 func TestCircuitBreakerPendingQueueGRPC(t *testing.T) {
 	app, port := serveGRPC(t)
-	c := breakerMesh(t, &connDialer{}, model.ProtocolGRPC, breakerPolicy(func(b *model.CircuitBreakerPolicy) {
+	c := breakerMesh(t, &dialcount.Dialer{}, model.ProtocolGRPC, breakerPolicy(func(b *model.CircuitBreakerPolicy) {
 		b.MaxRequests, b.MaxPendingRequests = 1, 1
 	}), port)
 	conn, err := grpc.NewClient("passthrough:///"+c.addr(80), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -455,7 +414,7 @@ func TestCircuitBreakerPendingQueueGRPC(t *testing.T) {
 // another gets through.
 func TestCircuitBreakerMaxConnectionsTCP(t *testing.T) {
 	app := serveTCP(t, func(c net.Conn) { io.Copy(c, c) })
-	d := &connDialer{}
+	d := &dialcount.Dialer{}
 	c := breakerMesh(t, d, model.ProtocolTCP, breakerPolicy(func(b *model.CircuitBreakerPolicy) { b.MaxConnections = 2 }), app)
 	open := func() (net.Conn, error) {
 		conn, err := net.Dial("tcp", c.addr(80))
@@ -487,11 +446,11 @@ func TestCircuitBreakerMaxConnectionsTCP(t *testing.T) {
 	if n := clientMetric(t, c, `weft_outbound_circuit_open_total{reason="connections",service="demo/api"}`); n != 1 {
 		t.Errorf("weft_outbound_circuit_open_total{reason=connections} = %v, want 1", n)
 	}
-	if dials, _, peak := d.counts(); dials != 2 || peak != 2 {
+	if dials, _, peak := d.Counts(); dials != 2 || peak != 2 {
 		t.Errorf("%d connections dialed, %d at once; want 2 and 2", dials, peak)
 	}
 	c1.Close()
-	waitFor(t, "the first tunnel's connection closed", func() bool { _, live, _ := d.counts(); return live == 1 })
+	waitFor(t, "the first tunnel's connection closed", func() bool { _, live, _ := d.Counts(); return live == 1 })
 	c4, err := open()
 	if err != nil {
 		t.Fatalf("a connection after one ended: %v", err)
@@ -507,7 +466,7 @@ func TestCircuitBreakerMaxRequestsPerConnection(t *testing.T) {
 		body, _ := io.ReadAll(r.Body) // an HTTP/1 server cannot echo as it reads
 		w.Write(body)
 	}))
-	d := &connDialer{}
+	d := &dialcount.Dialer{}
 	c := breakerMesh(t, d, model.ProtocolHTTP1, breakerPolicy(func(b *model.CircuitBreakerPolicy) { b.MaxRequestsPerConnection = 3 }), app)
 	for i := range 10 {
 		body := "request " + strconv.Itoa(i)
@@ -515,7 +474,7 @@ func TestCircuitBreakerMaxRequestsPerConnection(t *testing.T) {
 			t.Fatalf("request %d: %d %q", i, code, got)
 		}
 	}
-	if dials, _, _ := d.counts(); dials != 4 {
+	if dials, _, _ := d.Counts(); dials != 4 {
 		t.Errorf("10 requests, 3 per connection: %d connections dialed, want 4", dials)
 	}
 	var wg sync.WaitGroup
@@ -542,7 +501,7 @@ func TestCircuitBreakerMaxRequestsPerConnection(t *testing.T) {
 	if n := failed.Load(); n > 0 {
 		t.Fatalf("%d of 30 requests failed while connections retired", n)
 	}
-	if dials, _, _ := d.counts(); dials < 4+10 {
+	if dials, _, _ := d.Counts(); dials < 4+10 {
 		t.Errorf("40 requests, 3 per connection: only %d connections dialed", dials)
 	}
 }
@@ -587,7 +546,7 @@ func TestOutlierDetectionEjectsOnGRPCUnavailable(t *testing.T) {
 			// outlier detection stops it.
 			svc := service(model.ServicePort{Port: 80, Protocol: model.ProtocolGRPC})
 			svc.LoadBalancer = "round-robin"
-			c := breakerMeshOf(t, &connDialer{}, svc, breakerPolicy(func(b *model.CircuitBreakerPolicy) {
+			c := breakerMeshOf(t, &dialcount.Dialer{}, svc, breakerPolicy(func(b *model.CircuitBreakerPolicy) {
 				b.Outlier = &model.OutlierDetection{ConsecutiveGatewayErrors: 2, BaseEjection: time.Minute, MaxEjectionPercent: 50}
 			}), good, bad)
 			conn, err := grpc.NewClient("passthrough:///"+c.addr(80), grpc.WithTransportCredentials(insecure.NewCredentials()))

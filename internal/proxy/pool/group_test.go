@@ -4,57 +4,14 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/testutil/dialcount"
 )
-
-// liveDialer counts the connections it opened that are still open, and
-// the most open at once.
-type liveDialer struct {
-	net.Dialer
-	mu          sync.Mutex
-	dials, live int
-	peak        int
-}
-
-func (d *liveDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := d.Dialer.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.dials++
-	d.live++
-	d.peak = max(d.peak, d.live)
-	return &liveConn{Conn: c, d: d}, nil
-}
-
-func (d *liveDialer) counts() (dials, live, peak int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.dials, d.live, d.peak
-}
-
-type liveConn struct {
-	net.Conn
-	d    *liveDialer
-	once sync.Once
-}
-
-func (c *liveConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() {
-		c.d.mu.Lock()
-		c.d.live--
-		c.d.mu.Unlock()
-	})
-	return err
-}
 
 // queueFunc is a Queue made of a function.
 type queueFunc func() (func(), error)
@@ -100,7 +57,7 @@ func TestGroupNeverOpensMoreThanMaxConns(t *testing.T) {
 		<-release
 		w.Write([]byte("ok"))
 	})
-	d := &liveDialer{}
+	d := &dialcount.Dialer{}
 	p := New(Options{Dialer: d})
 	defer p.Close()
 	// One request per connection: each request needs a connection, and
@@ -121,7 +78,7 @@ func TestGroupNeverOpensMoreThanMaxConns(t *testing.T) {
 	waitFor(t, "two requests at the peer", func() bool { return started.Load() == 2 })
 	waitFor(t, "four requests waiting", func() bool { return waited.Load() == 4 })
 	time.Sleep(50 * time.Millisecond) // give a third connection every chance
-	if dials, _, _ := d.counts(); dials != 2 || started.Load() != 2 {
+	if dials, _, _ := d.Counts(); dials != 2 || started.Load() != 2 {
 		t.Fatalf("with 2 connections busy, %d dials and %d requests at the peer; want 2 and 2", dials, started.Load())
 	}
 	close(release)
@@ -130,14 +87,14 @@ func TestGroupNeverOpensMoreThanMaxConns(t *testing.T) {
 			t.Errorf("a request that waited for a connection: %v", err)
 		}
 	}
-	dials, _, peak := d.counts()
+	dials, _, peak := d.Counts()
 	if peak > 2 {
 		t.Errorf("%d connections open at once, want at most 2", peak)
 	}
 	if dials != n {
 		t.Errorf("%d dials for %d requests of one connection each", dials, n)
 	}
-	waitFor(t, "retired connections closed", func() bool { _, live, _ := d.counts(); return live == 0 && g.Conns() == 0 })
+	waitFor(t, "retired connections closed", func() bool { _, live, _ := d.Counts(); return live == 0 && g.Conns() == 0 })
 }
 
 func TestGroupRefusesWhatItsQueueRefuses(t *testing.T) {
@@ -183,7 +140,7 @@ func TestGroupRefusesWhatItsQueueRefuses(t *testing.T) {
 func TestGroupRetiresConnectionsAfterMaxRequests(t *testing.T) {
 	addr, _ := peerServer(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
 	t.Run("one after another", func(t *testing.T) {
-		d := &liveDialer{}
+		d := &dialcount.Dialer{}
 		p := New(Options{Dialer: d})
 		defer p.Close()
 		g := p.Group("demo/api:80", Limits{MaxRequestsPerConn: 3}, nil)
@@ -192,14 +149,14 @@ func TestGroupRetiresConnectionsAfterMaxRequests(t *testing.T) {
 				t.Fatalf("request %d: %v", i, err)
 			}
 		}
-		if dials, _, _ := d.counts(); dials != 4 {
+		if dials, _, _ := d.Counts(); dials != 4 {
 			t.Errorf("10 requests, 3 per connection, dialed %d connections; want 4", dials)
 		}
 		// The fourth connection has a request left; the others closed.
-		waitFor(t, "retired connections closed", func() bool { _, live, _ := d.counts(); return live == 1 })
+		waitFor(t, "retired connections closed", func() bool { _, live, _ := d.Counts(); return live == 1 })
 	})
 	t.Run("all at once", func(t *testing.T) {
-		d := &liveDialer{}
+		d := &dialcount.Dialer{}
 		p := New(Options{Dialer: d})
 		defer p.Close()
 		g := p.Group("demo/api:80", Limits{MaxRequestsPerConn: 2}, nil)
@@ -217,7 +174,7 @@ func TestGroupRetiresConnectionsAfterMaxRequests(t *testing.T) {
 		if failed.Load() > 0 {
 			t.Fatalf("%d of 40 requests failed", failed.Load())
 		}
-		dials, _, _ := d.counts()
+		dials, _, _ := d.Counts()
 		if dials < 20 {
 			t.Errorf("40 requests, 2 per connection, dialed only %d connections", dials)
 		}
@@ -226,7 +183,7 @@ func TestGroupRetiresConnectionsAfterMaxRequests(t *testing.T) {
 		waitFor(t, "every connection that carried 2 requests closed", func() bool {
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			_, live, _ := d.counts()
+			_, live, _ := d.Counts()
 			for _, gc := range g.conns {
 				if gc.served >= 2 {
 					return false
@@ -241,7 +198,7 @@ func TestGroupReclaimsAnIdleConnection(t *testing.T) {
 	ok := func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }
 	a, _ := peerServer(t, ok)
 	b, _ := peerServer(t, ok)
-	d := &liveDialer{}
+	d := &dialcount.Dialer{}
 	p := New(Options{Dialer: d})
 	defer p.Close()
 	// One connection for two peers, and no queue: the idle connection to
@@ -252,7 +209,7 @@ func TestGroupReclaimsAnIdleConnection(t *testing.T) {
 			t.Fatalf("request %d to %s: %v", i, addr, err)
 		}
 	}
-	dials, _, peak := d.counts()
+	dials, _, peak := d.Counts()
 	if peak != 1 {
 		t.Errorf("%d connections open at once, want 1", peak)
 	}
@@ -268,7 +225,7 @@ func TestGroupAloneGivesEachRequestAConnection(t *testing.T) {
 		w.(http.Flusher).Flush()
 		<-release
 	})
-	d := &liveDialer{}
+	d := &dialcount.Dialer{}
 	p := New(Options{Dialer: d})
 	defer p.Close()
 	g := p.Group("demo/db:5432", Limits{MaxConns: 2}, nil)
@@ -284,7 +241,7 @@ func TestGroupAloneGivesEachRequestAConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dials, _, _ := d.counts(); dials != 2 {
+	if dials, _, _ := d.Counts(); dials != 2 {
 		t.Fatalf("two streams alone dialed %d connections, want 2", dials)
 	}
 	if _, err := open(); !errors.Is(err, ErrConnLimit) {
@@ -300,8 +257,8 @@ func TestGroupAloneGivesEachRequestAConnection(t *testing.T) {
 	close(release)
 	r2.Body.Close()
 	r3.Body.Close()
-	waitFor(t, "every connection closed", func() bool { _, live, _ := d.counts(); return live == 0 })
-	if _, _, peak := d.counts(); peak > 2 {
+	waitFor(t, "every connection closed", func() bool { _, live, _ := d.Counts(); return live == 0 })
+	if _, _, peak := d.Counts(); peak > 2 {
 		t.Errorf("%d connections open at once, want at most 2", peak)
 	}
 }
