@@ -2,14 +2,8 @@ package controlplane
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -34,6 +28,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/control"
 	"github.com/weftmesh/weft/internal/source/kube"
 	"github.com/weftmesh/weft/internal/testutil/kubeenv"
+	"github.com/weftmesh/weft/internal/testutil/tlstest"
 )
 
 func TestMain(m *testing.M) { os.Exit(kubeenv.RunShared(m)) }
@@ -131,11 +126,9 @@ func TestKubernetesMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
 	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer ccancel()
-	_, err = meshv1.NewIdentityClient(conn).Certify(cctx, &meshv1.CertifyRequest{Csr: csr, Token: saToken("vault")})
+	_, err = meshv1.NewIdentityClient(conn).Certify(cctx, &meshv1.CertifyRequest{Csr: newCSR(t), Token: saToken("vault")})
 	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "service account token") {
 		t.Fatalf("certify with a token for another audience: %v, want Unauthenticated", err)
 	}
@@ -156,38 +149,6 @@ func TestServiceAccountOf(t *testing.T) {
 	}
 }
 
-// selfSignedCert writes a serving certificate for 127.0.0.1 into dir, as
-// tls.crt and tls.key, and returns it as PEM.
-func selfSignedCert(t *testing.T, dir string) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "weft-webhook-test"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certPEM
-}
-
 // TestInjectionWebhook: the API server calls the control plane's webhook
 // for a Pod created in a namespace that opted in, and stores it meshed; a
 // Pod with a bad weft annotation is refused, saying which; a namespace
@@ -196,7 +157,13 @@ func TestInjectionWebhook(t *testing.T) {
 	env := kubeenv.Shared(t)
 	c := env.Client(t)
 	certDir := t.TempDir()
-	caBundle := selfSignedCert(t, certDir)
+	cert := tlstest.SelfSigned(t, net.IPv4(127, 0, 0, 1))
+	for name, data := range map[string][]byte{"tls.crt": cert.CertPEM, "tls.key": cert.KeyPEM} {
+		if err := os.WriteFile(filepath.Join(certDir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caBundle := cert.CertPEM
 	cp := runControlPlane(t, Options{Kube: env.AdminConfig(), StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		Webhook: &WebhookOptions{Addr: "127.0.0.1:0", CertDir: certDir,
 			Inject: inject.Options{ProxyImage: "weft-proxy:test", ControlPlane: "weft-control-plane.weft-system.svc:15010"}}})

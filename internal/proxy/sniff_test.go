@@ -1,14 +1,9 @@
 package proxy
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -18,21 +13,8 @@ import (
 
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/testutil/ports"
+	"github.com/weftmesh/weft/internal/testutil/tlstest"
 )
-
-func selfSigned(t *testing.T) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS13}
-}
 
 func TestMixedListener(t *testing.T) {
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
@@ -40,7 +22,7 @@ func TestMixedListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	var permissive atomic.Bool
-	l := newMixedListener(inner, selfSigned(t), permissive.Load, slog.New(slog.DiscardHandler))
+	l := newMixedListener(inner, tlstest.SelfSigned(t).TLS, permissive.Load, slog.New(slog.DiscardHandler))
 	t.Cleanup(func() { l.Close() })
 	addr := l.Addr().String()
 
@@ -137,7 +119,7 @@ func TestPlaintextFollowsTheModeInForce(t *testing.T) {
 
 	inPort := uint32(ports.Free(t))
 
-	p := New(Options{Logger: slog.New(slog.DiscardHandler), InboundTLS: selfSigned(t), DrainTimeout: time.Second})
+	p := New(Options{Logger: slog.New(slog.DiscardHandler), InboundTLS: tlstest.SelfSigned(t).TLS, DrainTimeout: time.Second})
 	t.Cleanup(func() { p.Shutdown(t.Context()) })
 	wl := &model.Workload{Ref: model.Ref{Namespace: "demo", Name: "api-0"}, Address: "127.0.0.1", InboundPort: inPort,
 		Ports: []model.WorkloadPort{{Port: appPort, Protocol: model.ProtocolHTTP1}}}

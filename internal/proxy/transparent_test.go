@@ -3,16 +3,10 @@ package proxy_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -25,6 +19,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy"
+	"github.com/weftmesh/weft/internal/testutil/tlstest"
 )
 
 // fakeNAT stands in for iptables and conntrack: the test dials the
@@ -316,26 +311,12 @@ func TestTransparentExplicitAndRoutes(t *testing.T) {
 	}
 }
 
-func selfSignedTLS(t *testing.T) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS13}
-}
-
 func TestTransparentInbound(t *testing.T) {
 	httpPort, otherHTTP, greeter := serveEcho(t), serveEcho(t), serveGreeter(t, "api-0")
 	undeclared := serveEcho(t)
 	nat := newFakeNAT()
 	tr := &proxy.Transparent{OutboundPort: freePort(t), InboundPort: freePort(t), OriginalDst: nat.originalDst}
-	p := newProxy(t, proxy.Options{InboundTLS: selfSignedTLS(t), Transparent: tr})
+	p := newProxy(t, proxy.Options{InboundTLS: tlstest.SelfSigned(t).TLS, Transparent: tr})
 	wl := &model.Workload{Ref: model.Ref{Namespace: "demo", Name: "api-0"}, Address: "127.0.0.1", InboundPort: freePort(t), AdminPort: freePort(t),
 		Ports: []model.WorkloadPort{
 			{Name: "http", Port: httpPort, Protocol: model.ProtocolHTTP1},
