@@ -199,16 +199,23 @@ func hasEndpoints(svc, want string) func(*model.ProxyConfig) bool {
 
 func runClient(t *testing.T, addr string, me model.Ref, subs ...string) (*Client, *configs) {
 	t.Helper()
+	var refs []model.Ref
+	for _, s := range subs {
+		refs = append(refs, ref(s))
+	}
+	return runClientWith(t, addr, me, func(c *Client) { c.SetSubscriptions(refs) })
+}
+
+// runClientWith is runClient with the client set up by setup before it
+// runs.
+func runClientWith(t *testing.T, addr string, me model.Ref, setup func(*Client)) (*Client, *configs) {
+	t.Helper()
 	conn, err := Dial(addr, insecure.NewCredentials())
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := NewClient(conn, me, testLogger(t))
-	var refs []model.Ref
-	for _, s := range subs {
-		refs = append(refs, ref(s))
-	}
-	c.SetSubscriptions(refs)
+	setup(c)
 	got := newConfigs()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -485,23 +492,7 @@ func TestClientEverything(t *testing.T) {
 		PutServices:  []*model.Service{service("shop/cart", "cart")},
 		PutWorkloads: []*model.Workload{workload("shop/web-1", "web", "198.18.0.1"), workload("shop/cart-1", "cart", "198.18.0.2")},
 	})
-	conn, err := Dial(cp.addr, insecure.NewCredentials())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := NewClient(conn, ref("shop/web-1"), testLogger(t))
-	c.Everything = true
-	got := newConfigs()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- c.Run(ctx, got.on) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		conn.Close()
-	})
+	_, got := runClientWith(t, cp.addr, ref("shop/web-1"), func(c *Client) { c.Everything = true })
 	got.wait(t, "the mesh's service", hasEndpoints("shop/cart", "shop/cart-1@198.18.0.2"))
 	cp.apply(t, model.Changes{PutServices: []*model.Service{service("bank/ledger", "ledger")},
 		PutWorkloads: []*model.Workload{workload("bank/ledger-1", "ledger", "198.18.0.3")}})
