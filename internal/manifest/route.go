@@ -28,15 +28,7 @@ import (
 func HTTPRouteFromV1(r *gwv1.HTTPRoute) (*model.Route, error) {
 	var fe model.FieldErrors
 	ns := namespaceOf(r.Namespace)
-	out := &model.Route{
-		Kind:    model.KindHTTPRoute,
-		Ref:     model.Ref{Namespace: ns, Name: r.Name},
-		Parents: routeParents(&fe, ns, r.Spec.CommonRouteSpec),
-	}
-	refuseHostnames(&fe, r.Spec.Hostnames)
-	if len(r.Spec.Rules) == 0 {
-		fe.Add("spec.rules", "name at least one rule")
-	}
+	out := gatewayRoute(&fe, model.KindHTTPRoute, ns, r.Name, r.Spec.CommonRouteSpec, r.Spec.Hostnames, len(r.Spec.Rules))
 	for i, rule := range r.Spec.Rules {
 		f := fmt.Sprintf("spec.rules[%d]", i)
 		rr := convertRule(&fe, f, ns, rule.Matches, httpRouteMatch, rule.Filters, httpFilter, httpFilterTypes,
@@ -73,15 +65,7 @@ func HTTPRouteFromV1(r *gwv1.HTTPRoute) (*model.Route, error) {
 func GRPCRouteFromV1(r *gwv1.GRPCRoute) (*model.Route, error) {
 	var fe model.FieldErrors
 	ns := namespaceOf(r.Namespace)
-	out := &model.Route{
-		Kind:    model.KindGRPCRoute,
-		Ref:     model.Ref{Namespace: ns, Name: r.Name},
-		Parents: routeParents(&fe, ns, r.Spec.CommonRouteSpec),
-	}
-	refuseHostnames(&fe, r.Spec.Hostnames)
-	if len(r.Spec.Rules) == 0 {
-		fe.Add("spec.rules", "name at least one rule")
-	}
+	out := gatewayRoute(&fe, model.KindGRPCRoute, ns, r.Name, r.Spec.CommonRouteSpec, r.Spec.Hostnames, len(r.Spec.Rules))
 	for i, rule := range r.Spec.Rules {
 		f := fmt.Sprintf("spec.rules[%d]", i)
 		rr := convertRule(&fe, f, ns, rule.Matches, grpcRouteMatch, rule.Filters, grpcFilter, grpcFilterTypes, "", rule.BackendRefs,
@@ -218,6 +202,18 @@ func routeParents(fe *model.FieldErrors, ns string, spec gwv1.CommonRouteSpec) [
 
 // refuseHostnames: GAMMA says meshes should not infer anything from a
 // route's hostnames, and ignoring what a user wrote would mislead.
+// gatewayRoute converts what HTTPRoute and GRPCRoute begin with: the
+// route's name and parents, the hostnames weft refuses, and that there is
+// a rule; the caller adds the rules.
+func gatewayRoute(fe *model.FieldErrors, kind, ns, name string, spec gwv1.CommonRouteSpec, hostnames []gwv1.Hostname, rules int) *model.Route {
+	out := &model.Route{Kind: kind, Ref: model.Ref{Namespace: ns, Name: name}, Parents: routeParents(fe, ns, spec)}
+	refuseHostnames(fe, hostnames)
+	if rules == 0 {
+		fe.Add("spec.rules", "name at least one rule")
+	}
+	return out
+}
+
 func refuseHostnames(fe *model.FieldErrors, hostnames []gwv1.Hostname) {
 	if len(hostnames) > 0 {
 		fe.Add("spec.hostnames", "not used by routes attached to a Service (GAMMA): match the Host header instead")
