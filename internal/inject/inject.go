@@ -8,11 +8,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/weftmesh/weft/internal/manifest"
 )
 
 // Names of what injection adds to a pod.
 const (
-	ProxyContainerName = "weft-proxy"
+	ProxyContainerName = manifest.ProxyContainer
 	InitContainerName  = "weft-init"
 	IdentityVolumeName = "weft-identity"
 	// IdentityMountPath holds the projected token, file "token".
@@ -20,8 +22,8 @@ const (
 	identityTokenFile = "token"
 	// Port names on the sidecar, by which the control plane finds the
 	// proxy's admin and mesh ports (internal/manifest's WorkloadFromPod).
-	adminPortName   = "weft-admin"
-	inboundPortName = "weft-inbound"
+	adminPortName   = manifest.ProxyAdminPortName
+	inboundPortName = manifest.ProxyInboundPortName
 )
 
 // Result says what injection did to a pod.

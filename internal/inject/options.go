@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/weftmesh/weft/internal/manifest"
 )
 
 // Defaults of Options.
@@ -16,14 +18,14 @@ const (
 	// DefaultMeshPort is where other proxies reach this one (mTLS): the
 	// Workload's inbound port, as internal/manifest reads it from the
 	// sidecar's port named weft-inbound (whose default it also is).
-	DefaultMeshPort = 4143
+	DefaultMeshPort = manifest.DefaultProxyInboundPort
 	// DefaultInboundPort and DefaultOutboundPort are the proxy's
 	// transparent ports, where the init step's rules redirect arriving
 	// and departing connections.
 	DefaultInboundPort  = 15006
 	DefaultOutboundPort = 15001
 	// DefaultAdminPort is weft-proxy's own default admin port.
-	DefaultAdminPort     = 15100
+	DefaultAdminPort     = manifest.DefaultProxyAdminPort
 	DefaultTrustDomain   = "weft.local"
 	DefaultLogLevel      = "info"
 	DefaultTokenAudience = "weft"

@@ -18,9 +18,10 @@ const (
 	ProxyInboundPortName = "weft-inbound"
 	ProxyAdminPortName   = "weft-admin"
 	// DefaultProxyInboundPort and DefaultProxyAdminPort apply when the
-	// sidecar names no such port.
+	// sidecar names no such port; the injector uses them too (the admin
+	// port is weft-proxy's own default, --admin 127.0.0.1:15100).
 	DefaultProxyInboundPort = 4143
-	DefaultProxyAdminPort   = 4191
+	DefaultProxyAdminPort   = 15100
 )
 
 // IsMeshedPod reports whether a Pod carries the proxy sidecar, as an init
