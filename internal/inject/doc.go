@@ -9,7 +9,9 @@
 // calls, no clock, no randomness. It must not import the proxy
 // (internal/proxy/...), the control plane (internal/controlplane,
 // internal/discovery, internal/source/...) or a Kubernetes client; only
-// the API types of k8s.io/api and k8s.io/apimachinery.
+// the API types of k8s.io/api and k8s.io/apimachinery, and
+// internal/manifest for the sidecar's names and ports, which the control
+// plane reads back.
 //
 // # What an injected pod gets
 //
