@@ -155,7 +155,7 @@ func (p *Proxy) observed(direction string, h http.Handler) http.Handler {
 // record counts one finished request and hands it to tap.
 func (p *Proxy) record(r *http.Request, x *exchange, ow *observedWriter, start time.Time, aborted bool) {
 	self := x.self
-	l := p.peers(r, x, self)
+	l := p.peers(r, x)
 	proto := protocolLabel(r, x.direction)
 	tls := "false"
 	if x.direction == inbound && r.TLS != nil || x.direction == outbound && p.opts.Dialer != nil {
@@ -239,7 +239,8 @@ type peerNames struct {
 // other what it knows, verified: the peer certificate's identity inbound
 // (not the calling workload, which only the caller could claim), the
 // endpoint the control plane named outbound.
-func (p *Proxy) peers(r *http.Request, x *exchange, self *model.Workload) peerNames {
+func (p *Proxy) peers(r *http.Request, x *exchange) peerNames {
+	self := x.self
 	var n peerNames
 	selfName, selfID := "", ""
 	if self != nil {
