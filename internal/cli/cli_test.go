@@ -236,3 +236,19 @@ func TestDescribe(t *testing.T) {
 		t.Errorf("describing what does not exist: %v\n%s", err, out)
 	}
 }
+
+func TestLogFileKeepsStateDirPrivate(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "weft")
+	f, err := openLogFile(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	info, err := os.Stat(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := info.Mode().Perm(); perm != 0o700 {
+		t.Errorf("state directory %s has mode %o, want 700: it holds the CA's keys", stateDir, perm)
+	}
+}

@@ -139,6 +139,11 @@ func mustDefaultStateDir() string {
 }
 
 func openLogFile(stateDir string) (*os.File, error) {
+	// The state directory holds the CA's keys and the admin token: made
+	// here first, it must be as private as the control plane makes it.
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Join(stateDir, "logs"), 0o755); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
