@@ -62,7 +62,8 @@ type generation struct {
 type CA struct {
 	td       spiffeid.TrustDomain
 	now      func() time.Time
-	dir      string // state: self-managed keys and certs, token key, revocations, leaf log
+	dir      string   // this process's own state: revocations, leaf log
+	keys     keyStore // self-managed keys, certificates and state; the join token key
 	provided bool
 
 	mu            sync.Mutex
@@ -107,8 +108,8 @@ type state struct {
 
 const stateFile = "state.json"
 
-func genFile(dir, kind string, n int, ext string) string {
-	return filepath.Join(dir, kind+"-"+strconv.Itoa(n)+"."+ext)
+func genFile(kind string, n int, ext string) string {
+	return kind + "-" + strconv.Itoa(n) + "." + ext
 }
 
 // LoadOrCreate loads the self-managed CA kept in dir, or, at first start,
@@ -120,16 +121,16 @@ func LoadOrCreate(dir string, trustDomain spiffeid.TrustDomain, now func() time.
 	if err != nil {
 		return nil, err
 	}
-	sp := filepath.Join(dir, stateFile)
-	ok, err := exists(sp)
-	if err != nil {
-		return nil, fmt.Errorf("CA state: %w", err)
+	b, err := c.keys.read(stateFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		err = c.create()
+	case err != nil:
+		err = fmt.Errorf("CA state: %w", err)
+	default:
+		err = c.load(b)
 	}
-	if !ok {
-		if err := c.create(); err != nil {
-			return nil, err
-		}
-	} else if err := c.load(sp); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	if err := c.loadAux(); err != nil {
@@ -151,7 +152,7 @@ func newCA(dir string, td spiffeid.TrustDomain, now func() time.Time) (*CA, erro
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("CA directory: %w", err)
 	}
-	return &CA{td: td, now: now, dir: dir, revoked: map[string]struct{}{}, leaves: map[string][]time.Time{}}, nil
+	return &CA{td: td, now: now, dir: dir, keys: dirStore(dir), revoked: map[string]struct{}{}, leaves: map[string][]time.Time{}}, nil
 }
 
 func (c *CA) create() error {
@@ -167,11 +168,8 @@ func (c *CA) create() error {
 	return c.writeState()
 }
 
-func (c *CA) load(sp string) error {
-	b, err := os.ReadFile(sp)
-	if err != nil {
-		return fmt.Errorf("CA state: %w", err)
-	}
+func (c *CA) load(b []byte) error {
+	sp := c.keys.where(stateFile)
 	var st state
 	if err := json.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("CA state %s: %w", sp, err)
@@ -213,7 +211,7 @@ func (c *CA) writeState() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(c.dir, stateFile), append(b, '\n'), 0o600); err != nil {
+	if err := c.keys.write(stateFile, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("CA state: %w", err)
 	}
 	return nil
@@ -233,7 +231,7 @@ func randSerial() (*big.Int, error) {
 	}
 }
 
-// newGeneration makes and writes root-n and intermediate-n.
+// newGeneration makes and stores root-n and intermediate-n.
 func (c *CA) newGeneration(n int) (*generation, error) {
 	now := c.now()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -267,10 +265,10 @@ func (c *CA) newGeneration(n int) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(genFile(c.dir, "root", n, "key"), kp, 0o600); err != nil {
+	if err := c.keys.write(genFile("root", n, "key"), kp, 0o600); err != nil {
 		return nil, fmt.Errorf("write root key: %w", err)
 	}
-	if err := writeFileAtomic(genFile(c.dir, "root", n, "crt"), certPEM(root), 0o644); err != nil {
+	if err := c.keys.write(genFile("root", n, "crt"), certPEM(root), 0o644); err != nil {
 		return nil, fmt.Errorf("write root certificate: %w", err)
 	}
 	g := &generation{n: n, root: root, rootKey: key}
@@ -280,7 +278,7 @@ func (c *CA) newGeneration(n int) (*generation, error) {
 	return g, nil
 }
 
-// issueIntermediate makes and writes a new intermediate for g's root.
+// issueIntermediate makes and stores a new intermediate for g's root.
 func (c *CA) issueIntermediate(g *generation) error {
 	now := c.now()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -317,10 +315,10 @@ func (c *CA) issueIntermediate(g *generation) error {
 	}
 	// Key first: a crash between the two writes leaves a pair that does not
 	// match, which the next load detects and repairs by issuing again.
-	if err := writeFileAtomic(genFile(c.dir, "intermediate", g.n, "key"), kp, 0o600); err != nil {
+	if err := c.keys.write(genFile("intermediate", g.n, "key"), kp, 0o600); err != nil {
 		return fmt.Errorf("write intermediate key: %w", err)
 	}
-	if err := writeFileAtomic(genFile(c.dir, "intermediate", g.n, "crt"), certPEM(inter), 0o644); err != nil {
+	if err := c.keys.write(genFile("intermediate", g.n, "crt"), certPEM(inter), 0o644); err != nil {
 		return fmt.Errorf("write intermediate certificate: %w", err)
 	}
 	g.inter, g.interKey, g.chain = inter, key, [][]byte{inter.Raw}
@@ -328,13 +326,13 @@ func (c *CA) issueIntermediate(g *generation) error {
 }
 
 func (c *CA) loadGeneration(n int) (*generation, error) {
-	rp, kp := genFile(c.dir, "root", n, "crt"), genFile(c.dir, "root", n, "key")
-	roots, err := readCerts(rp)
+	rp, kp := c.keys.where(genFile("root", n, "crt")), c.keys.where(genFile("root", n, "key"))
+	roots, err := c.readCerts(genFile("root", n, "crt"))
 	if err != nil {
 		return nil, fmt.Errorf("CA root: %w", err)
 	}
 	root := roots[0]
-	k, err := readKey(kp)
+	k, err := c.readKey(genFile("root", n, "key"))
 	if err != nil {
 		return nil, fmt.Errorf("CA root key: %w", err)
 	}
@@ -356,13 +354,13 @@ func (c *CA) loadGeneration(n int) (*generation, error) {
 }
 
 func (c *CA) loadIntermediate(g *generation) error {
-	ip, kp := genFile(c.dir, "intermediate", g.n, "crt"), genFile(c.dir, "intermediate", g.n, "key")
-	certs, err := readCerts(ip)
+	ip, kp := c.keys.where(genFile("intermediate", g.n, "crt")), c.keys.where(genFile("intermediate", g.n, "key"))
+	certs, err := c.readCerts(genFile("intermediate", g.n, "crt"))
 	if err != nil {
 		return err
 	}
 	inter := certs[0]
-	k, err := readKey(kp)
+	k, err := c.readKey(genFile("intermediate", g.n, "key"))
 	if err != nil {
 		return err
 	}
@@ -388,6 +386,22 @@ func (c *CA) needsNewIntermediate(g *generation) bool {
 	now := c.now()
 	life := g.inter.NotAfter.Sub(g.inter.NotBefore)
 	return now.Before(g.inter.NotBefore) || g.inter.NotAfter.Sub(now) < life/3
+}
+
+func (c *CA) readCerts(name string) ([]*x509.Certificate, error) {
+	b, err := c.keys.read(name)
+	if err != nil {
+		return nil, err
+	}
+	return parseCerts(c.keys.where(name), b)
+}
+
+func (c *CA) readKey(name string) (any, error) {
+	b, err := c.keys.read(name)
+	if err != nil {
+		return nil, err
+	}
+	return parseKey(c.keys.where(name), b)
 }
 
 func publicKeyEqual(a, b crypto.PublicKey) bool {

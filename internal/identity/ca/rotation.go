@@ -2,7 +2,6 @@ package ca
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/weftmesh/weft/internal/identity"
@@ -37,6 +36,9 @@ func (c *CA) PrepareRotation() error {
 	defer c.mu.Unlock()
 	if c.provided {
 		return fmt.Errorf("%w: %w: replace its files (put both roots in ca.crt) to rotate", ErrRotation, ErrProvided)
+	}
+	if _, ok := c.keys.(*memStore); ok {
+		return fmt.Errorf("%w: %w", ErrRotation, errInMemory)
 	}
 	if len(c.gens) > 1 {
 		return fmt.Errorf("%w: already in progress", ErrRotation)
@@ -83,7 +85,7 @@ func (c *CA) FinishRotation(force bool) error {
 	delete(c.leaves, identity.Fingerprint(old.root))
 	for _, kind := range []string{"root", "intermediate"} {
 		for _, ext := range []string{"key", "crt"} {
-			_ = os.Remove(genFile(c.dir, kind, old.n, ext))
+			c.keys.remove(genFile(kind, old.n, ext))
 		}
 	}
 	return nil

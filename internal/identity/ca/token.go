@@ -31,15 +31,15 @@ const (
 )
 
 func (c *CA) loadTokenKey() error {
-	p := filepath.Join(c.dir, tokenKeyFile)
-	b, err := os.ReadFile(p)
+	p := c.keys.where(tokenKeyFile)
+	b, err := c.keys.read(tokenKeyFile)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		key := make([]byte, tokenKeySize)
 		if _, err := rand.Read(key); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(p, key, 0o600); err != nil {
+		if err := c.keys.write(tokenKeyFile, key, 0o600); err != nil {
 			return fmt.Errorf("join token key: %w", err)
 		}
 		c.tokenKey = key
