@@ -32,7 +32,11 @@
 // system. Its identity comes from a projected ServiceAccount token of
 // audience "weft" (volume weft-identity, mounted at
 // /var/run/secrets/weft.dev/serviceaccount), which the control plane
-// checks with a TokenReview. Its workload is the pod's namespace/name,
+// checks with a TokenReview. Such a token pins no CA, so the proxy trusts
+// the control plane by the mesh's trust bundle, from the ConfigMap
+// weft-ca-bundle (key ca.crt) that the control plane's leader keeps in
+// every namespace of the mesh, mounted read-only at
+// /var/run/secrets/weft.dev/ca. Its workload is the pod's namespace/name,
 // which it reads from the Downward API at run time (POD_NAMESPACE,
 // POD_NAME, and POD_IP): a pod made from a generateName has no name yet
 // when the webhook sees it.
@@ -59,6 +63,7 @@
 //	    --transparent-inbound-port=15006 --transparent-outbound-port=15001
 //	    --admin=:15100 --log-level=LEVEL --log-format=json
 //	    --token-file=/var/run/secrets/weft.dev/serviceaccount/token
+//	    --ca-file=/var/run/secrets/weft.dev/ca/ca.crt
 //
 // and declares its mesh and admin ports as container ports named
 // weft-inbound and weft-admin, which is how the control plane

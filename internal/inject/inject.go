@@ -20,6 +20,15 @@ const (
 	// IdentityMountPath holds the projected token, file "token".
 	IdentityMountPath = "/var/run/secrets/weft.dev/serviceaccount"
 	identityTokenFile = "token"
+	// CABundleConfigMap, in every namespace of the mesh, holds the mesh's
+	// trust bundle under CABundleKey; the control plane's leader keeps it
+	// current and the proxy mounts it (volume CABundleVolumeName, at
+	// CABundleMountPath), since a service account token does not pin the
+	// control plane's CA as a join token does.
+	CABundleConfigMap  = "weft-ca-bundle"
+	CABundleKey        = "ca.crt"
+	CABundleVolumeName = "weft-ca-bundle"
+	CABundleMountPath  = "/var/run/secrets/weft.dev/ca"
 	// Port names on the sidecar, by which the control plane finds the
 	// proxy's admin and mesh ports (internal/manifest's WorkloadFromPod).
 	adminPortName   = manifest.ProxyAdminPortName
@@ -90,7 +99,7 @@ func Template(in *corev1.PodTemplateSpec, nsLabels map[string]string, o Options)
 		return nil, Result{}, err
 	}
 	out.Spec.InitContainers = append([]corev1.Container{initContainer(o, tuning), proxyContainer(o, tuning)}, out.Spec.InitContainers...)
-	out.Spec.Volumes = append(out.Spec.Volumes, identityVolume(o))
+	out.Spec.Volumes = append(out.Spec.Volumes, identityVolume(o), caBundleVolume())
 	return out, Result{Injected: true, Reason: d.Reason, Warnings: warnings}, nil
 }
 
@@ -121,8 +130,8 @@ func checkConflicts(spec *corev1.PodSpec, o Options) error {
 		errs = append(errs, fmt.Errorf("the pod already has a container named %s", InitContainerName))
 	}
 	for _, v := range spec.Volumes {
-		if v.Name == IdentityVolumeName {
-			errs = append(errs, fmt.Errorf("the pod already has a volume named %s", IdentityVolumeName))
+		if v.Name == IdentityVolumeName || v.Name == CABundleVolumeName {
+			errs = append(errs, fmt.Errorf("the pod already has a volume named %s", v.Name))
 		}
 	}
 	proxyPorts := map[int32]string{o.MeshPort: "mesh port", o.InboundPort: "inbound port", o.OutboundPort: "outbound port", o.AdminPort: "admin port"}
@@ -252,6 +261,7 @@ func proxyContainer(o Options, t Tuning) corev1.Container {
 			"--log-level=" + logLevel,
 			"--log-format=json",
 			"--token-file=" + IdentityMountPath + "/" + identityTokenFile,
+			"--ca-file=" + CABundleMountPath + "/" + CABundleKey,
 		},
 		Env: []corev1.EnvVar{
 			fieldEnv("POD_NAME", "metadata.name"),
@@ -271,7 +281,10 @@ func proxyContainer(o Options, t Tuning) corev1.Container {
 		StartupProbe:   probe("/ready", 1, 120),
 		ReadinessProbe: probe("/ready", 5, 3),
 		LivenessProbe:  probe("/live", 10, 3),
-		VolumeMounts:   []corev1.VolumeMount{{Name: IdentityVolumeName, MountPath: IdentityMountPath, ReadOnly: true}},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: IdentityVolumeName, MountPath: IdentityMountPath, ReadOnly: true},
+			{Name: CABundleVolumeName, MountPath: CABundleMountPath, ReadOnly: true},
+		},
 		SecurityContext: &corev1.SecurityContext{
 			RunAsUser:                ptr(o.ProxyUID),
 			RunAsGroup:               ptr(o.ProxyUID),
@@ -297,6 +310,19 @@ func identityVolume(o Options) corev1.Volume {
 				ExpirationSeconds: ptr(o.TokenExpiration),
 				Path:              identityTokenFile,
 			}}},
+		}},
+	}
+}
+
+// caBundleVolume is the mesh's trust bundle. It is not optional: a proxy
+// without it cannot trust the control plane, so the pod had better wait
+// (the kubelet retries) until the control plane has written it.
+func caBundleVolume() corev1.Volume {
+	return corev1.Volume{
+		Name: CABundleVolumeName,
+		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: CABundleConfigMap},
+			Items:                []corev1.KeyToPath{{Key: CABundleKey, Path: CABundleKey}},
 		}},
 	}
 }

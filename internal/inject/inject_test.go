@@ -102,6 +102,7 @@ func TestPodInjects(t *testing.T) {
 		"--admin=:15100",
 		"--log-level=info",
 		"--token-file=" + IdentityMountPath + "/token",
+		"--ca-file=" + CABundleMountPath + "/ca.crt",
 	} {
 		if !slices.Contains(proxy.Args, want) {
 			t.Errorf("proxy args %q lack %q", proxy.Args, want)
@@ -135,12 +136,19 @@ func TestPodInjects(t *testing.T) {
 		t.Errorf("readiness probe %+v: want GET /ready", p)
 	}
 
-	vol := out.Spec.Volumes[len(out.Spec.Volumes)-1]
-	if vol.Name != IdentityVolumeName || vol.Projected == nil || vol.Projected.Sources[0].ServiceAccountToken.Audience != "weft" {
+	vols := out.Spec.Volumes[len(out.Spec.Volumes)-2:]
+	if vol := vols[0]; vol.Name != IdentityVolumeName || vol.Projected == nil || vol.Projected.Sources[0].ServiceAccountToken.Audience != "weft" {
 		t.Errorf("identity volume %+v: want a projected token of audience weft", vol)
 	}
-	if m := proxy.VolumeMounts; len(m) != 1 || m[0].Name != IdentityVolumeName || !m[0].ReadOnly {
-		t.Errorf("proxy mounts %+v", m)
+	if vol := vols[1]; vol.Name != CABundleVolumeName || vol.ConfigMap == nil || vol.ConfigMap.Name != CABundleConfigMap || vol.ConfigMap.Optional != nil {
+		t.Errorf("CA bundle volume %+v: want ConfigMap %s, not optional", vol, CABundleConfigMap)
+	}
+	want := []corev1.VolumeMount{
+		{Name: IdentityVolumeName, MountPath: IdentityMountPath, ReadOnly: true},
+		{Name: CABundleVolumeName, MountPath: CABundleMountPath, ReadOnly: true},
+	}
+	if !reflect.DeepEqual(proxy.VolumeMounts, want) {
+		t.Errorf("proxy mounts %+v, want %+v", proxy.VolumeMounts, want)
 	}
 	if len(out.Spec.Containers) != 1 {
 		t.Errorf("app containers changed: %+v", out.Spec.Containers)
@@ -243,6 +251,8 @@ func TestPodRefused(t *testing.T) {
 	nameClash.Spec.Containers = append(nameClash.Spec.Containers, corev1.Container{Name: InitContainerName})
 	volClash := testPod(nil, nil)
 	volClash.Spec.Volumes = []corev1.Volume{{Name: IdentityVolumeName}}
+	bundleClash := testPod(nil, nil)
+	bundleClash.Spec.Volumes = []corev1.Volume{{Name: CABundleVolumeName}}
 
 	for _, tc := range []struct {
 		name string
@@ -254,6 +264,7 @@ func TestPodRefused(t *testing.T) {
 		{name: "app port is the proxy's", pod: portClash, want: "listens on port 15006, the proxy's inbound port"},
 		{name: "container name taken", pod: nameClash, want: "already has a container named weft-init"},
 		{name: "volume name taken", pod: volClash, want: "already has a volume named weft-identity"},
+		{name: "CA bundle volume name taken", pod: bundleClash, want: "already has a volume named weft-ca-bundle"},
 		{name: "skipping a transparent port", pod: testPod(map[string]string{SkipOutboundPortsAnnotation: "80,15001"}, nil), want: `weft.dev/skip-outbound-ports: "80,15001": port 15001 is one of the proxy's transparent ports`},
 		{name: "app port is the mesh port", pod: func() *corev1.Pod {
 			p := testPod(nil, nil)
