@@ -155,6 +155,17 @@ func TestInstallOnAnAPIServer(t *testing.T) {
 			_, err = sa.CoordinationV1().Leases(ns).Update(ctx, l, metav1.UpdateOptions{})
 			allowed("update its lease", err)
 		}
+		bundle := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: inject.CABundleConfigMap}, Data: map[string]string{inject.CABundleKey: "a root"}}
+		bundle, err = sa.CoreV1().ConfigMaps("default").Create(ctx, bundle, metav1.CreateOptions{})
+		allowed("create a CA bundle ConfigMap", err)
+		if err == nil {
+			_, err = sa.CoreV1().ConfigMaps("default").Update(ctx, bundle, metav1.UpdateOptions{})
+			allowed("update a CA bundle ConfigMap", err)
+			err = sa.CoreV1().ConfigMaps("default").Delete(ctx, bundle.Name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+			forbidden("delete a ConfigMap", err)
+		}
+		_, err = sa.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{})
+		allowed("list configmaps", err)
 		_, err = sa.CoreV1().Secrets(ns).Get(ctx, WebhookSecret, metav1.GetOptions{})
 		forbidden("get another secret", err)
 		_, err = sa.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})

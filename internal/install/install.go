@@ -362,6 +362,13 @@ func clusterRole(o Options) *rbacv1.ClusterRole {
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 			// Why the webhook left a pod alone, on the pod's owner.
 			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+			// The mesh's trust bundle, ConfigMap inject.CABundleConfigMap,
+			// which the leader keeps in every namespace of the mesh for the
+			// proxies to mount. Not by name: RBAC cannot narrow create to
+			// one (a create request names no object until it is decoded),
+			// nor list and watch, and the namespaces come and go, so they
+			// cannot be rendered here as the CA Secret is.
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
 		},
 	}
 }
