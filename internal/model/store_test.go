@@ -190,3 +190,40 @@ func TestNotReadyWorkloadIsNoEndpoint(t *testing.T) {
 		t.Fatalf("the workload once ready: endpoints %v", ids(st))
 	}
 }
+
+// TestServiceMembers: a service that lists its members (Kubernetes mode's
+// EndpointSlices) has those workloads as endpoints, whatever their labels
+// and readiness say, and only them; an empty list is no endpoints, not
+// the selector's.
+func TestServiceMembers(t *testing.T) {
+	catalog := Ref{"demo", "catalog"}
+	notReady := wl("c1", map[string]string{"app": "catalog"}, 4001, WorkloadPort{Port: 80})
+	notReady.NotReady = true
+	workloads := []*Workload{
+		notReady,
+		wl("c2", map[string]string{"app": "catalog"}, 4002, WorkloadPort{Port: 80}),
+		wl("c3", map[string]string{"app": "other"}, 4003, WorkloadPort{Port: 80}),
+		wl("c4", map[string]string{"app": "catalog"}, 4004, WorkloadPort{Port: 9090}),
+	}
+	s := NewStore()
+	for _, tc := range []struct {
+		name    string
+		members map[string]bool
+		want    string
+	}{
+		{"selector", nil, "demo/c2"},
+		{"listed", map[string]bool{"c1": true, "c3": true, "c4": true, "gone": true}, "demo/c1,demo/c3"},
+		{"none listed", map[string]bool{}, ""},
+		{"selector again", nil, "demo/c2"},
+	} {
+		sv := svc("catalog", map[string]string{"app": "catalog"}, ServicePort{Port: 80})
+		sv.Members = tc.members
+		if err := s.Apply("kube", Changes{PutServices: []*Service{sv}, PutWorkloads: workloads}); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := s.Snapshot().Service(catalog)
+		if got := strings.Join(ids(st), ","); got != tc.want {
+			t.Errorf("%s: endpoints %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

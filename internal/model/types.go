@@ -105,6 +105,13 @@ type Service struct {
 	// a service port, to the service. Empty for a service without one
 	// (headless, or one only reached through explicit outbound ports).
 	ClusterIPs []string
+	// Members, when not nil, names the workloads of the service's
+	// namespace that are its endpoints, whatever the selector and their
+	// NotReady say: Kubernetes mode reads them from the Service's
+	// EndpointSlices, which the cluster keeps (readiness gates, terminating
+	// pods, Services without a selector). Nil in universal mode, where the
+	// selector and NotReady decide.
+	Members map[string]bool
 }
 
 // LoadBalancerAnnotation names a Service's load balancer.
@@ -246,7 +253,8 @@ func (e *Endpoint) Equal(o *Endpoint) bool {
 func (s *Service) Equal(o *Service) bool {
 	return s.Ref == o.Ref && maps.Equal(s.Labels, o.Labels) &&
 		maps.Equal(s.Selector, o.Selector) && slices.Equal(s.Ports, o.Ports) && s.MTLSMode == o.MTLSMode &&
-		s.LoadBalancer == o.LoadBalancer && slices.Equal(s.ClusterIPs, o.ClusterIPs)
+		s.LoadBalancer == o.LoadBalancer && slices.Equal(s.ClusterIPs, o.ClusterIPs) &&
+		(s.Members == nil) == (o.Members == nil) && maps.Equal(s.Members, o.Members)
 }
 
 // Equal reports whether two workloads are the same in every field.

@@ -98,6 +98,19 @@ type Source struct {
 	watched map[schema.GroupVersionResource]cache.GenericLister
 	applied map[manifest.Key]manifest.Object
 	status  Status
+	// meshed and verdicts are what the last sync saw, for the status
+	// writer; resynced is closed, and replaced, by each sync.
+	meshed   map[string]bool
+	verdicts map[manifest.Key]verdict
+	resynced chan struct{}
+}
+
+// verdict is what a sync made of one object that has something to say.
+type verdict struct {
+	// invalid says why this version of the object is not in the model.
+	invalid string
+	// unresolved are the service accounts it names that do not exist.
+	unresolved []string
 }
 
 // New returns a source; nothing is read until Run.
@@ -115,13 +128,14 @@ func New(opts Options) (*Source, error) {
 		opts.Rediscover = 30 * time.Second
 	}
 	return &Source{
-		opts:    opts,
-		factory: informers.NewSharedInformerFactory(opts.Client, opts.Resync),
-		dyn:     dynamicinformer.NewDynamicSharedInformerFactory(opts.Dynamic, opts.Resync),
-		kick:    make(chan struct{}, 1),
-		synced:  make(chan struct{}),
-		watched: map[schema.GroupVersionResource]cache.GenericLister{},
-		applied: map[manifest.Key]manifest.Object{},
+		opts:     opts,
+		factory:  informers.NewSharedInformerFactory(opts.Client, opts.Resync),
+		dyn:      dynamicinformer.NewDynamicSharedInformerFactory(opts.Dynamic, opts.Resync),
+		kick:     make(chan struct{}, 1),
+		synced:   make(chan struct{}),
+		watched:  map[schema.GroupVersionResource]cache.GenericLister{},
+		applied:  map[manifest.Key]manifest.Object{},
+		resynced: make(chan struct{}),
 	}, nil
 }
 
@@ -158,7 +172,8 @@ func (s *Source) Run(ctx context.Context) error {
 		DeleteFunc: func(any) { s.poke() },
 	}
 	core := s.factory.Core().V1()
-	for _, inf := range []cache.SharedIndexInformer{core.Namespaces().Informer(), core.Services().Informer(), core.Pods().Informer()} {
+	for _, inf := range []cache.SharedIndexInformer{core.Namespaces().Informer(), core.Services().Informer(), core.Pods().Informer(),
+		core.ServiceAccounts().Informer(), s.factory.Discovery().V1().EndpointSlices().Informer()} {
 		if _, err := inf.AddEventHandler(handler); err != nil {
 			return fmt.Errorf("kube source: %w", err)
 		}
@@ -266,6 +281,12 @@ func (s *Source) sync() {
 	namespaces, _ := core.Namespaces().Lister().List(labels.Everything())
 	pods, _ := core.Pods().Lister().List(labels.Everything())
 	services, _ := core.Services().Lister().List(labels.Everything())
+	endpointSlices, _ := s.factory.Discovery().V1().EndpointSlices().Lister().List(labels.Everything())
+	serviceAccounts, _ := core.ServiceAccounts().Lister().List(labels.Everything())
+	accounts := make(map[model.Ref]bool, len(serviceAccounts))
+	for _, sa := range serviceAccounts {
+		accounts[model.Ref{Namespace: sa.Namespace, Name: sa.Name}] = true
+	}
 	meshed := map[string]bool{}
 	for _, ns := range namespaces {
 		if ns.Labels[NamespaceLabel] == NamespaceEnabled {
@@ -279,24 +300,17 @@ func (s *Source) sync() {
 	}
 
 	want := map[manifest.Key]manifest.Object{}
+	verdicts := map[manifest.Key]verdict{}
 	var problems []Problem
 	reject := func(k manifest.Key, err error) {
 		problems = append(problems, Problem{Object: k.String(), Message: err.Error()})
+		verdicts[k] = verdict{invalid: err.Error()}
 		if old, ok := s.applied[k]; ok {
 			want[k] = old
 		}
 	}
-	for _, svc := range services {
-		if !meshed[svc.Namespace] {
-			continue
-		}
-		k := manifest.Key{Kind: manifest.KindService, Ref: model.Ref{Namespace: svc.Namespace, Name: svc.Name}}
-		if m, err := manifest.ServiceFromV1(svc); err != nil {
-			reject(k, err)
-		} else {
-			want[k] = manifest.Object{Key: k, Service: m}
-		}
-	}
+	workloads := map[model.Ref]bool{}
+	byAddress := map[string]model.Ref{}
 	for _, p := range pods {
 		if !meshed[p.Namespace] || !manifest.IsMeshedPod(p) || !running(p) {
 			continue
@@ -306,6 +320,39 @@ func (s *Source) sync() {
 			reject(k, err)
 		} else {
 			want[k] = manifest.Object{Key: k, Workload: w}
+		}
+		if o, ok := want[k]; ok {
+			workloads[k.Ref] = true
+			byAddress[o.Workload.Address] = k.Ref
+			// The API server admits no Pod whose account is missing, but
+			// the account may go later: then no token of it passes a
+			// TokenReview, and the proxy gets no certificate.
+			if id := o.Workload.Identity(); !accounts[id] {
+				problems = append(problems, Problem{Object: k.String(),
+					Message: fmt.Sprintf("service account %s does not exist: its proxy cannot be certified", id)})
+			}
+		}
+	}
+	endpoints := readEndpointSlices(endpointSlices, meshed, workloads, byAddress)
+	for _, svc := range services {
+		if !meshed[svc.Namespace] {
+			continue
+		}
+		k := manifest.Key{Kind: manifest.KindService, Ref: model.Ref{Namespace: svc.Namespace, Name: svc.Name}}
+		m, err := manifest.ServiceFromV1(svc)
+		if err != nil {
+			reject(k, err)
+			continue
+		}
+		// The EndpointSlices decide, not the selector: a Service without
+		// slices (yet) has no endpoints.
+		m.Members = map[string]bool{}
+		if set := endpoints[k.Ref]; set != nil {
+			m.Members = set.members
+		}
+		want[k] = manifest.Object{Key: k, Service: m}
+		if msg := endpoints[k.Ref].problem(); msg != "" {
+			problems = append(problems, Problem{Object: k.String(), Message: msg})
 		}
 	}
 	for _, gvr := range slices.SortedFunc(maps.Keys(s.watched), func(a, b schema.GroupVersionResource) int {
@@ -317,7 +364,18 @@ func (s *Source) sync() {
 			if !ok || !meshed[u.GetNamespace()] {
 				continue
 			}
-			s.decodePolicy(u, want, reject, &problems)
+			s.decodePolicy(u, want, reject, verdicts, &problems)
+		}
+	}
+	for k, o := range want {
+		if o.Policy == nil {
+			continue
+		}
+		if missing := missingAccounts(o.Policy, accounts); len(missing) > 0 {
+			v := verdicts[k]
+			v.unresolved = missing
+			verdicts[k] = v
+			problems = append(problems, Problem{Object: k.String(), Message: "names service accounts that do not exist: " + strings.Join(missing, ", ")})
 		}
 	}
 
@@ -329,24 +387,32 @@ func (s *Source) sync() {
 		var oe *model.ObjectError
 		if errors.As(e, &oe) {
 			// Refused (another source owns it): tried again next sync.
-			delete(want, manifest.Key{Kind: oe.Kind, Ref: oe.Ref})
+			k := manifest.Key{Kind: oe.Kind, Ref: oe.Ref}
+			delete(want, k)
+			verdicts[k] = verdict{invalid: e.Error()}
 		}
 		problems = append(problems, Problem{Object: objectName(e), Message: e.Error()})
 	}
 	if len(problems) > len(s.status.Problems) {
 		s.opts.Logger.Warn("Kubernetes objects not taken into the mesh", "problems", len(problems))
 	}
+	slices.SortFunc(problems, func(a, b Problem) int { return strings.Compare(a.Object, b.Object) })
 	s.applied = want
+	s.meshed = meshed
+	s.verdicts = verdicts
 	s.status.Objects = len(want)
 	s.status.LastSync = time.Now()
 	s.status.Problems = problems
+	close(s.resynced)
+	s.resynced = make(chan struct{})
 }
 
 // decodePolicy converts a route or policy object with the manifest
 // decoders, as if a manifest declared it: what the API server adds
 // (status, managed fields) is left out, since the strict decoders refuse
 // what weft does not read.
-func (s *Source) decodePolicy(u *unstructured.Unstructured, want map[manifest.Key]manifest.Object, reject func(manifest.Key, error), problems *[]Problem) {
+func (s *Source) decodePolicy(u *unstructured.Unstructured, want map[manifest.Key]manifest.Object, reject func(manifest.Key, error),
+	verdicts map[manifest.Key]verdict, problems *[]Problem) {
 	content := maps.Clone(u.UnstructuredContent())
 	delete(content, "status")
 	if meta, ok := content["metadata"].(map[string]any); ok {
@@ -355,8 +421,10 @@ func (s *Source) decodePolicy(u *unstructured.Unstructured, want map[manifest.Ke
 	}
 	data, err := json.Marshal(content)
 	where := fmt.Sprintf("%s %s/%s", u.GetKind(), u.GetNamespace(), u.GetName())
+	key := manifest.Key{Kind: u.GetKind(), Ref: model.Ref{Namespace: u.GetNamespace(), Name: u.GetName()}}
 	if err != nil {
 		*problems = append(*problems, Problem{Object: where, Message: err.Error()})
+		verdicts[key] = verdict{invalid: err.Error()}
 		return
 	}
 	d := manifest.Decode(where, data)
@@ -368,6 +436,7 @@ func (s *Source) decodePolicy(u *unstructured.Unstructured, want map[manifest.Ke
 	}
 	for _, b := range d.Broken {
 		*problems = append(*problems, Problem{Object: where, Message: b.Error()})
+		verdicts[key] = verdict{invalid: b.Error()}
 	}
 }
 

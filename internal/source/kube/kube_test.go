@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -17,7 +19,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
+	installcrds "github.com/weftmesh/weft/internal/install/crds"
+
+	"github.com/weftmesh/weft/internal/manifest"
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/testutil/kubeenv"
 )
@@ -127,9 +133,55 @@ func endpointIDs(store *model.Store, svc model.Ref) (string, error) {
 	return strings.Join(ids, ","), nil
 }
 
+// slice writes a Service's EndpointSlice, as the EndpointSlice controller
+// would, creating it the first time.
+func slice(t *testing.T, c kubernetes.Interface, ns, svc string, eps ...discoveryv1.Endpoint) {
+	t.Helper()
+	sl := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: svc + "-x1", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   eps,
+		Ports:       []discoveryv1.EndpointPort{{Name: new("http"), Port: new(int32(8080))}},
+	}
+	cur, err := c.DiscoveryV1().EndpointSlices(ns).Get(t.Context(), sl.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = c.DiscoveryV1().EndpointSlices(ns).Create(t.Context(), sl, metav1.CreateOptions{})
+	case err == nil:
+		sl.ResourceVersion = cur.ResourceVersion
+		_, err = c.DiscoveryV1().EndpointSlices(ns).Update(t.Context(), sl, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sliceEndpoint is a Pod's endpoint with the conditions the EndpointSlice
+// controller writes: ready is serving and not terminating.
+func sliceEndpoint(podName, ip string, serving, terminating bool) discoveryv1.Endpoint {
+	ep := discoveryv1.Endpoint{Addresses: []string{ip},
+		Conditions: discoveryv1.EndpointConditions{Ready: new(serving && !terminating), Serving: new(serving), Terminating: new(terminating)}}
+	if podName != "" {
+		ep.TargetRef = &corev1.ObjectReference{Kind: "Pod", Name: podName}
+	}
+	return ep
+}
+
+func createService(t *testing.T, c kubernetes.Interface, ns, name string) {
+	t.Helper()
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.ServiceSpec{
+		Selector: map[string]string{"app": name},
+		Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
+	}}
+	if _, err := c.CoreV1().Services(ns).Create(t.Context(), svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestServicesAndPods: Services and meshed Pods of a namespace that opts
-// in become the model's Services and Workloads, with endpoints only for
-// the Pods that are ready; another namespace's stay out.
+// in become the model's Services and Workloads, a Pod that is not ready
+// included (its proxy needs its config); another namespace's stay out; a
+// Pod deleted leaves.
 func TestServicesAndPods(t *testing.T) {
 	env := kubeenv.Shared(t)
 	c := env.Client(t)
@@ -137,16 +189,11 @@ func TestServicesAndPods(t *testing.T) {
 	env.CreateNamespace(t, shopNS, map[string]string{NamespaceLabel: NamespaceEnabled})
 	env.CreateNamespace(t, legacyNS, nil)
 	for _, ns := range []string{shopNS, legacyNS} {
-		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "catalog"}, Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": "catalog"},
-			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
-		}}
-		if _, err := c.CoreV1().Services(ns).Create(t.Context(), svc, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		createService(t, c, ns, "catalog")
 	}
 	p0, st0 := pod("catalog-0", "198.18.10.5", true, map[string]string{"app": "catalog"})
 	createPod(t, c, shopNS, p0, st0)
+	slice(t, c, shopNS, "catalog", sliceEndpoint("catalog-0", "198.18.10.5", true, false))
 	// Not meshed, in a namespace that did not opt in: never read.
 	plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "catalog-0", Labels: map[string]string{"app": "catalog"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
@@ -156,8 +203,7 @@ func TestServicesAndPods(t *testing.T) {
 
 	store, src := startSource(t, env)
 	shop := model.Ref{Namespace: shopNS, Name: "catalog"}
-	ep0, ep1 := shopNS+"/catalog-0@198.18.10.5:4143", shopNS+"/catalog-1@198.18.10.6:4143"
-	if got, err := endpointIDs(store, shop); err != nil || got != ep0 {
+	if got, err := endpointIDs(store, shop); err != nil || got != shopNS+"/catalog-0@198.18.10.5:4143" {
 		t.Fatalf("after the first sync: endpoints %q, %v", got, err)
 	}
 	if _, ok := store.Snapshot().Service(model.Ref{Namespace: legacyNS, Name: "catalog"}); ok {
@@ -167,42 +213,100 @@ func TestServicesAndPods(t *testing.T) {
 		t.Error("the Service's cluster IP did not reach the model")
 	}
 
-	// A second Pod that is not ready: its workload is in the model (its
-	// proxy needs its config), not an endpoint; once ready, it is.
 	p1, st1 := pod("catalog-1", "198.18.10.6", false, map[string]string{"app": "catalog"})
 	createPod(t, c, shopNS, p1, st1)
-	eventually(t, "catalog-1 in the model, not an endpoint", func() error {
+	eventually(t, "catalog-1, not ready, in the model", func() error {
 		if _, ok := store.Snapshot().Workload(model.Ref{Namespace: shopNS, Name: "catalog-1"}); !ok {
 			return fmt.Errorf("no workload catalog-1")
 		}
-		if got, _ := endpointIDs(store, shop); got != ep0 {
-			return fmt.Errorf("endpoints %q", got)
-		}
 		return nil
 	})
-	st1.Conditions[0].Status = corev1.ConditionTrue
-	p1.Namespace = shopNS
-	setPodStatus(t, c, p1, st1)
-	eventually(t, "catalog-1 an endpoint once ready", func() error {
-		if got, _ := endpointIDs(store, shop); got != ep0+","+ep1 {
-			return fmt.Errorf("endpoints %q", got)
-		}
-		return nil
-	})
-
-	// A Pod deleted leaves the model.
-	if err := c.CoreV1().Pods(shopNS).Delete(t.Context(), "catalog-0", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+	if err := c.CoreV1().Pods(shopNS).Delete(t.Context(), "catalog-1", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "catalog-0 gone", func() error {
-		if got, _ := endpointIDs(store, shop); got != ep1 {
-			return fmt.Errorf("endpoints %q", got)
+	eventually(t, "catalog-1 gone", func() error {
+		if _, ok := store.Snapshot().Workload(model.Ref{Namespace: shopNS, Name: "catalog-1"}); ok {
+			return fmt.Errorf("workload catalog-1 still in the model")
 		}
 		return nil
 	})
 	if p := src.Status().Problems; len(p) != 0 {
 		t.Errorf("problems: %v", p)
 	}
+}
+
+// TestEndpointSlices: a Service's endpoints are the meshed Pods its
+// EndpointSlices list as ready; not the ones not ready or terminating,
+// nor a ready Pod no slice lists. A ready endpoint that is no meshed Pod
+// is reported, since meshed callers cannot reach it.
+func TestEndpointSlices(t *testing.T) {
+	env := kubeenv.Shared(t)
+	c := env.Client(t)
+	ns := namespace("slices")
+	env.CreateNamespace(t, ns, map[string]string{NamespaceLabel: NamespaceEnabled})
+	createService(t, c, ns, "catalog")
+	labels := map[string]string{"app": "catalog"}
+	ips := map[string]string{"catalog-0": "198.18.11.1", "catalog-1": "198.18.11.2", "catalog-2": "198.18.11.3", "catalog-3": "198.18.11.4"}
+	for name, ip := range ips {
+		p, st := pod(name, ip, name != "catalog-1", labels)
+		createPod(t, c, ns, p, st)
+	}
+	plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "legacy-0", Labels: labels},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
+	if _, err := c.CoreV1().Pods(ns).Create(t.Context(), plain, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	store, src := startSource(t, env)
+	svc := model.Ref{Namespace: ns, Name: "catalog"}
+	ep := func(name string) string { return ns + "/" + name + "@" + ips[name] + ":4143" }
+	if got, err := endpointIDs(store, svc); err != nil || got != "" {
+		t.Fatalf("before any EndpointSlice: endpoints %q, %v; want none", got, err)
+	}
+
+	// catalog-3 is ready but in no slice (its readiness gate, say, is not
+	// met): not an endpoint.
+	slice(t, c, ns, "catalog",
+		sliceEndpoint("catalog-0", ips["catalog-0"], true, false),
+		sliceEndpoint("catalog-1", ips["catalog-1"], false, false),
+		sliceEndpoint("catalog-2", ips["catalog-2"], true, true),
+		sliceEndpoint("legacy-0", "198.18.11.9", true, false))
+	eventually(t, "the ready meshed endpoint only", func() error {
+		if got, _ := endpointIDs(store, svc); got != ep("catalog-0") {
+			return fmt.Errorf("endpoints %q", got)
+		}
+		return nil
+	})
+	eventually(t, "the unmeshed endpoint reported", func() error {
+		for _, p := range src.Status().Problems {
+			if p.Object == (manifest.Key{Kind: manifest.KindService, Ref: svc}).String() && strings.Contains(p.Message, "1 ready endpoint(s)") {
+				return nil
+			}
+		}
+		return fmt.Errorf("problems %v", src.Status().Problems)
+	})
+
+	slice(t, c, ns, "catalog",
+		sliceEndpoint("catalog-0", ips["catalog-0"], true, false),
+		sliceEndpoint("catalog-1", ips["catalog-1"], true, false),
+		// A slice written by hand may name a Pod by its IP only.
+		sliceEndpoint("", ips["catalog-3"], true, false))
+	eventually(t, "endpoints added", func() error {
+		if got, _ := endpointIDs(store, svc); got != ep("catalog-0")+","+ep("catalog-1")+","+ep("catalog-3") {
+			return fmt.Errorf("endpoints %q", got)
+		}
+		if p := src.Status().Problems; len(p) != 0 {
+			return fmt.Errorf("problems %v", p)
+		}
+		return nil
+	})
+
+	slice(t, c, ns, "catalog", sliceEndpoint("catalog-3", ips["catalog-3"], true, true))
+	eventually(t, "endpoints removed", func() error {
+		if got, _ := endpointIDs(store, svc); got != "" {
+			return fmt.Errorf("endpoints %q", got)
+		}
+		return nil
+	})
 }
 
 var crds = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
@@ -294,6 +398,102 @@ func TestPolicies(t *testing.T) {
 	eventually(t, "the RetryPolicy gone", func() error {
 		if _, err := attempts(); err == nil {
 			return fmt.Errorf("still in the model")
+		}
+		return nil
+	})
+}
+
+// installCRD applies one of weft's CRDs (internal/install/crds) and waits
+// until it is served. A CRD another test installed first stays.
+func installCRD(t *testing.T, env *kubeenv.Env, file string, gvr schema.GroupVersionResource) {
+	t.Helper()
+	files, err := installcrds.Files(installcrds.Sets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(files, func(f installcrds.File) bool { return f.Name == file })
+	if i < 0 {
+		t.Fatalf("no CRD file %s", file)
+	}
+	var crd unstructured.Unstructured
+	if err := yaml.Unmarshal(files[i].Data, &crd.Object); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Dynamic(t).Resource(crds).Create(t.Context(), &crd, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	eventually(t, gvr.Resource+" served", func() error {
+		_, err := env.Dynamic(t).Resource(gvr).List(t.Context(), metav1.ListOptions{Limit: 1})
+		return err
+	})
+}
+
+var authorizationPolicies = schema.GroupVersionResource{Group: "weft.dev", Version: "v1alpha1", Resource: "authorizationpolicies"}
+
+func authorizationPolicy(ns, name, target string, from ...string) *unstructured.Unstructured {
+	var sources []any
+	for _, f := range from {
+		sources = append(sources, map[string]any{"serviceAccount": f})
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "weft.dev/v1alpha1", "kind": "AuthorizationPolicy",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec": map[string]any{
+			"targetRef": map[string]any{"kind": "ServiceAccount", "name": target},
+			"rules":     []any{map[string]any{"from": sources}},
+		},
+	}}
+}
+
+// TestServiceAccounts: an AuthorizationPolicy naming a service account
+// that does not exist is reported, and no longer once the account is
+// made; so is a meshed Pod whose account is gone.
+func TestServiceAccounts(t *testing.T) {
+	env := kubeenv.Shared(t)
+	c := env.Client(t)
+	ns := namespace("accounts")
+	env.CreateNamespace(t, ns, map[string]string{NamespaceLabel: NamespaceEnabled})
+	installCRD(t, env, "weft.dev_authorizationpolicies.yaml", authorizationPolicies)
+	for _, sa := range []string{"catalog", "web"} {
+		if _, err := c.CoreV1().ServiceAccounts(ns).Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, st := pod("catalog-0", "198.18.12.1", true, map[string]string{"app": "catalog"})
+	p.Spec.ServiceAccountName = "catalog"
+	createPod(t, c, ns, p, st)
+	if _, err := env.Dynamic(t).Resource(authorizationPolicies).Namespace(ns).Create(t.Context(),
+		authorizationPolicy(ns, "catalog-callers", "catalog", "web", "chekout"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, src := startSource(t, env)
+	problems := func() string {
+		var out []string
+		for _, p := range src.Status().Problems {
+			out = append(out, p.Object+": "+p.Message)
+		}
+		return strings.Join(out, "\n")
+	}
+	policy := "authorizationpolicy " + ns + "/catalog-callers: names service accounts that do not exist: " + ns + "/chekout"
+	eventually(t, "the misspelt account reported", func() error {
+		if got := problems(); got != policy {
+			return fmt.Errorf("problems %q, want %q", got, policy)
+		}
+		return nil
+	})
+
+	if _, err := c.CoreV1().ServiceAccounts(ns).Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "chekout"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CoreV1().ServiceAccounts(ns).Delete(t.Context(), "catalog", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The policy's target is the account gone.
+	want := "authorizationpolicy " + ns + "/catalog-callers: names service accounts that do not exist: " + ns + "/catalog\n" +
+		"workload " + ns + "/catalog-0: service account " + ns + "/catalog does not exist: its proxy cannot be certified"
+	eventually(t, "the account made, the Pod's gone", func() error {
+		if got := problems(); got != want {
+			return fmt.Errorf("problems %q, want %q", got, want)
 		}
 		return nil
 	})
