@@ -12,7 +12,12 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/weftmesh/weft/internal/inject"
 )
@@ -28,16 +33,29 @@ type WebhookOptions struct {
 	CertDir string
 	// Inject are the mesh-wide settings of the sidecar.
 	Inject inject.Options
+	// FailurePolicy is the one the webhook configuration declares (weft
+	// install's --failure-policy), Fail if empty. The API server applies it
+	// only when it cannot reach the webhook; the webhook applies it to a Pod
+	// it cannot mutate, so that both failures end the same way: Fail
+	// refuses the Pod, Ignore lets it start outside the mesh.
+	FailurePolicy admissionregistrationv1.FailurePolicyType
 }
+
+// InjectionFailedReason is the reason of the Event the webhook records
+// when it cannot mesh a Pod.
+const InjectionFailedReason = "InjectionFailed"
 
 // maxAdmissionReview bounds the body of one admission request.
 const maxAdmissionReview = 4 << 20
 
 // serveInject answers an AdmissionReview for a Pod: allowed, with the
-// JSON Patch that meshes it when it is to be meshed; refused, saying why,
-// when its weft annotations are wrong (the API server tells whoever
-// created it); allowed unchanged otherwise.
-func (cp *ControlPlane) serveInject(w http.ResponseWriter, r *http.Request) {
+// JSON Patch that meshes it when it is to be meshed; allowed unchanged
+// when it is not. One it cannot mesh (a bad weft annotation, say) is
+// refused, saying why (the API server tells whoever created it), or, under
+// failure policy Ignore, allowed unchanged with a warning; either way an
+// Event records why, since a Pod a controller creates has no one to read
+// the answer.
+func (cp *ControlPlane) serveInject(w http.ResponseWriter, r *http.Request, events record.EventRecorder) {
 	var review admissionv1.AdmissionReview
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxAdmissionReview)).Decode(&review); err != nil || review.Request == nil {
 		http.Error(w, fmt.Sprintf("weft webhook: want an admission.k8s.io/v1 AdmissionReview with a request (%v)", err), http.StatusBadRequest)
@@ -49,10 +67,17 @@ func (cp *ControlPlane) serveInject(w http.ResponseWriter, r *http.Request) {
 	if req.Kind.Kind == "Pod" && req.Kind.Group == "" && req.Operation == admissionv1.Create {
 		patch, res, err := inject.PodPatch(req.Object.Raw, cp.kube.NamespaceLabels(req.Namespace), cp.opts.Webhook.Inject)
 		switch {
+		case err != nil && cp.opts.Webhook.FailurePolicy == admissionregistrationv1.Ignore:
+			res.Warnings = append(res.Warnings, fmt.Sprintf("weft sidecar injection failed, the pod starts outside the mesh: %v", err))
+			events.Event(injectionSubject(req.Namespace, req.Object.Raw), corev1.EventTypeWarning, InjectionFailedReason,
+				fmt.Sprintf("pod %s started outside the mesh (failure policy Ignore): %v", podName(req), err))
+			log.Warn("pod left outside the mesh", "error", err)
 		case err != nil:
 			resp.Allowed = false
 			resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest, Reason: metav1.StatusReasonBadRequest,
 				Message: fmt.Sprintf("weft sidecar injection: %v", err)}
+			events.Event(injectionSubject(req.Namespace, req.Object.Raw), corev1.EventTypeWarning, InjectionFailedReason,
+				fmt.Sprintf("pod %s refused (failure policy Fail): %v", podName(req), err))
 			log.Warn("pod refused", "error", err)
 		case patch != nil:
 			pt := admissionv1.PatchTypeJSONPatch
@@ -80,6 +105,39 @@ func podGenerateName(raw []byte) string {
 	}
 	_ = json.Unmarshal(raw, &meta)
 	return meta.Metadata.GenerateName
+}
+
+// podName names a Pod being admitted in an Event's message.
+func podName(req *admissionv1.AdmissionRequest) string {
+	if req.Name != "" {
+		return req.Name
+	}
+	return podGenerateName(req.Object.Raw) + "*"
+}
+
+// injectionSubject is what an Event about a Pod being admitted is about:
+// the Pod does not exist yet, so its controller (its first owner when
+// none is the controller), where users look when Pods do not appear, or
+// else its namespace.
+func injectionSubject(namespace string, raw []byte) *corev1.ObjectReference {
+	var meta struct {
+		Metadata struct {
+			OwnerReferences []metav1.OwnerReference `json:"ownerReferences"`
+		} `json:"metadata"`
+	}
+	_ = json.Unmarshal(raw, &meta)
+	owners := meta.Metadata.OwnerReferences
+	if len(owners) == 0 {
+		return &corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: namespace}
+	}
+	o := owners[0]
+	for _, c := range owners {
+		if c.Controller != nil && *c.Controller {
+			o = c
+			break
+		}
+	}
+	return &corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, UID: o.UID, Namespace: namespace}
 }
 
 // certReloader serves the key pair in a directory, read again when its
@@ -124,11 +182,17 @@ func (c *certReloader) get() (*tls.Certificate, error) {
 	return c.cert, nil
 }
 
-// webhookServer is the HTTPS server of the injection webhook.
+// webhookServer is the HTTPS server of the injection webhook. Its Events
+// are written in the background (an admission answer waits for none) and
+// aggregated, so a controller retrying a Pod it cannot create makes one
+// Event with a count, not one per try.
 func (cp *ControlPlane) webhookServer(certs *certReloader) *http.Server {
+	broadcaster := record.NewBroadcaster()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cp.kube.Client().CoreV1().Events("")})
+	events := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "weft-webhook"})
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /inject", cp.serveInject)
-	return &http.Server{
+	mux.HandleFunc("POST /inject", func(w http.ResponseWriter, r *http.Request) { cp.serveInject(w, r, events) })
+	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{
@@ -136,4 +200,6 @@ func (cp *ControlPlane) webhookServer(certs *certReloader) *http.Server {
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return certs.get() },
 		},
 	}
+	srv.RegisterOnShutdown(broadcaster.Shutdown)
+	return srv
 }

@@ -154,6 +154,10 @@ func (s *Source) NamespaceLabels(name string) map[string]string {
 	return ns.Labels
 }
 
+// Client is the client the source reads with, for what else the control
+// plane asks of the same API server.
+func (s *Source) Client() kubernetes.Interface { return s.opts.Client }
+
 // Status returns what the last sync saw.
 func (s *Source) Status() Status {
 	s.mu.Lock()
