@@ -27,9 +27,28 @@ deps: ## install the Debian packages the tests need (run as root)
 	./scripts/install-deps.sh
 
 .PHONY: test
-test: deps build lint check-gen kube-tools ## the full suite: lint, generated code, unit tests, end-to-end tests on the real binaries
+test: deps build lint check-gen kube-tools bench-tools ## the full suite: lint, generated code, unit tests, end-to-end tests on the real binaries, the bench's smoke run
 	$(GO) test -count=1 -race ./...
 	WEFT_BIN=$(BIN) $(GO) test -count=1 -tags e2e -timeout 15m ./test/e2e/...
+	$(MAKE) --no-print-directory bench-smoke
+
+.PHONY: bench-tools
+bench-tools: ## install the bench's peers and clients: nginx, HAProxy, h2load (Debian), fortio and Caddy (built into .tools, cached)
+	GO=$(GO) ./bench/install.sh
+
+$(BIN)/weftbench: $(wildcard bench/*.go bench/*/*.tmpl)
+	$(GO) build -o $@ ./bench
+
+# BENCH_FLAGS passes -duration, -rates or -setups to `make bench`.
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: build bench-tools $(BIN)/weftbench ## the data-plane benchmark against nginx, HAProxy and Caddy (about 12 minutes): bench/results, docs/benchmarks.md, docs/images/bench-*.png
+	$(BIN)/weftbench $(BENCH_FLAGS)
+
+.PHONY: bench-smoke
+bench-smoke: build bench-tools $(BIN)/weftbench ## every bench setup and workload once at a tiny size: checks each runs without error, times nothing
+	$(BIN)/weftbench -smoke
 
 .PHONY: kube-tools
 kube-tools: ## build .tools/kube-apiserver for the Kubernetes tests (only when tools/kube changed; cached)

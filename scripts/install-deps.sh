@@ -12,6 +12,11 @@ packages=(
   etcd-server       # etcd, the store of the real kube-apiserver in the Kubernetes tests
   iptables          # transparent interception, installed in network namespaces by the tests
   iproute2          # ip netns and veth pairs, for the network-namespace tests
+  nginx             # a peer of weft-proxy in `make bench` (and its smoke run in `make test`)
+  libnginx-mod-stream # nginx's opaque TCP proxy, for the bench's TCP bulk workload
+  haproxy           # a peer of weft-proxy in `make bench`
+  nghttp2-client    # h2load, the bench's HTTP/2 many-streams client
+  util-linux        # taskset, which pins the bench's proxies and load generator to their CPUs
 )
 
 missing=()
