@@ -38,12 +38,12 @@ func (s *ServiceState) Endpoint(id string) (*Endpoint, bool) {
 // hold it as long as they like; the Store makes a new one for each change.
 type Snapshot struct {
 	Version   uint64
-	services  map[Ref]*ServiceState
-	workloads map[Ref]*Workload
+	services  byNamespace[*ServiceState]
+	workloads byNamespace[*Workload]
 	policies  map[PolicyKey]Policy
 	// authz holds the resolved authorization of each workload some policy
 	// selects.
-	authz map[Ref]*Authz
+	authz byNamespace[*Authz]
 	// admitted holds the version of each route in force, rejected why
 	// the stored version of a route is not (see admit.go).
 	admitted   map[PolicyKey]admission
@@ -53,10 +53,10 @@ type Snapshot struct {
 
 func emptySnapshot() *Snapshot {
 	return &Snapshot{
-		services:   map[Ref]*ServiceState{},
-		workloads:  map[Ref]*Workload{},
+		services:   byNamespace[*ServiceState]{},
+		workloads:  byNamespace[*Workload]{},
 		policies:   map[PolicyKey]Policy{},
-		authz:      map[Ref]*Authz{},
+		authz:      byNamespace[*Authz]{},
 		admitted:   map[PolicyKey]admission{},
 		rejected:   map[PolicyKey]error{},
 		superseded: make(chan struct{}),
@@ -68,26 +68,24 @@ func (s *Snapshot) Superseded() <-chan struct{} { return s.superseded }
 
 // Service returns a service's state.
 func (s *Snapshot) Service(r Ref) (*ServiceState, bool) {
-	st, ok := s.services[r]
-	return st, ok
+	return s.services.get(r)
 }
 
 // Workload returns a workload.
 func (s *Snapshot) Workload(r Ref) (*Workload, bool) {
-	w, ok := s.workloads[r]
-	return w, ok
+	return s.workloads.get(r)
 }
 
 // Services returns every service state, sorted by namespace and name.
 func (s *Snapshot) Services() []*ServiceState {
-	out := slices.Collect(maps.Values(s.services))
+	out := s.services.values()
 	slices.SortFunc(out, func(a, b *ServiceState) int { return CompareRefs(a.Service.Ref, b.Service.Ref) })
 	return out
 }
 
 // Workloads returns every workload, sorted by namespace and name.
 func (s *Snapshot) Workloads() []*Workload {
-	out := slices.Collect(maps.Values(s.workloads))
+	out := s.workloads.values()
 	slices.SortFunc(out, func(a, b *Workload) int { return CompareRefs(a.Ref, b.Ref) })
 	return out
 }
@@ -111,7 +109,10 @@ func (s *Snapshot) Policy(k PolicyKey) (Policy, bool) {
 }
 
 // the same from snapshot to snapshot while the authorization does.
-func (s *Snapshot) Authz(r Ref) *Authz { return s.authz[r] }
+func (s *Snapshot) Authz(r Ref) *Authz {
+	a, _ := s.authz.get(r)
+	return a
+}
 
 // CompareRefs orders refs by namespace, then name.
 func CompareRefs(a, b Ref) int {
@@ -127,4 +128,76 @@ type ProxyConfig struct {
 	// Authz is the workload's inbound authorization; nil allows every
 	// identity of the mesh.
 	Authz *Authz
+}
+
+// byNamespace holds one kind of a snapshot's objects, by namespace, so
+// that a change copies the map of its namespace and the small top-level
+// one, not a map of every object in the mesh: at 100,000 workloads the
+// whole copy was most of the work of an endpoint change (see
+// docs/benchmarks-control-plane.md). A published byNamespace, and each
+// of its inner maps, is never modified.
+type byNamespace[V any] map[string]map[Ref]V
+
+func (m byNamespace[V]) get(r Ref) (V, bool) {
+	v, ok := m[r.Namespace][r]
+	return v, ok
+}
+
+func (m byNamespace[V]) values() []V {
+	n := 0
+	for _, inner := range m {
+		n += len(inner)
+	}
+	out := make([]V, 0, n)
+	for _, inner := range m {
+		for _, v := range inner {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// cowNamespaces edits a byNamespace copied from a published snapshot:
+// it copies the top-level map on the first write, and each namespace's
+// map on the first write to that namespace.
+type cowNamespaces[V any] struct {
+	m      *byNamespace[V]
+	top    bool
+	copied map[string]bool
+}
+
+func newCOW[V any](m *byNamespace[V]) *cowNamespaces[V] {
+	return &cowNamespaces[V]{m: m, copied: map[string]bool{}}
+}
+
+// writable returns namespace ns's map, copied for this batch.
+func (c *cowNamespaces[V]) writable(ns string) map[Ref]V {
+	if !c.top {
+		*c.m = maps.Clone(*c.m)
+		c.top = true
+	}
+	inner := (*c.m)[ns]
+	if !c.copied[ns] {
+		inner = maps.Clone(inner)
+		if inner == nil {
+			inner = map[Ref]V{}
+		}
+		(*c.m)[ns] = inner
+		c.copied[ns] = true
+	}
+	return inner
+}
+
+func (c *cowNamespaces[V]) set(r Ref, v V) { c.writable(r.Namespace)[r] = v }
+
+func (c *cowNamespaces[V]) del(r Ref) {
+	if _, ok := (*c.m)[r.Namespace][r]; !ok {
+		return
+	}
+	inner := c.writable(r.Namespace)
+	delete(inner, r)
+	if len(inner) == 0 {
+		delete(*c.m, r.Namespace)
+		delete(c.copied, r.Namespace)
+	}
 }

@@ -100,7 +100,8 @@ func (s *Store) Apply(source string, c Changes) error {
 		superseded: make(chan struct{}),
 	}
 	b := &batch{Store: s, next: next, dirty: map[Ref]bool{}, authzNamespaces: map[string]bool{}, authzWorkloads: map[Ref]bool{},
-		serviceNamespaces: map[string]bool{}, routeNamespaces: map[string]bool{}}
+		serviceNamespaces: map[string]bool{}, routeNamespaces: map[string]bool{},
+		nextServices: newCOW(&next.services), nextWorkloads: newCOW(&next.workloads), nextAuthz: newCOW(&next.authz)}
 	var errs []error
 	for _, r := range c.DeleteServices {
 		errs = append(errs, b.deleteService(source, r))
@@ -132,12 +133,13 @@ func (s *Store) Apply(source string, c Changes) error {
 // write, so the published snapshot is never modified.
 type batch struct {
 	*Store
-	next            *Snapshot
-	copiedServices  bool
-	copiedWorkloads bool
-	copiedPolicies  bool
-	changed         bool
-	dirty           map[Ref]bool // services whose endpoints or definition changed
+	next           *Snapshot
+	nextServices   *cowNamespaces[*ServiceState]
+	nextWorkloads  *cowNamespaces[*Workload]
+	nextAuthz      *cowNamespaces[*Authz]
+	copiedPolicies bool
+	changed        bool
+	dirty          map[Ref]bool // services whose endpoints or definition changed
 	// Whose authorization to resolve again: every workload of a namespace
 	// whose policies or services changed, and workloads that changed.
 	authzNamespaces map[string]bool
@@ -165,8 +167,7 @@ func (b *batch) deleteService(source string, r Ref) error {
 	delete(b.services, r)
 	delete(b.endpoints, r)
 	delete(b.nsServices[r.Namespace], r)
-	b.writeServices()
-	delete(b.next.services, r)
+	b.nextServices.del(r)
 	delete(b.dirty, r)
 	b.authzNamespaces[r.Namespace] = true
 	b.routeNamespaces[r.Namespace] = true
@@ -211,8 +212,7 @@ func (b *batch) deleteWorkload(source string, r Ref) error {
 	}
 	delete(b.workloads, r)
 	delete(b.nsWorkloads[r.Namespace], r)
-	b.writeWorkloads()
-	delete(b.next.workloads, r)
+	b.nextWorkloads.del(r)
 	b.reindexWorkload(r, nil)
 	b.authzWorkloads[r] = true
 	b.changed = true
@@ -230,8 +230,7 @@ func (b *batch) putWorkload(source string, w *Workload) error {
 	}
 	b.workloads[r] = owned[*Workload]{source, w}
 	addIndex(b.nsWorkloads, r)
-	b.writeWorkloads()
-	b.next.workloads[r] = w
+	b.nextWorkloads.set(r, w)
 	b.reindexWorkload(r, w)
 	b.authzWorkloads[r] = true
 	b.changed = true
@@ -353,7 +352,6 @@ func (b *batch) publish() {
 	if len(b.dirty) == 0 {
 		return
 	}
-	b.writeServices()
 	policies := map[string][]Policy{}
 	for r := range b.dirty {
 		if _, ok := policies[r.Namespace]; !ok {
@@ -362,15 +360,8 @@ func (b *batch) publish() {
 		ps := policies[r.Namespace]
 		eps := slices.Collect(maps.Values(b.endpoints[r]))
 		slices.SortFunc(eps, func(a, c *Endpoint) int { return cmp.Compare(a.ID, c.ID) })
-		b.next.services[r] = &ServiceState{Service: b.services[r].obj, Endpoints: eps, Routes: resolveRoutes(r, b.routesInForce(ps)),
-			Traffic: resolveTraffic(r.Name, ps), Version: b.next.Version}
-	}
-}
-
-func (b *batch) writeServices() {
-	if !b.copiedServices {
-		b.next.services = maps.Clone(b.next.services)
-		b.copiedServices = true
+		b.nextServices.set(r, &ServiceState{Service: b.services[r].obj, Endpoints: eps, Routes: resolveRoutes(r, b.routesInForce(ps)),
+			Traffic: resolveTraffic(r.Name, ps), Version: b.next.Version})
 	}
 }
 
@@ -378,20 +369,19 @@ func (b *batch) publishAuthz() {
 	if len(b.authzNamespaces) == 0 && len(b.authzWorkloads) == 0 {
 		return
 	}
-	b.next.authz = maps.Clone(b.next.authz)
 	resolve := func(r Ref) {
-		old := b.next.authz[r]
+		old, _ := b.next.authz.get(r)
 		o, ok := b.workloads[r]
 		if !ok {
-			delete(b.next.authz, r)
+			b.nextAuthz.del(r)
 			return
 		}
 		cur := resolveAuthz(o.obj, b.authzScope(r.Namespace))
 		switch {
 		case cur == nil:
-			delete(b.next.authz, r)
+			b.nextAuthz.del(r)
 		case !old.Equal(cur):
-			b.next.authz[r] = cur
+			b.nextAuthz.set(r, cur)
 		}
 	}
 	for ns := range b.authzNamespaces {
@@ -424,13 +414,6 @@ func (b *batch) writePolicies() {
 	if !b.copiedPolicies {
 		b.next.policies = maps.Clone(b.next.policies)
 		b.copiedPolicies = true
-	}
-}
-
-func (b *batch) writeWorkloads() {
-	if !b.copiedWorkloads {
-		b.next.workloads = maps.Clone(b.next.workloads)
-		b.copiedWorkloads = true
 	}
 }
 
