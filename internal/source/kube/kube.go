@@ -411,6 +411,20 @@ func (s *Source) sync() {
 	s.resynced = make(chan struct{})
 }
 
+// state returns what the last sync saw, and a channel closed by the next.
+func (s *Source) state() (meshed map[string]bool, verdicts map[manifest.Key]verdict, next <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.meshed, s.verdicts, s.resynced
+}
+
+// listers returns the listers of the route and policy kinds watched.
+func (s *Source) listers() map[schema.GroupVersionResource]cache.GenericLister {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.watched)
+}
+
 // decodePolicy converts a route or policy object with the manifest
 // decoders, as if a manifest declared it: what the API server adds
 // (status, managed fields) is left out, since the strict decoders refuse

@@ -3,9 +3,11 @@ package kube
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -497,4 +499,159 @@ func TestServiceAccounts(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+var httpRoutes = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
+
+func httpRoute(ns, name, backend string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec": map[string]any{
+			"parentRefs": []any{map[string]any{"group": "", "kind": "Service", "name": "catalog", "port": int64(80)}},
+			"rules": []any{map[string]any{
+				"matches":     []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": "/" + name}}},
+				"backendRefs": []any{map[string]any{"name": backend, "port": int64(80)}},
+			}},
+		},
+	}}
+}
+
+// conditions reads an object's conditions as "Type=Status/Reason@generation",
+// from status.conditions or from its one status.parents[] entry of weft's.
+func conditions(u *unstructured.Unstructured) string {
+	list, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	parents, _, _ := unstructured.NestedSlice(u.Object, "status", "parents")
+	for _, p := range parents {
+		p := p.(map[string]any)
+		if p["controllerName"] == string(ControllerName) {
+			list, _, _ = unstructured.NestedSlice(p, "conditions")
+		}
+	}
+	var out []string
+	for _, c := range list {
+		c := c.(map[string]any)
+		out = append(out, fmt.Sprintf("%s=%s/%s@%d", c["type"], c["status"], c["reason"], c["observedGeneration"]))
+	}
+	return strings.Join(out, ",")
+}
+
+// TestStatus: the status writer writes what the mesh made of each route
+// and policy on the object: a good HTTPRoute is Accepted, one with an
+// unknown backend has ResolvedRefs=False until the backend comes, one
+// weft cannot take is not Accepted, an AuthorizationPolicy naming a
+// missing account has ResolvedRefs=False. It writes once per change and
+// not again for a change that changes nothing of it.
+func TestStatus(t *testing.T) {
+	env := kubeenv.Shared(t)
+	c, dyn := env.Client(t), env.Dynamic(t)
+	ns := namespace("status")
+	env.CreateNamespace(t, ns, map[string]string{NamespaceLabel: NamespaceEnabled})
+	installCRD(t, env, "gateway.networking.k8s.io_httproutes.yaml", httpRoutes)
+	installCRD(t, env, "weft.dev_authorizationpolicies.yaml", authorizationPolicies)
+	createService(t, c, ns, "catalog")
+	routes := dyn.Resource(httpRoutes).Namespace(ns)
+	unsupported := httpRoute(ns, "unsupported", "catalog")
+	if err := unstructured.SetNestedSlice(unsupported.Object, []any{map[string]any{"group": "", "kind": "Service", "name": "catalog", "sectionName": "http"}}, "spec", "parentRefs"); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*unstructured.Unstructured{httpRoute(ns, "good", "catalog"), httpRoute(ns, "unknown-backend", "catalog-v2"), unsupported} {
+		if _, err := routes.Create(t.Context(), r, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policies := dyn.Resource(authorizationPolicies).Namespace(ns)
+	if _, err := policies.Create(t.Context(), authorizationPolicy(ns, "catalog-callers", "default", "web"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := routes.List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every write of the routes' status, counted by the API server's watch.
+	watch, err := routes.Watch(t.Context(), metav1.ListOptions{ResourceVersion: list.GetResourceVersion()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Stop()
+	var mu sync.Mutex
+	writes := map[string]int{}
+	go func() {
+		for ev := range watch.ResultChan() {
+			if u, ok := ev.Object.(*unstructured.Unstructured); ok && ev.Type == "MODIFIED" {
+				mu.Lock()
+				writes[u.GetName()]++
+				mu.Unlock()
+			}
+		}
+	}()
+
+	_, src := startSource(t, env)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- NewStatusWriter(src).Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("status writer: %v", err)
+		}
+	}()
+
+	expect := func(res dynamic.ResourceInterface, name, want string) {
+		t.Helper()
+		eventually(t, name+" status", func() error {
+			u, err := res.Get(t.Context(), name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if got := conditions(u); got != want {
+				return fmt.Errorf("conditions %q, want %q", got, want)
+			}
+			return nil
+		})
+	}
+	// settled checks the writes each route's status took, once nothing
+	// has changed for a while.
+	settled := func(want map[string]int) {
+		t.Helper()
+		time.Sleep(time.Second)
+		mu.Lock()
+		defer mu.Unlock()
+		if !maps.Equal(writes, want) {
+			t.Errorf("status writes %v, want %v", writes, want)
+		}
+	}
+	expect(routes, "good", "Accepted=True/Accepted@1,ResolvedRefs=True/ResolvedRefs@1")
+	expect(routes, "unknown-backend", "Accepted=False/Pending@1,ResolvedRefs=False/BackendNotFound@1")
+	expect(routes, "unsupported", "Accepted=False/UnsupportedValue@1")
+	expect(policies, "catalog-callers", "Accepted=True/Accepted@1,ResolvedRefs=False/ServiceAccountNotFound@1")
+	settled(map[string]int{"good": 1, "unknown-backend": 1, "unsupported": 1})
+
+	// The backend comes: the route is admitted.
+	createService(t, c, ns, "catalog-v2")
+	expect(routes, "unknown-backend", "Accepted=True/Accepted@1,ResolvedRefs=True/ResolvedRefs@1")
+	settled(map[string]int{"good": 1, "unknown-backend": 2, "unsupported": 1})
+
+	// A label changes nothing the mesh reads (nor the generation); a
+	// spec edit that leaves the route as good has only a new generation
+	// to acknowledge.
+	good, err := routes.Get(t.Context(), "good", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good.SetLabels(map[string]string{"team": "catalog"})
+	if good, err = routes.Update(t.Context(), good, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rules, _, _ := unstructured.NestedSlice(good.Object, "spec", "rules")
+	rules[0].(map[string]any)["matches"] = []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": "/good/v2"}}}
+	if err := unstructured.SetNestedSlice(good.Object, rules, "spec", "rules"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := routes.Update(t.Context(), good, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expect(routes, "good", "Accepted=True/Accepted@2,ResolvedRefs=True/ResolvedRefs@2")
+	// Two edits of ours, one status write.
+	settled(map[string]int{"good": 4, "unknown-backend": 2, "unsupported": 1})
 }
