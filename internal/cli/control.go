@@ -3,6 +3,8 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -10,12 +12,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/weftmesh/weft/internal/controlplane"
+	"github.com/weftmesh/weft/internal/install"
 )
 
 func newControlCommand(logs *logFlags) *cobra.Command {
 	opts := controlplane.Options{}
 	var kubeMode bool
-	var kubeconfig string
+	var kubeconfig, lease string
 	webhook := controlplane.WebhookOptions{}
 	cmd := &cobra.Command{
 		Use:   "control",
@@ -30,12 +33,25 @@ registrations, and streams each proxy the part of the mesh it needs.`,
 				return err
 			}
 			opts.Logger = logger
+			if opts.CASecret != "" && opts.CADir != "" {
+				return errors.New("--ca-secret and --ca-dir: the CA comes from one or the other")
+			}
 			if kubeMode {
 				if opts.Kube, err = kubeConfig(kubeconfig); err != nil {
 					return err
 				}
-			} else if kubeconfig != "" {
-				return errors.New("--kubeconfig needs --kubernetes")
+				if opts.Namespace == "" {
+					opts.Namespace = ownNamespace()
+				}
+				if lease != "" {
+					opts.LeaderElection = &controlplane.LeaderElection{Lease: lease, Identity: replicaName()}
+				}
+			} else {
+				for _, name := range []string{"kubeconfig", "namespace", "ca-secret", "leader-election-lease"} {
+					if cmd.Flags().Changed(name) {
+						return fmt.Errorf("--%s needs --kubernetes", name)
+					}
+				}
 			}
 			if webhook.Addr != "" {
 				if !kubeMode {
@@ -47,7 +63,7 @@ registrations, and streams each proxy the part of the mesh it needs.`,
 				webhook.Inject.TrustDomain = opts.TrustDomain
 				opts.Webhook = &webhook
 			}
-			cp, err := controlplane.New(opts)
+			cp, err := controlplane.NewContext(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
@@ -68,7 +84,36 @@ registrations, and streams each proxy the part of the mesh it needs.`,
 	f.StringVar(&webhook.CertDir, "webhook-cert-dir", "", "the injection webhook's serving certificate: tls.crt and tls.key, reloaded when they change")
 	f.StringVar(&webhook.Inject.ProxyImage, "proxy-image", "", "the image injected Pods run weft-proxy from")
 	f.StringVar(&webhook.Inject.ControlPlane, "proxy-control-plane", "", "the control plane's address, host:port, as injected proxies dial it")
+	f.StringVar(&opts.Namespace, "namespace", "", "with --kubernetes: the control plane's own namespace, where its CA Secret and Lease are (default: the namespace it runs in, else "+install.DefaultNamespace+")")
+	f.StringVar(&opts.CASecret, "ca-secret", "", "with --kubernetes: keep the CA in this Secret of --namespace, shared by every replica (it must exist; an empty one gets a new CA)")
+	f.StringVar(&lease, "leader-election-lease", "", "with --kubernetes: elect one replica through this Lease of --namespace (it must exist) to write to the API server; every replica serves")
 	return cmd
+}
+
+// inClusterNamespaceFile is where a pod's service account says which
+// namespace it runs in.
+const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// ownNamespace is the namespace the control plane runs in, else the one
+// weft install uses.
+func ownNamespace() string {
+	if b, err := os.ReadFile(inClusterNamespaceFile); err == nil {
+		if ns := strings.TrimSpace(string(b)); ns != "" {
+			return ns
+		}
+	}
+	return install.DefaultNamespace
+}
+
+// replicaName is this replica's name in the Lease: its Pod's, which the
+// installed Deployment passes down, else the host's and the process's,
+// unique enough for a control plane run by hand.
+func replicaName() string {
+	if name := os.Getenv("POD_NAME"); name != "" {
+		return name
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
 // kubeConfig is the API server to read: path's, else the cluster the

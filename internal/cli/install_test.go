@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,11 +122,6 @@ func TestUninstallCommand(t *testing.T) {
 	}
 }
 
-// pendingControlFlags are flags of the control plane's command line in
-// the cluster (install.ControlPlaneArgs) that `weft control` does not
-// have yet: leader election and the CA in a Secret. Every other flag must be one it has.
-var pendingControlFlags = []string{"namespace", "ca-secret", "leader-election-lease"}
-
 func TestControlPlaneArgsAreWeftControls(t *testing.T) {
 	root := NewRootCommand()
 	control, _, err := root.Find([]string{"control"})
@@ -140,13 +134,31 @@ func TestControlPlaneArgsAreWeftControls(t *testing.T) {
 	}
 	for _, arg := range args[1:] {
 		name, _, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
-		known := control.Flags().Lookup(name) != nil || root.PersistentFlags().Lookup(name) != nil
-		switch {
-		case known && slices.Contains(pendingControlFlags, name):
-			t.Logf("weft control has --%s now: take it off pendingControlFlags", name)
-		case !known && !slices.Contains(pendingControlFlags, name):
+		if control.Flags().Lookup(name) == nil && root.PersistentFlags().Lookup(name) == nil {
 			t.Errorf("weft control has no flag --%s, which the installation runs it with", name)
 		}
+	}
+}
+
+// TestControlKubernetesFlags: Kubernetes mode's flags are refused without
+// it, naming the flag, before anything starts.
+func TestControlKubernetesFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--namespace=weft-system"}, "--namespace needs --kubernetes"},
+		{[]string{"--ca-secret=weft-ca"}, "--ca-secret needs --kubernetes"},
+		{[]string{"--leader-election-lease=weft-control-plane"}, "--leader-election-lease needs --kubernetes"},
+		{[]string{"--kubeconfig=/nowhere"}, "--kubeconfig needs --kubernetes"},
+		{[]string{"--kubernetes", "--kubeconfig=" + filepath.Join(t.TempDir(), "none"), "--ca-secret=weft-ca", "--ca-dir=/etc/weft/ca"}, "--ca-secret and --ca-dir"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, err := run(t, append([]string{"control", "--state-dir", t.TempDir(), "--grpc-addr=127.0.0.1:0", "--admin-addr=127.0.0.1:0"}, tc.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v (%s), want an error saying %q", err, out, tc.want)
+			}
+		})
 	}
 }
 

@@ -45,8 +45,7 @@ func (cp *ControlPlane) Status() Status {
 		st.Manifests = &fs
 	}
 	if cp.kube != nil {
-		ks := cp.kube.Status()
-		st.Kubernetes = &ks
+		st.Kubernetes = &KubernetesStatus{Status: cp.kube.Status(), Leadership: cp.leadership()}
 	}
 	for _, p := range cp.discovery.Connected() {
 		subs := make([]string, len(p.Subscriptions))

@@ -22,9 +22,16 @@ type Status struct {
 	Services  int           `json:"services"`
 	Workloads int           `json:"workloads"`
 	Manifests *files.Status `json:"manifests,omitempty"`
-	// Kubernetes is what Kubernetes mode's source last saw.
-	Kubernetes *kube.Status `json:"kubernetes,omitempty"`
-	Proxies    []Proxy      `json:"proxies"`
+	// Kubernetes is what Kubernetes mode's source last saw, and whether
+	// this replica leads.
+	Kubernetes *KubernetesStatus `json:"kubernetes,omitempty"`
+	Proxies    []Proxy           `json:"proxies"`
+}
+
+// KubernetesStatus is Kubernetes mode's part of Status.
+type KubernetesStatus struct {
+	kube.Status
+	Leadership Leadership `json:"leadership"`
 }
 
 // Proxy is a proxy connected to the discovery server.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -63,6 +64,17 @@ type Options struct {
 	Kube *rest.Config
 	// Webhook, when set (with Kube), serves sidecar injection.
 	Webhook *WebhookOptions
+	// Namespace is the control plane's own in Kubernetes mode, where its
+	// CA Secret and its Lease are; required with either.
+	Namespace string
+	// CASecret, with Kube, names the Secret in Namespace that holds the
+	// mesh's CA, shared by every replica (see loadCASecret); "" keeps the
+	// CA in StateDir. It excludes CADir.
+	CASecret string
+	// LeaderElection, with Kube, has the replicas elect which one runs
+	// the single-writer tasks (leaderTasks); nil runs them here, as the
+	// only replica.
+	LeaderElection *LeaderElection
 }
 
 // DefaultTrustDomain is the trust domain of a mesh that names none.
@@ -88,13 +100,25 @@ type ControlPlane struct {
 	self       *identity.Source
 	adminToken string
 
+	// client is Kubernetes mode's; bundles runs as a leader task.
+	client  kubernetes.Interface
+	bundles *bundleWriter
+	// leading is whether this replica runs the leader tasks; leader is
+	// the Lease's holder as last seen (a string).
+	leading atomic.Bool
+	leader  atomic.Value
+
 	metrics *metrics
 	stats   *stats.Scraper
 }
 
-// New builds the parts and binds the listeners, so Addrs is known before
-// Run; nothing is served until Run.
-func New(opts Options) (*ControlPlane, error) {
+// New is NewContext with no deadline.
+func New(opts Options) (*ControlPlane, error) { return NewContext(context.Background(), opts) }
+
+// NewContext builds the parts and binds the listeners, so Addrs is known
+// before Run; nothing is served until Run. ctx bounds what it asks of the
+// API server (the CA Secret).
+func NewContext(ctx context.Context, opts Options) (*ControlPlane, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -108,8 +132,16 @@ func New(opts Options) (*ControlPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mTLS mode: %w", err)
 	}
+	if err := opts.checkKubernetes(); err != nil {
+		return nil, err
+	}
 	cp := &ControlPlane{opts: opts, store: model.NewStore(model.WithMeshMTLS(mtls)), loaded: make(chan struct{})}
-	if err := cp.newIdentity(); err != nil {
+	if opts.Kube != nil {
+		if cp.client, err = kubernetes.NewForConfig(opts.Kube); err != nil {
+			return nil, fmt.Errorf("kubernetes client: %w", err)
+		}
+	}
+	if err := cp.newIdentity(ctx); err != nil {
 		return nil, err
 	}
 	cp.metrics = newMetrics(cp.store, cp.ca)
@@ -122,14 +154,12 @@ func New(opts Options) (*ControlPlane, error) {
 		}
 	}
 	if opts.Kube != nil {
-		client, err := kubernetes.NewForConfig(opts.Kube)
-		if err != nil {
-			return nil, fmt.Errorf("kubernetes client: %w", err)
-		}
-		if cp.kube, err = newKubeSource(opts.Kube, client, cp.store, opts.Logger.With("source", "kube")); err != nil {
+		if cp.kube, err = newKubeSource(opts.Kube, cp.client, cp.store, opts.Logger.With("source", "kube")); err != nil {
 			return nil, err
 		}
-		cp.issuer.ReviewToken = reviewToken(client)
+		cp.issuer.ReviewToken = reviewToken(cp.client)
+		cp.bundles = &bundleWriter{client: cp.client, ca: cp.ca, store: cp.store, log: opts.Logger.With("component", "ca-bundle"),
+			poll: time.Second, resync: time.Minute}
 	}
 	cp.registry, err = registry.New(cp.store, registry.Options{
 		Logger:    opts.Logger.With("component", "registry"),
@@ -172,6 +202,30 @@ func New(opts Options) (*ControlPlane, error) {
 		}
 	}
 	return cp, nil
+}
+
+// checkKubernetes refuses Kubernetes mode's settings without it, or
+// without the namespace they live in.
+func (o Options) checkKubernetes() error {
+	if o.Kube == nil {
+		switch {
+		case o.CASecret != "":
+			return errors.New("control plane: a CA Secret needs Kubernetes mode")
+		case o.LeaderElection != nil:
+			return errors.New("control plane: leader election needs Kubernetes mode")
+		}
+		return nil
+	}
+	if (o.CASecret != "" || o.LeaderElection != nil) && o.Namespace == "" {
+		return errors.New("control plane: a CA Secret or leader election needs the control plane's namespace")
+	}
+	if o.CASecret != "" && o.CADir != "" {
+		return errors.New("control plane: the CA comes from a Secret or from a directory, not both")
+	}
+	if le := o.LeaderElection; le != nil && (le.Lease == "" || le.Identity == "") {
+		return errors.New("control plane: leader election needs a Lease and this replica's identity")
+	}
+	return nil
 }
 
 // newKubeSource reads the API server cfg names.
@@ -263,6 +317,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { return cp.stats.Run(ctx) })
+	g.Go(func() error { return cp.lead(ctx) })
 	g.Go(func() error {
 		if err := gs.Serve(cp.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("gRPC server: %w", err)

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -23,7 +24,7 @@ import (
 const adminTokenFile = "admin.token"
 
 // newIdentity loads or makes the CA, and the control plane's own SVID.
-func (cp *ControlPlane) newIdentity() error {
+func (cp *ControlPlane) newIdentity(ctx context.Context) error {
 	tdName := cp.opts.TrustDomain
 	if tdName == "" {
 		tdName = DefaultTrustDomain
@@ -33,9 +34,12 @@ func (cp *ControlPlane) newIdentity() error {
 		return fmt.Errorf("trust domain %q: %w", tdName, err)
 	}
 	caState := filepath.Join(cp.opts.StateDir, "ca")
-	if cp.opts.CADir != "" {
+	switch {
+	case cp.opts.CASecret != "":
+		cp.ca, err = loadCASecret(ctx, cp.client, cp.opts.Namespace, cp.opts.CASecret, caState, td, cp.opts.Logger.With("component", "identity"))
+	case cp.opts.CADir != "":
 		cp.ca, err = ca.LoadProvided(cp.opts.CADir, caState, td, time.Now)
-	} else {
+	default:
 		cp.ca, err = ca.LoadOrCreate(caState, td, time.Now)
 	}
 	if err != nil {

@@ -1,0 +1,382 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/install"
+	"github.com/weftmesh/weft/internal/install/crds"
+	"github.com/weftmesh/weft/internal/source/kube"
+	"github.com/weftmesh/weft/internal/testutil/kubeenv"
+)
+
+// testElection is leader election at a pace for tests: a replica that
+// dies unannounced is replaced within 4s.
+func testElection(identity string) *LeaderElection {
+	return &LeaderElection{Lease: install.Name, Identity: identity,
+		LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond}
+}
+
+// installRBAC applies what `weft install` renders for the control plane
+// to run as its ServiceAccount in ns (the ServiceAccount, its roles and
+// bindings, the empty CA Secret and Lease), and returns a config that
+// authenticates as that ServiceAccount with a TokenRequest token: the
+// control plane gets nothing weft install does not grant.
+func installRBAC(t *testing.T, env *kubeenv.Env, ns string) *rest.Config {
+	t.Helper()
+	objs, err := install.Render(install.Options{Namespace: ns, Image: "registry.example/weft:test", ProxyImage: "registry.example/weft-proxy:test", CRDs: []crds.Set{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resources := map[string]string{
+		"ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
+		"Role": "roles", "RoleBinding": "rolebindings", "Secret": "secrets", "Lease": "leases",
+	}
+	dyn := env.Dynamic(t)
+	for _, o := range objs {
+		res, ok := resources[o.Kind]
+		if !ok || (o.Kind == "Secret" && o.Name != install.CASecret) {
+			continue
+		}
+		gv, err := schema.ParseGroupVersion(o.APIVersion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(o.YAML, &u.Object); err != nil {
+			t.Fatal(err)
+		}
+		var r dynamic.ResourceInterface = dyn.Resource(gv.WithResource(res))
+		if o.Namespace != "" {
+			r = dyn.Resource(gv.WithResource(res)).Namespace(o.Namespace)
+		}
+		if _, err := r.Apply(t.Context(), o.Name, u, metav1.ApplyOptions{FieldManager: "weft-test", Force: true}); err != nil {
+			t.Fatalf("applying %s: %v", o, err)
+		}
+	}
+	tr, err := env.Client(t).CoreV1().ServiceAccounts(ns).CreateToken(t.Context(), install.Name,
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env.TokenConfig(tr.Status.Token)
+}
+
+// testLogger logs to the test's output.
+func testLogger(t *testing.T) *slog.Logger { return slog.New(slog.NewTextHandler(t.Output(), nil)) }
+
+// replica is a control plane started by startReplica.
+type replica struct {
+	*ControlPlane
+	stop func() // ends Run and waits for it
+}
+
+// startReplica runs a control plane until stop or the end of the test.
+func startReplica(t *testing.T, cp *ControlPlane) replica {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cp.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("control plane: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	select {
+	case <-cp.Loaded():
+	case err := <-done:
+		done <- err
+		t.Fatalf("control plane ended before it loaded: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the control plane did not load its sources within 30s")
+	}
+	return replica{cp, stop}
+}
+
+// within polls cond every 100ms until it holds, for at most d.
+func within(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// bundleIn checks namespace ns's CA bundle ConfigMap holds want.
+func bundleIn(ctx context.Context, c kubernetes.Interface, ns string, want []byte) error {
+	cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, inject.CABundleConfigMap, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if got := cm.Data[inject.CABundleKey]; got != string(want) {
+		return fmt.Errorf("ConfigMap %s/%s holds %d bytes, not the bundle's %d", ns, inject.CABundleConfigMap, len(got), len(want))
+	}
+	return nil
+}
+
+// TestReplicas: two control planes started together on the empty Secret
+// and Lease weft install renders, with only the RBAC it grants, end with
+// one CA; one leads, and keeps the CA bundle in every mesh namespace;
+// when it stops, the other takes over within the lease's duration and
+// keeps the ConfigMaps current.
+func TestReplicas(t *testing.T) {
+	env := kubeenv.Shared(t)
+	admin := env.Client(t)
+	const ns = "weft-replicas"
+	env.CreateNamespace(t, ns, nil)
+	env.CreateNamespace(t, "replicas-shop", map[string]string{kube.NamespaceLabel: kube.NamespaceEnabled})
+	env.CreateNamespace(t, "replicas-unmeshed", nil)
+	cfg := installRBAC(t, env, ns)
+
+	options := func(name string) Options {
+		return Options{Kube: cfg, StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Logger: testLogger(t).With("replica", name),
+			Namespace: ns, CASecret: install.CASecret, LeaderElection: testElection(name)}
+	}
+	// Both read the empty Secret before either writes it, so one write
+	// loses with a Conflict.
+	cps := make([]*ControlPlane, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, name := range []string{"a", "b"} {
+		wg.Go(func() { cps[i], errs[i] = NewContext(t.Context(), options(name)) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if !cps[0].ca.ActiveRoot().Equal(cps[1].ca.ActiveRoot()) {
+		t.Fatal("the replicas made different roots")
+	}
+	secret, err := admin.CoreV1().Secrets(ns).Get(t.Context(), install.CASecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if blk, _ := pem.Decode(secret.Data["root-1.crt"]); blk == nil || !bytes.Equal(blk.Bytes, cps[0].ca.ActiveRoot().Raw) {
+		t.Fatal("the Secret does not hold the replicas' root")
+	}
+	replicas := []replica{startReplica(t, cps[0]), startReplica(t, cps[1])}
+
+	var leader, follower replica
+	within(t, 10*time.Second, "one replica leads", func() error {
+		a, b := replicas[0].Status().Kubernetes.Leadership, replicas[1].Status().Kubernetes.Leadership
+		switch {
+		case a.Leading && b.Leading:
+			t.Fatal("both replicas lead")
+		case a.Leading:
+			leader, follower = replicas[0], replicas[1]
+		case b.Leading:
+			leader, follower = replicas[1], replicas[0]
+		default:
+			return errors.New("no replica leads")
+		}
+		return nil
+	})
+	l := leader.Status().Kubernetes.Leadership
+	if want := ns + "/" + install.Name; l.Lease != want || l.Leader != l.Identity {
+		t.Errorf("the leader's status %+v: want lease %s, itself the leader", l, want)
+	}
+	bundle := leader.ca.BundlePEM()
+	within(t, 10*time.Second, "the bundle in the mesh namespace", func() error { return bundleIn(t.Context(), admin, "replicas-shop", bundle) })
+	if _, err := admin.CoreV1().ConfigMaps("replicas-unmeshed").Get(t.Context(), inject.CABundleConfigMap, metav1.GetOptions{}); err == nil {
+		t.Error("a namespace outside the mesh got the bundle")
+	}
+	for range 5 {
+		if follower.Status().Kubernetes.Leadership.Leading {
+			t.Fatal("both replicas lead")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	within(t, 5*time.Second, "the follower sees who leads", func() error {
+		if f := follower.Status().Kubernetes.Leadership; f.Leader != l.Identity {
+			return fmt.Errorf("it sees %q lead, not %q", f.Leader, l.Identity)
+		}
+		return nil
+	})
+
+	leader.stop()
+	stopped := time.Now()
+	lease := testElection("").LeaseDuration
+	within(t, lease, "the follower takes over", func() error {
+		if !follower.Status().Kubernetes.Leadership.Leading {
+			return errors.New("it does not lead")
+		}
+		return nil
+	})
+	t.Logf("the follower took over %s after the leader stopped", time.Since(stopped).Round(10*time.Millisecond))
+
+	// The new leader keeps the bundle current: in a namespace that joins
+	// the mesh, and where someone changed it.
+	env.CreateNamespace(t, "replicas-new", map[string]string{kube.NamespaceLabel: kube.NamespaceEnabled})
+	cm, err := admin.CoreV1().ConfigMaps("replicas-shop").Get(t.Context(), inject.CABundleConfigMap, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data[inject.CABundleKey] = "tampered"
+	if _, err := admin.CoreV1().ConfigMaps("replicas-shop").Update(t.Context(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, mesh := range []string{"replicas-new", "replicas-shop"} {
+		within(t, 10*time.Second, "the bundle in "+mesh, func() error { return bundleIn(t.Context(), admin, mesh, bundle) })
+	}
+}
+
+// TestCASecretConflict: a replica whose write of a new CA loses to
+// another's (a Conflict: the Secret changed since it read it) loads the
+// other's CA.
+func TestCASecretConflict(t *testing.T) {
+	env := kubeenv.Shared(t)
+	const ns = "weft-ca-conflict"
+	env.CreateNamespace(t, ns, nil)
+	cfg := installRBAC(t, env, ns)
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The other replica stores its CA just as this one is about to.
+	var other []byte
+	slow := rest.CopyConfig(cfg)
+	slow.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.Method == http.MethodPut && other == nil {
+				c, err := loadCASecret(r.Context(), client, ns, install.CASecret, t.TempDir(), spiffeid.RequireTrustDomainFromString(DefaultTrustDomain), testLogger(t))
+				if err != nil {
+					return nil, err
+				}
+				other = c.ActiveRoot().Raw
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	slowClient, err := kubernetes.NewForConfig(slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	c, err := loadCASecret(t.Context(), slowClient, ns, install.CASecret, t.TempDir(), spiffeid.RequireTrustDomainFromString(DefaultTrustDomain), slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other == nil || !bytes.Equal(c.ActiveRoot().Raw, other) {
+		t.Fatal("the replica that lost the race does not use the winner's root")
+	}
+	if !strings.Contains(logs.String(), "another replica stored a CA first") {
+		t.Errorf("no Conflict was met:\n%s", logs.String())
+	}
+}
+
+// TestCASecretRefused: a Secret that is missing, or whose data does not
+// make a CA, stops the control plane with an error naming it and the key;
+// and Kubernetes mode's settings need Kubernetes mode and a namespace.
+func TestCASecretRefused(t *testing.T) {
+	env := kubeenv.Shared(t)
+	admin := env.Client(t)
+	const ns = "weft-ca-refused"
+	env.CreateNamespace(t, ns, nil)
+	for _, s := range []*corev1.Secret{
+		{ObjectMeta: metav1.ObjectMeta{Name: "bad-state"}, Data: map[string][]byte{"state.json": []byte("{"), "token.key": make([]byte, 32)}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "no-token-key"}, Data: map[string][]byte{"state.json": []byte("{}")}},
+	} {
+		if _, err := admin.CoreV1().Secrets(ns).Create(t.Context(), s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := Options{StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Logger: testLogger(t)}
+	for _, tc := range []struct {
+		desc string
+		opts func(*Options)
+		want []string
+	}{
+		{"malformed state", func(o *Options) { o.Kube, o.Namespace, o.CASecret = env.AdminConfig(), ns, "bad-state" },
+			[]string{`Secret weft-ca-refused/bad-state key "state.json"`}},
+		{"no join token key", func(o *Options) { o.Kube, o.Namespace, o.CASecret = env.AdminConfig(), ns, "no-token-key" },
+			[]string{`Secret weft-ca-refused/no-token-key key "token.key"`}},
+		{"no Secret", func(o *Options) { o.Kube, o.Namespace, o.CASecret = env.AdminConfig(), ns, "none" },
+			[]string{"Secret weft-ca-refused/none", "not found"}},
+		{"a Secret outside Kubernetes mode", func(o *Options) { o.Namespace, o.CASecret = ns, "weft-ca" },
+			[]string{"CA Secret needs Kubernetes mode"}},
+		{"leader election outside Kubernetes mode", func(o *Options) { o.LeaderElection = testElection("a") },
+			[]string{"leader election needs Kubernetes mode"}},
+		{"no namespace", func(o *Options) { o.Kube, o.CASecret = env.AdminConfig(), "weft-ca" },
+			[]string{"needs the control plane's namespace"}},
+		{"a Secret and a directory", func(o *Options) {
+			o.Kube, o.Namespace, o.CASecret, o.CADir = env.AdminConfig(), ns, "weft-ca", t.TempDir()
+		},
+			[]string{"not both"}},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			o := base
+			tc.opts(&o)
+			_, err := NewContext(t.Context(), o)
+			if err == nil {
+				t.Fatal("the control plane started")
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// TestBundleFollowsRotation: a single control plane, with no election,
+// leads, and a rotation step's new bundle reaches the ConfigMaps.
+func TestBundleFollowsRotation(t *testing.T) {
+	env := kubeenv.Shared(t)
+	admin := env.Client(t)
+	env.CreateNamespace(t, "rotation-shop", map[string]string{kube.NamespaceLabel: kube.NamespaceEnabled})
+	cp := runControlPlane(t, Options{Kube: env.AdminConfig(), StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Logger: testLogger(t)})
+	within(t, 5*time.Second, "it leads", func() error {
+		if l := cp.Status().Kubernetes.Leadership; !l.Leading || l.Lease != "" {
+			return fmt.Errorf("status %+v, want leading, no lease", l)
+		}
+		return nil
+	})
+	within(t, 10*time.Second, "the bundle", func() error { return bundleIn(t.Context(), admin, "rotation-shop", cp.ca.BundlePEM()) })
+	if err := cp.ca.PrepareRotation(); err != nil {
+		t.Fatal(err)
+	}
+	two := cp.ca.BundlePEM()
+	if n := bytes.Count(two, []byte("BEGIN CERTIFICATE")); n != 2 {
+		t.Fatalf("the bundle after PrepareRotation holds %d roots", n)
+	}
+	within(t, 5*time.Second, "the two-root bundle", func() error { return bundleIn(t.Context(), admin, "rotation-shop", two) })
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
