@@ -112,6 +112,7 @@ func newStatusCommand() *cobra.Command {
 			}
 			if k := st.Kubernetes; k != nil {
 				fmt.Fprintf(out, "kubernetes: %d objects, watching %s (read %s)\n", k.Objects, orNone(strings.Join(k.Resources, ", ")), k.LastSync.Format(time.TimeOnly))
+				fmt.Fprintf(out, "leadership: %s\n", leadership(k.Leadership))
 				if len(k.Problems) > 0 {
 					fmt.Fprintf(out, "\n%d problem(s); the last good version of each object stays in force:\n", len(k.Problems))
 					for _, p := range k.Problems {
@@ -125,6 +126,18 @@ func newStatusCommand() *cobra.Command {
 	}
 	o.add(cmd)
 	return cmd
+}
+
+// leadership says whether this replica runs the single-writer tasks.
+func leadership(l controlplane.Leadership) string {
+	switch {
+	case l.Lease == "":
+		return "leading (no election: the only replica)"
+	case l.Leading:
+		return fmt.Sprintf("leading, as %s (Lease %s)", l.Identity, l.Lease)
+	default:
+		return fmt.Sprintf("following %s, as %s (Lease %s)", orNone(l.Leader), l.Identity, l.Lease)
+	}
 }
 
 func newGetCommand() *cobra.Command {
