@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -380,3 +381,71 @@ func TestBundleFollowsRotation(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestLeaderCutOff: a leader that can no longer reach the API server
+// stops leading before its Lease runs out, and only then does the other
+// replica take over and keep the bundle in the mesh's namespaces: never
+// do both lead.
+func TestLeaderCutOff(t *testing.T) {
+	env := kubeenv.Shared(t)
+	admin := env.Client(t)
+	const ns = "weft-cutoff"
+	env.CreateNamespace(t, ns, nil)
+	cfg := installRBAC(t, env, ns)
+
+	var replicas []replica
+	var cut []*atomic.Bool
+	for _, name := range []string{"a", "b"} {
+		off := new(atomic.Bool)
+		c := rest.CopyConfig(cfg)
+		c.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if off.Load() {
+					return nil, errors.New("cut off from the API server")
+				}
+				return rt.RoundTrip(r)
+			})
+		})
+		cp, err := NewContext(t.Context(), Options{Kube: c, StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+			Logger: testLogger(t).With("replica", name), Namespace: ns, CASecret: install.CASecret, LeaderElection: testElection(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas, cut = append(replicas, startReplica(t, cp)), append(cut, off)
+	}
+	leads := func(r replica) bool { return r.Status().Kubernetes.Leadership.Leading }
+	var leader int
+	within(t, 10*time.Second, "one replica leads", func() error {
+		for i, r := range replicas {
+			if leads(r) {
+				leader = i
+				return nil
+			}
+		}
+		return errors.New("no replica leads")
+	})
+	follower := 1 - leader
+
+	cut[leader].Store(true)
+	since := time.Now()
+	le := testElection("")
+	deadline := since.Add(le.LeaseDuration + le.RenewDeadline)
+	for !leads(replicas[follower]) {
+		if leads(replicas[leader]) && time.Since(since) > le.RenewDeadline+le.RetryPeriod {
+			t.Fatalf("the cut-off leader still leads %s later", time.Since(since).Round(time.Millisecond))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the follower does not lead %s after the leader was cut off", time.Since(since).Round(time.Millisecond))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if leads(replicas[leader]) {
+		t.Fatal("both replicas lead")
+	}
+	t.Logf("the follower took over %s after the leader was cut off", time.Since(since).Round(10*time.Millisecond))
+	env.CreateNamespace(t, "cutoff-shop", map[string]string{kube.NamespaceLabel: kube.NamespaceEnabled})
+	within(t, 10*time.Second, "the bundle from the new leader", func() error {
+		return bundleIn(t.Context(), admin, "cutoff-shop", replicas[follower].ca.BundlePEM())
+	})
+	cut[leader].Store(false)
+}
