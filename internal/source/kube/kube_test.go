@@ -517,6 +517,22 @@ func httpRoute(ns, name, backend string) *unstructured.Unstructured {
 	}}
 }
 
+var grpcRoutes = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "grpcroutes"}
+
+func grpcRoute(ns, name, backend string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec": map[string]any{
+			"parentRefs": []any{map[string]any{"group": "", "kind": "Service", "name": "catalog", "port": int64(80)}},
+			"rules": []any{map[string]any{
+				"matches":     []any{map[string]any{"method": map[string]any{"service": "shop.Stock"}}},
+				"backendRefs": []any{map[string]any{"name": backend, "port": int64(80)}},
+			}},
+		},
+	}}
+}
+
 // conditions reads an object's conditions as "Type=Status/Reason@generation",
 // from status.conditions or from its one status.parents[] entry of weft's.
 func conditions(u *unstructured.Unstructured) string {
@@ -537,8 +553,9 @@ func conditions(u *unstructured.Unstructured) string {
 }
 
 // TestStatus: the status writer writes what the mesh made of each route
-// and policy on the object: a good HTTPRoute is Accepted, one with an
-// unknown backend has ResolvedRefs=False until the backend comes, one
+// and policy on the object: a good HTTPRoute is Accepted, one (or a
+// GRPCRoute) with an unknown backend has ResolvedRefs=False until the
+// backend comes, one
 // weft cannot take is not Accepted, an AuthorizationPolicy naming a
 // missing account has ResolvedRefs=False. It writes once per change and
 // not again for a change that changes nothing of it.
@@ -559,6 +576,11 @@ func TestStatus(t *testing.T) {
 		if _, err := routes.Create(t.Context(), r, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	installCRD(t, env, "gateway.networking.k8s.io_grpcroutes.yaml", grpcRoutes)
+	grpc := dyn.Resource(grpcRoutes).Namespace(ns)
+	if _, err := grpc.Create(t.Context(), grpcRoute(ns, "grpc-unknown-backend", "stock"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	policies := dyn.Resource(authorizationPolicies).Namespace(ns)
 	if _, err := policies.Create(t.Context(), authorizationPolicy(ns, "catalog-callers", "default", "web"), metav1.CreateOptions{}); err != nil {
@@ -624,6 +646,7 @@ func TestStatus(t *testing.T) {
 	expect(routes, "good", "Accepted=True/Accepted@1,ResolvedRefs=True/ResolvedRefs@1")
 	expect(routes, "unknown-backend", "Accepted=False/Pending@1,ResolvedRefs=False/BackendNotFound@1")
 	expect(routes, "unsupported", "Accepted=False/UnsupportedValue@1")
+	expect(grpc, "grpc-unknown-backend", "Accepted=False/Pending@1,ResolvedRefs=False/BackendNotFound@1")
 	expect(policies, "catalog-callers", "Accepted=True/Accepted@1,ResolvedRefs=False/ServiceAccountNotFound@1")
 	settled(map[string]int{"good": 1, "unknown-backend": 1, "unsupported": 1})
 
