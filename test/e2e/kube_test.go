@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -103,7 +103,7 @@ func (k *kubeCluster) workaround(format string, args ...any) {
 }
 
 func newKubeCluster(t *testing.T) *kubeCluster {
-	requireNetns(t)
+	netnsutil.Require(t, "iptables-restore", "iptables-save", "curl", "setpriv")
 	bins := binDir(t)
 	env := kubeenv.Start(t)
 	base, err := os.MkdirTemp("", "weft-kube-e2e-")
@@ -348,7 +348,7 @@ func (k *kubeCluster) volumes(ctx context.Context, pod *corev1.Pod, volumes []co
 func (k *kubeCluster) configMap(ctx context.Context, ns, name string, items []corev1.KeyToPath) map[string][]byte {
 	k.t.Helper()
 	var cm *corev1.ConfigMap
-	eventually(k.t, 20*time.Second, "ConfigMap "+ns+"/"+name, func() (err error) {
+	eventually(k.t, 20*time.Second, "ConfigMap "+ns+"/"+name+" a Pod mounts", func() (err error) {
 		cm, err = k.c.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 		return err
 	})
@@ -383,6 +383,9 @@ func containerArgs(pod *corev1.Pod, c corev1.Container, mounts map[string]string
 		vars[e.Name] = v
 		env = append(env, e.Name+"="+v)
 	}
+	// Longest first: a mount may lie inside another.
+	paths := slices.Collect(maps.Keys(mounts))
+	slices.SortFunc(paths, func(a, b string) int { return len(b) - len(a) })
 	cmd := append(slices.Clone(c.Command), c.Args...)
 	if len(c.Command) > 0 {
 		cmd = cmd[1:] // the entrypoint, which the caller runs
@@ -391,8 +394,8 @@ func containerArgs(pod *corev1.Pod, c corev1.Container, mounts map[string]string
 		for name, v := range vars {
 			a = strings.ReplaceAll(a, "$("+name+")", v)
 		}
-		for path, dir := range mounts {
-			a = strings.ReplaceAll(a, path, dir)
+		for _, path := range paths {
+			a = strings.ReplaceAll(a, path, mounts[path])
 		}
 		args = append(args, a)
 	}
@@ -531,7 +534,7 @@ func (k *kubeCluster) controlPlaneFlags() map[string]bool {
 // container, in the control plane's netns as its user, with a kubeconfig
 // holding its ServiceAccount's token, and makes the API server reach it
 // through the Service: an EndpointSlice with its address.
-func (k *kubeCluster) runControlPlane(ctx context.Context) (cpNS *netns, stateDir string) {
+func (k *kubeCluster) runControlPlane(ctx context.Context) {
 	t := k.t
 	t.Helper()
 	dep, err := k.c.AppsV1().Deployments(kubeCPNS).Get(ctx, "weft-control-plane", metav1.GetOptions{})
@@ -543,7 +546,7 @@ func (k *kubeCluster) runControlPlane(ctx context.Context) (cpNS *netns, stateDi
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "weft-control-plane-e2e-0", Namespace: kubeCPNS, Labels: dep.Spec.Template.Labels},
 		Spec: dep.Spec.Template.Spec}
 	pod.Status.PodIP = kubeCPIP
-	cpNS = k.podNetns("kube-cp", kubeCPIP, nil)
+	cpNS := k.podNetns("kube-cp", kubeCPIP, nil)
 
 	// The API server, as the Pod would reach it (kubernetes.default.svc):
 	// a forwarder on the netns's loopback, whose address the API server's
@@ -579,11 +582,6 @@ func (k *kubeCluster) runControlPlane(ctx context.Context) (cpNS *netns, stateDi
 	}
 	mounts := k.volumes(ctx, pod, pod.Spec.Volumes, ctr.VolumeMounts, uid)
 	env, args := containerArgs(pod, ctr, mounts)
-	for path, dir := range mounts {
-		if strings.Contains(strings.Join(ctr.Args, " "), "--state-dir="+path) {
-			stateDir = dir
-		}
-	}
 
 	// Its ServiceAccount's token, as the in-cluster config would read it.
 	token := k.tokenFor(ctx, kubeCPNS, pod.Spec.ServiceAccountName, nil, 3600, nil)
@@ -628,7 +626,6 @@ func (k *kubeCluster) runControlPlane(ctx context.Context) (cpNS *netns, stateDi
 		_, err := k.get("http://" + kubeCPIP + ":15011/ready")
 		return err
 	})
-	return cpNS, stateDir
 }
 
 // kubePod is a Pod the test runs.
@@ -642,7 +639,7 @@ type kubePod struct {
 
 // runPod plays the kubelet for an admitted Pod: its network namespace,
 // weft-init, the sidecar until ready, the app, then Ready.
-func (k *kubeCluster) runPod(ctx context.Context, pod *corev1.Pod, caFallback func() string, failEveryOther bool) *kubePod {
+func (k *kubeCluster) runPod(ctx context.Context, pod *corev1.Pod, failEveryOther bool) *kubePod {
 	t := k.t
 	t.Helper()
 	ip := fmt.Sprintf("198.18.0.%d", k.nextIP)
@@ -666,12 +663,6 @@ func (k *kubeCluster) runPod(ctx context.Context, pod *corev1.Pod, caFallback fu
 			}
 			continue
 		}
-		if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--ca-file") }) {
-			ca := filepath.Join(k.base, pod.Name+"-ca.crt")
-			kubeletFile(t, filepath.Dir(ca), filepath.Base(ca), []byte(caFallback()))
-			args = append(args, "--ca-file="+ca)
-			k.workaround("the injected sidecar has no --ca-file (no weft-ca-bundle ConfigMap): the test passes the control plane's roots from its state directory")
-		}
 		uid := *c.SecurityContext.RunAsUser
 		k.startAs(p.ns, pod.Name+" "+c.Name, uid, env, k.proxy, args...)
 		// Its startup probe: the app starts after.
@@ -694,24 +685,6 @@ func (k *kubeCluster) runPod(ctx context.Context, pod *corev1.Pod, caFallback fu
 	t.Cleanup(func() { srv.Close() })
 	p.pod = k.writeStatus(ctx, pod, ip, true)
 	return p
-}
-
-// caRoots are the CA roots weft control keeps in its state directory.
-func caRoots(t *testing.T, dir string) string {
-	var roots []string
-	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), "root-") && strings.HasSuffix(d.Name(), ".crt") {
-			b, rerr := os.ReadFile(path)
-			if rerr == nil {
-				roots = append(roots, string(b))
-			}
-		}
-		return nil
-	})
-	if len(roots) == 0 {
-		t.Fatalf("no CA root in the control plane's state directory %s", dir)
-	}
-	return strings.Join(roots, "")
 }
 
 func kubeAppPod(name, sa string, labels, annotations map[string]string) *corev1.Pod {
@@ -795,7 +768,7 @@ func TestKubernetesMode(t *testing.T) {
 
 	// 2. The control plane, as the Deployment runs it, reached by the API
 	// server through its Service.
-	_, stateDir := k.runControlPlane(ctx)
+	k.runControlPlane(ctx)
 	t.Logf("control plane up in %s", time.Since(started).Round(time.Millisecond))
 
 	// 3. A meshed namespace, its accounts, Services and Pods, through the
@@ -866,10 +839,9 @@ func TestKubernetesMode(t *testing.T) {
 
 	// 4. The kubelet's part: each Pod runs; then the endpoint-slice
 	// controller's.
-	ca := func() string { return caRoots(t, stateDir) }
 	pods := map[string]*kubePod{}
 	for _, name := range []string{"catalog-v1-0", "catalog-v2-0", "web-0"} {
-		pods[name] = k.runPod(ctx, admitted[name], ca, name == "catalog-v2-0")
+		pods[name] = k.runPod(ctx, admitted[name], name == "catalog-v2-0")
 	}
 	for name, svc := range services {
 		var selected []*corev1.Pod
@@ -928,7 +900,7 @@ func TestKubernetesMode(t *testing.T) {
 		return int64(metric(metricsOf(web), "weft_outbound_retries_total", `service="shop/catalog-v2"`, `outcome="retried"`))
 	}
 	failed0, retried0 := pods["catalog-v2-0"].fail.Load(), retriedOfV2()
-	const n = 200
+	const n = 1000
 	callsStarted := time.Now()
 	answers := k.curlMany(ctx, web, catalogURL, n)
 	took := time.Since(callsStarted)
@@ -1151,8 +1123,11 @@ func checkInjected(t *testing.T, p *corev1.Pod) {
 	if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
 		t.Errorf("Pod %s: weft-proxy runs as root", p.Name)
 	}
-	var audience string
+	var audience, bundle string
 	for _, v := range p.Spec.Volumes {
+		if v.ConfigMap != nil {
+			bundle = v.ConfigMap.Name
+		}
 		if v.Projected == nil {
 			continue
 		}
@@ -1164,6 +1139,11 @@ func checkInjected(t *testing.T, p *corev1.Pod) {
 	}
 	if audience != "weft" {
 		t.Errorf("Pod %s: projected token audience %q, want weft", p.Name, audience)
+	}
+	// A service account token pins no CA: the proxy trusts the control
+	// plane from the bundle its leader publishes.
+	if bundle != "weft-ca-bundle" || !slices.ContainsFunc(ic[1].Args, func(a string) bool { return strings.HasPrefix(a, "--ca-file=") }) {
+		t.Errorf("Pod %s: ConfigMap volume %q and sidecar args %v, want weft-ca-bundle and --ca-file", p.Name, bundle, ic[1].Args)
 	}
 }
 
