@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/weftmesh/weft/internal/source/kube"
 )
 
 // LeaderElection has the control plane's replicas elect one, through a
@@ -71,6 +73,7 @@ func (cp *ControlPlane) leaderTasks() []leaderTask {
 	}
 	return []leaderTask{
 		{"CA bundle ConfigMaps", cp.bundles.run},
+		{"route and policy status", kube.NewStatusWriter(cp.kube).Run},
 	}
 }
 
@@ -144,6 +147,7 @@ func (cp *ControlPlane) campaign(ctx context.Context, tasks []leaderTask) error 
 				log.Info("leading: running the single-writer tasks", "tasks", len(tasks))
 				err := runLeaderTasks(taskCtx, tasks)
 				cp.leading.Store(false)
+				log.Info("stopped leading: the single-writer tasks have ended")
 				tasksDone <- err
 				stopElect()
 			},
