@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,50 @@ type goldenMetrics struct {
 	inFlight  *prometheus.GaugeVec
 	// TCP connections accepted by the proxy's listeners, and their bytes.
 	connsOpened, connsClosed, connBytes *prometheus.CounterVec
+
+	// series caches the children of each request's label set:
+	// WithLabelValues hashes and validates every value on each call,
+	// which was most of what telemetry cost a request (see
+	// docs/benchmarks-control-plane.md). The labels are the mesh's
+	// objects and bounded codes, so the cache is as bounded as the
+	// series themselves.
+	seriesMu sync.RWMutex
+	series   map[seriesKey]*requestSeries
+}
+
+// seriesKey is every label value of one request's series; code is ""
+// for a request that got no answer.
+type seriesKey struct {
+	direction, proto, tls, srcWorkload, srcIdentity, service, dstWorkload, dstIdentity, route string
+	code, grpcStatus, class                                                                   string
+}
+
+// requestSeries are the children one request counts in; responses is nil
+// when the key has no status code.
+type requestSeries struct {
+	requests, responses prometheus.Counter
+	latency             prometheus.Observer
+}
+
+func (g *goldenMetrics) seriesOf(k seriesKey) *requestSeries {
+	g.seriesMu.RLock()
+	s := g.series[k]
+	g.seriesMu.RUnlock()
+	if s != nil {
+		return s
+	}
+	peer := []string{k.direction, k.proto, k.tls, k.srcWorkload, k.srcIdentity, k.service, k.dstWorkload, k.dstIdentity, k.route}
+	s = &requestSeries{
+		requests: g.requests.WithLabelValues(peer...),
+		latency:  g.latency.WithLabelValues(k.direction, k.proto, k.srcWorkload, k.service, k.dstWorkload, k.route, k.class),
+	}
+	if k.code != "" {
+		s.responses = g.responses.WithLabelValues(append(peer, k.code, k.code[:1]+"xx", k.grpcStatus, k.class)...)
+	}
+	g.seriesMu.Lock()
+	g.series[k] = s
+	g.seriesMu.Unlock()
+	return s
 }
 
 func newGoldenMetrics(reg prometheus.Registerer) *goldenMetrics {
@@ -80,6 +125,7 @@ func newGoldenMetrics(reg prometheus.Registerer) *goldenMetrics {
 			Name: "weft_tcp_bytes_total",
 			Help: "Bytes on the TCP connections the proxy accepted, by flow: received from the connecting side or sent to it.",
 		}, []string{"direction", "destination_service", "flow"}),
+		series: map[seriesKey]*requestSeries{},
 	}
 	reg.MustRegister(g.requests, g.responses, g.latency, g.inFlight, g.connsOpened, g.connsClosed, g.connBytes)
 	return g
@@ -161,8 +207,6 @@ func (p *Proxy) record(r *http.Request, x *exchange, ow *observedWriter, start t
 	if x.direction == inbound && r.TLS != nil || x.direction == outbound && p.opts.Dialer != nil {
 		tls = "true"
 	}
-	peerValues := []string{x.direction, proto, tls, l.srcWorkload, l.srcIdentity, x.service, l.dstWorkload, l.dstIdentity, x.route}
-	p.golden.requests.WithLabelValues(peerValues...).Inc()
 	headersAt := ow.headersAt
 	if headersAt.IsZero() {
 		headersAt = time.Now()
@@ -173,11 +217,17 @@ func (p *Proxy) record(r *http.Request, x *exchange, ow *observedWriter, start t
 	if aborted || ow.status == 0 || ow.status >= 500 || grpcStatus != "" && grpcStatus != "0" {
 		class = "failure"
 	}
+	key := seriesKey{direction: x.direction, proto: proto, tls: tls, srcWorkload: l.srcWorkload, srcIdentity: l.srcIdentity,
+		service: x.service, dstWorkload: l.dstWorkload, dstIdentity: l.dstIdentity, route: x.route, grpcStatus: grpcStatus, class: class}
 	if ow.status != 0 {
-		code := strconv.Itoa(ow.status)
-		p.golden.responses.WithLabelValues(append(peerValues, code, code[:1]+"xx", grpcStatus, class)...).Inc()
+		key.code = strconv.Itoa(ow.status)
 	}
-	p.golden.latency.WithLabelValues(x.direction, proto, l.srcWorkload, x.service, l.dstWorkload, x.route, class).Observe(latency.Seconds())
+	series := p.golden.seriesOf(key)
+	series.requests.Inc()
+	if series.responses != nil {
+		series.responses.Inc()
+	}
+	series.latency.Observe(latency.Seconds())
 	if s := x.span; s != nil {
 		s.SetProtocol(proto)
 		s.SetRoute(x.route)
