@@ -9,6 +9,14 @@ import (
 	"time"
 )
 
+// TestMain lets the test binary be the harness's proxies' process too.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childMain())
+	}
+	os.Exit(m.Run())
+}
+
 // TestHarnessSmall runs the harness at a tiny scale and checks what it
 // proves rather than how fast: every proxy got its full config (Run fails
 // otherwise), every change reached each of its subscribers and no other
@@ -33,6 +41,9 @@ func TestHarnessSmall(t *testing.T) {
 	}
 	if res.Bootstrap.ToFull.N != 10 || res.NewProxy.Total.N != 5 {
 		t.Errorf("timed %d steady and %d new proxies, want 10 and 5", res.Bootstrap.ToFull.N, res.NewProxy.Total.N)
+	}
+	if res.Proxies.CPUSeconds <= 0 || res.Proxies.PeakRSSMiB <= 0 {
+		t.Errorf("the proxies' process reported %.3f CPU seconds, peak RSS %.1f MiB: it did not run apart", res.Proxies.CPUSeconds, res.Proxies.PeakRSSMiB)
 	}
 	if len(res.Targets) != 3 {
 		t.Errorf("targets: %+v, want the issue's three", res.Targets)

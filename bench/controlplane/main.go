@@ -28,6 +28,9 @@ import (
 )
 
 func main() {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childMain())
+	}
 	if err := mainErr(); err != nil {
 		fmt.Fprintln(os.Stderr, "controlplane bench:", err)
 		os.Exit(1)
@@ -62,6 +65,7 @@ func mainErr() error {
 		level = slog.LevelWarn
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Verbose = *verbose
 	cfg.Progress = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

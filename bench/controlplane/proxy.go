@@ -22,10 +22,10 @@ import (
 type simProxy struct {
 	idx  int
 	spec proxySpec
-	subs map[model.Ref]bool
 	// perSvc is how many endpoints each subscribed service has.
 	perSvc int
-	h      *harness
+	// change is the change being watched for, if any.
+	change *atomic.Pointer[change]
 
 	// full is closed on the first config that has the workload and every
 	// subscribed service with all its endpoints.
@@ -102,7 +102,7 @@ func (p *simProxy) onConfig(cfg *model.ProxyConfig) {
 			close(p.full)
 		}
 	}
-	if c := p.h.change.Load(); c != nil {
+	if c := p.change.Load(); c != nil {
 		c.observe(p, cfg, now)
 	}
 }
@@ -127,11 +127,11 @@ type change struct {
 	epID    string
 	addr    string
 	version uint64
-	start   time.Time
 
 	mu sync.Mutex
-	// arrived holds, per subscribed proxy, when its config had the change.
-	arrived map[int]time.Duration
+	// arrived holds, per subscribed proxy, when its config had the change
+	// (Unix ns: the harness, another process, knows when it was made).
+	arrived map[int]int64
 	want    map[int]bool
 	// touched holds every proxy that got a response for this version.
 	touched  map[int]bool
@@ -140,7 +140,7 @@ type change struct {
 }
 
 func newChange(svc model.Ref, epID, addr string, version uint64, subscribers []int) *change {
-	c := &change{svc: svc, epID: epID, addr: addr, version: version, arrived: map[int]time.Duration{}, want: map[int]bool{},
+	c := &change{svc: svc, epID: epID, addr: addr, version: version, arrived: map[int]int64{}, want: map[int]bool{},
 		touched: map[int]bool{}, complete: make(chan struct{})}
 	for _, p := range subscribers {
 		c.want[p] = true
@@ -172,7 +172,7 @@ func (c *change) observe(p *simProxy, cfg *model.ProxyConfig, now time.Time) {
 		return
 	}
 	if ep, ok := st.Endpoint(c.epID); ok && ep.Address == c.addr {
-		c.arrived[p.idx] = now.Sub(c.start)
+		c.arrived[p.idx] = now.UnixNano()
 		if c.left.Add(-1) == 0 {
 			close(c.complete)
 		}

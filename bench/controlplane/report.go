@@ -84,13 +84,13 @@ func (r *Result) markdown(w io.Writer) {
 	row("new proxy: certificate held to full config (stream only)", r.NewProxy.Stream)
 	row("endpoint change: until every subscriber has it", r.Changes.Everywhere)
 	row("endpoint change: each subscriber", r.Changes.PerProxy)
-	row(fmt.Sprintf("steady proxies: start to full config, %d at a time", r.Scale.Proxies), r.Bootstrap.ToFull)
+	row(fmt.Sprintf("steady proxies: start to full config, %d at a time", r.Parallel), r.Bootstrap.ToFull)
 	p("")
 	c := r.Changes
 	p("Work per change: %d changes had %d subscriber updates to make (%.1f per change); %d proxies were sent a response, "+
 		"%d of them not subscribers of the changed service; %d updates missed.", c.Count, c.Subscribers, c.MeanSubscribers, c.Touched, c.Extra, c.Missed)
 	p("")
-	p("| phase | wall (ms) | process CPU (s) |")
+	p("| phase | wall (ms) | control plane CPU (s) |")
 	p("|---|---|---|")
 	p("| load the mesh into the store | %.0f | %.2f |", r.Load.Duration, r.Load.CPUSeconds)
 	p("| connect %d proxies (%.0f/s) | %.0f | %.2f |", r.Bootstrap.Proxies, r.Bootstrap.PerSecond, r.Bootstrap.Duration, r.Bootstrap.CPUSeconds)
@@ -99,7 +99,8 @@ func (r *Result) markdown(w io.Writer) {
 	p("| whole run | | %.2f |", r.CPUSeconds)
 	p("")
 	m := r.Memory
-	p("Memory: live heap %.0f MiB with the mesh loaded and no proxy connected (the control plane alone); "+
-		"%.0f MiB with every proxy connected, RSS %.0f MiB, peak RSS %.0f MiB (these three include the simulated proxies, "+
-		"which run in the same process: an upper bound for the control plane).", m.ModelHeapMiB, m.AllHeapMiB, m.RSSMiB, m.PeakRSSMiB)
+	p("Control plane memory: live heap %.0f MiB with the mesh loaded and no proxy connected; %.0f MiB with every proxy connected; "+
+		"RSS %.0f MiB at the end, peak %.0f MiB. The simulated proxies run in a process of their own (%.2f CPU seconds, peak RSS %.0f MiB), "+
+		"so these are the control plane's alone (and the harness's bookkeeping).", m.ModelHeapMiB, m.HeapMiB, m.RSSMiB, m.PeakRSSMiB,
+		r.Proxies.CPUSeconds, r.Proxies.PeakRSSMiB)
 }

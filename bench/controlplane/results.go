@@ -23,6 +23,7 @@ type Result struct {
 	NumCPU     int       `json:"num_cpu"`
 	Contention string    `json:"contention,omitempty"`
 	Scale      Scale     `json:"scale"`
+	Parallel   int       `json:"parallel"`
 
 	Load      Phase `json:"load"`
 	Bootstrap struct {
@@ -56,17 +57,22 @@ type Result struct {
 		Extra   int `json:"non_subscribers_touched"`
 		Missed  int `json:"subscriber_updates_missed"`
 	} `json:"endpoint_change"`
+	// Memory and CPUSeconds are the control plane's process's: the
+	// simulated proxies run in another (Proxies).
 	Memory struct {
 		// ModelHeapMiB is the live heap with the mesh loaded and no proxy
-		// connected; AllHeapMiB with every proxy connected, which counts
-		// the simulated proxies' side too (they run in this process).
+		// connected; HeapMiB with every proxy connected.
 		ModelHeapMiB float64 `json:"model_heap_mib"`
-		AllHeapMiB   float64 `json:"all_heap_mib"`
+		HeapMiB      float64 `json:"heap_mib"`
 		RSSMiB       float64 `json:"rss_mib"`
 		PeakRSSMiB   float64 `json:"peak_rss_mib"`
 	} `json:"memory"`
-	CPUSeconds float64  `json:"cpu_seconds"`
-	Targets    []Target `json:"targets"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	Proxies    struct {
+		CPUSeconds float64 `json:"cpu_seconds"`
+		PeakRSSMiB float64 `json:"peak_rss_mib"`
+	} `json:"simulated_proxies_process"`
+	Targets []Target `json:"targets"`
 }
 
 // Phase is how long a phase took and the process CPU it used.
@@ -114,7 +120,7 @@ func (r *Result) evaluate() {
 	}
 	t("new proxy fully configured, p99 (start to full config)", 50, "ms", r.NewProxy.Total.P99)
 	t("endpoint change at every subscriber, p99", 200, "ms", r.Changes.Everywhere.P99)
-	t("memory (peak RSS of the process, proxies' side included)", 1024, "MiB", r.Memory.PeakRSSMiB)
+	t("control plane memory (peak RSS)", 1024, "MiB", r.Memory.PeakRSSMiB)
 }
 
 // cpuClock reads this process's CPU time (user and system).

@@ -8,11 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/weftmesh/weft/internal/model"
 )
@@ -24,6 +20,8 @@ type Config struct {
 	Parallel   int
 	Contention string
 	Logger     *slog.Logger
+	// Verbose has the proxies' process log its warnings too.
+	Verbose bool
 	// Progress, when set, is told what the run is doing.
 	Progress func(format string, args ...any)
 	// AfterChanges, when set, runs once the endpoint changes are done,
@@ -38,15 +36,16 @@ const source = "bench"
 const changeTimeout = 10 * time.Second
 
 type harness struct {
-	cfg    Config
-	mesh   *mesh
-	cp     *server
-	change atomic.Pointer[change]
+	cfg     Config
+	mesh    *mesh
+	cp      *server
+	proxies *proxies
 }
 
-// Run starts a control plane, loads the mesh, connects the proxies and
-// measures. It returns an error when any proxy does not get its full
-// config or a change does not reach each of its subscribers.
+// Run starts a control plane, loads the mesh, connects the proxies (in a
+// process of their own) and measures. It returns an error when any proxy
+// does not get its full config or a change does not reach each of its
+// subscribers.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Parallel < 1 {
 		cfg.Parallel = 1
@@ -61,7 +60,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Started: time.Now(), Scale: cfg.Scale, GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+	res := &Result{Started: time.Now(), Scale: cfg.Scale, Parallel: cfg.Parallel, GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		NumCPU: runtime.NumCPU(), Contention: cfg.Contention}
 	stateDir, err := os.MkdirTemp("", "weft-bench-cp-")
 	if err != nil {
@@ -75,7 +74,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	h := &harness{cfg: cfg, mesh: m, cp: cp}
-
 	runCtx, stopCP := context.WithCancel(ctx)
 	cpDone := make(chan error, 1)
 	go func() { cpDone <- cp.run(runCtx) }()
@@ -101,21 +99,40 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Memory.ModelHeapMiB = heapMiB()
 
-	steady, err := h.bootstrap(ctx, res)
-	defer closeAll(steady)
-	if err != nil {
+	// Join tokens are the operator's step, not the proxies': minted here,
+	// before anything is timed.
+	s := &setup{Scale: cfg.Scale, Target: cp.addr(), TrustDomain: cp.td.String(), Verbose: cfg.Verbose}
+	for _, p := range m.proxies {
+		tok, err := cp.joinToken(p.workload.Ref.Namespace, p.workload.ServiceAccount)
+		if err != nil {
+			return nil, err
+		}
+		s.Tokens = append(s.Tokens, tok)
+	}
+	cpu.lap()
+	if h.proxies, err = startProxies(ctx, s); err != nil {
+		return nil, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_, _ = h.proxies.stop()
+		}
+	}()
+
+	if err := h.bootstrap(res); err != nil {
 		return nil, err
 	}
 	res.Bootstrap.CPUSeconds = cpu.lap()
-	if err := h.newProxies(ctx, res); err != nil {
+	if err := h.newProxies(res); err != nil {
 		return nil, err
 	}
 	res.NewProxy.CPUSeconds = cpu.lap()
-	if err := h.changes(ctx, res); err != nil {
+	if err := h.changes(res); err != nil {
 		return nil, err
 	}
 	res.Changes.CPUSeconds = cpu.lap()
-	res.Memory.AllHeapMiB = heapMiB()
+	res.Memory.HeapMiB = heapMiB()
 	res.Memory.RSSMiB, res.Memory.PeakRSSMiB = rssMiB()
 	res.CPUSeconds = cpu.total()
 	if cfg.AfterChanges != nil {
@@ -123,6 +140,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
+	stopped = true
+	rep, err := h.proxies.stop()
+	if err != nil {
+		return nil, err
+	}
+	res.Proxies.CPUSeconds, res.Proxies.PeakRSSMiB = rep.CPUSeconds, rep.PeakRSSMiB
 	res.evaluate()
 	return res, nil
 }
@@ -141,109 +164,37 @@ func checkLoaded(snap *model.Snapshot, m *mesh) error {
 	return nil
 }
 
-func (h *harness) newSim(idx int) *simProxy {
-	spec := h.mesh.proxies[idx]
-	p := &simProxy{idx: idx, spec: spec, subs: map[model.Ref]bool{}, perSvc: h.mesh.perSvc, h: h, full: make(chan struct{})}
-	for _, r := range spec.subs {
-		p.subs[r] = true
-	}
-	return p
-}
-
-// launch mints the proxy's join token (the operator's step, not timed),
-// then starts it: the returned time is when the proxy started.
-func (h *harness) launch(ctx context.Context, p *simProxy) (time.Time, error) {
-	w := p.spec.workload
-	tok, err := h.cp.joinToken(w.Ref.Namespace, w.ServiceAccount)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("proxy %s: %w", w.Ref, err)
-	}
-	start := time.Now()
-	return start, p.start(ctx, h.cp.addr(), h.cp.td, tok, h.cfg.Logger)
-}
-
-// waitFull waits for the proxy's first full config.
-func waitFull(ctx context.Context, p *simProxy, timeout time.Duration) error {
-	select {
-	case <-p.full:
-		return nil
-	case <-p.done:
-		return fmt.Errorf("proxy %s: its stream ended before a full config", p.spec.workload.Ref)
-	case <-time.After(timeout):
-		return fmt.Errorf("proxy %s: no full config within %s", p.spec.workload.Ref, timeout)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// bootstrap connects the steady proxies, Parallel at a time, and waits
-// for each one's full config.
-func (h *harness) bootstrap(ctx context.Context, res *Result) ([]*simProxy, error) {
+// bootstrap connects the steady proxies, Parallel at a time, each to its
+// first full config.
+func (h *harness) bootstrap(res *Result) error {
 	n := h.cfg.Scale.Proxies
 	h.cfg.Progress("connecting %d proxies, %d at a time", n, h.cfg.Parallel)
-	proxies := make([]*simProxy, n)
-	starts := make([]time.Time, n)
-	var mu sync.Mutex
-	var started []*simProxy
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(h.cfg.Parallel)
 	begin := time.Now()
-	for i := range n {
-		g.Go(func() error {
-			p := h.newSim(i)
-			t, err := h.launch(ctx, p)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			started = append(started, p)
-			mu.Unlock()
-			proxies[i], starts[i] = p, t
-			return waitFull(gctx, p, 2*time.Minute)
-		})
-	}
-	err := g.Wait()
+	rep, err := h.proxies.call(request{Bootstrap: h.cfg.Parallel})
 	if err != nil {
-		return started, fmt.Errorf("bootstrap: %w", err)
+		return err
 	}
 	took := time.Since(begin)
-	var lat []time.Duration
-	for i, p := range proxies {
-		lat = append(lat, p.fullAt.Sub(starts[i]))
-	}
-	res.Bootstrap.Phase.Duration = ms(took)
+	res.Bootstrap.Duration = ms(took)
 	res.Bootstrap.Proxies = n
-	res.Bootstrap.ToFull = distribution(lat)
+	res.Bootstrap.ToFull = distribution(rep.ToFull)
 	res.Bootstrap.PerSecond = float64(n) / took.Seconds()
-	return started, nil
-}
-
-func closeAll(ps []*simProxy) {
-	var wg sync.WaitGroup
-	for _, p := range ps {
-		wg.Go(p.close)
-	}
-	wg.Wait()
+	return nil
 }
 
 // newProxies connects the new proxies one at a time while the steady ones
 // stay connected, timing each to its first full config.
-func (h *harness) newProxies(ctx context.Context, res *Result) error {
+func (h *harness) newProxies(res *Result) error {
 	sc := h.cfg.Scale
 	h.cfg.Progress("timing %d new proxies, one at a time", sc.NewProxies)
 	var total, stream []time.Duration
 	for i := sc.Proxies; i < sc.Proxies+sc.NewProxies; i++ {
-		p := h.newSim(i)
-		start, err := h.launch(ctx, p)
-		if err == nil {
-			err = waitFull(ctx, p, 30*time.Second)
-		}
-		p.close()
+		rep, err := h.proxies.call(request{NewProxy: i + 1})
 		if err != nil {
-			return fmt.Errorf("new proxy: %w", err)
+			return err
 		}
-		total = append(total, p.fullAt.Sub(start))
-		stream = append(stream, p.fullAt.Sub(p.certAt))
+		total = append(total, rep.Total)
+		stream = append(stream, rep.Stream)
 	}
 	res.NewProxy.Count = sc.NewProxies
 	res.NewProxy.Total = distribution(total)
@@ -253,7 +204,7 @@ func (h *harness) newProxies(ctx context.Context, res *Result) error {
 
 // changes moves one endpoint at a time to a new address and waits until
 // each proxy subscribing to its service holds the new address.
-func (h *harness) changes(ctx context.Context, res *Result) error {
+func (h *harness) changes(res *Result) error {
 	sc := h.cfg.Scale
 	m := h.mesh
 	subscribers := m.subscribers()
@@ -280,41 +231,41 @@ func (h *harness) changes(ctx context.Context, res *Result) error {
 		moved.Address = addr(len(m.workloads) + i)
 		svc := m.services[si].Ref
 		who := subscribers[svc]
-		c := newChange(svc, moved.Ref.String(), moved.Address, store.Snapshot().Version+1, who)
-		h.change.Store(c)
-		c.start = time.Now()
+		version := store.Snapshot().Version + 1
+		if _, err := h.proxies.call(request{Arm: &armed{Service: svc.String(), Endpoint: moved.Ref.String(), Address: moved.Address,
+			Version: version, Subscribers: who}}); err != nil {
+			return fmt.Errorf("change %d: %w", i, err)
+		}
+		start := time.Now()
 		if err := store.Apply(source, model.Changes{PutWorkloads: []*model.Workload{&moved}}); err != nil {
 			return fmt.Errorf("change %d: %w", i, err)
 		}
-		if v := store.Snapshot().Version; v != c.version {
-			return fmt.Errorf("change %d: published version %d, expected %d (something else changed the model)", i, v, c.version)
+		if v := store.Snapshot().Version; v != version {
+			return fmt.Errorf("change %d: published version %d, expected %d (something else changed the model)", i, v, version)
 		}
 		m.workloads[wi] = &moved
-		select {
-		case <-c.complete:
-		case <-time.After(changeTimeout):
-		case <-ctx.Done():
-			return ctx.Err()
+		rep, err := h.proxies.call(request{Collect: changeTimeout})
+		if err != nil {
+			return fmt.Errorf("change %d: %w", i, err)
 		}
-		// Let responses to proxies that should not get one show up.
-		time.Sleep(20 * time.Millisecond)
-		h.change.Store(nil)
-
-		c.mu.Lock()
+		want := map[int]bool{}
+		for _, p := range who {
+			want[p] = true
+		}
 		var worst time.Duration
-		for _, d := range c.arrived {
+		for _, at := range rep.Arrived {
+			d := time.Duration(at - start.UnixNano())
 			each = append(each, d)
 			worst = max(worst, d)
 		}
-		for p := range c.touched {
-			if !c.want[p] {
+		for _, p := range rep.Touched {
+			if !want[p] {
 				extra++
 			}
 		}
 		subs += len(who)
-		touched += len(c.touched)
-		missed += len(who) - len(c.arrived)
-		c.mu.Unlock()
+		touched += len(rep.Touched)
+		missed += len(who) - len(rep.Arrived)
 		everywhere = append(everywhere, worst)
 	}
 	res.Changes.Count = sc.Changes
