@@ -85,3 +85,7 @@ $(TOOLS)/protoc-gen-go-grpc:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+.PHONY: bench-controlplane
+bench-controlplane: ## control-plane scale harness (issue 7: 10k services, 100k endpoints, 2k proxies); BENCH_CONTROLPLANE_FLAGS="-services 500 ..." for another scale
+	$(GO) run ./bench/controlplane $(BENCH_CONTROLPLANE_FLAGS)
