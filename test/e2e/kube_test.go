@@ -938,12 +938,36 @@ func TestKubernetesMode(t *testing.T) {
 		t.Errorf("catalog's apps answered %d requests; their proxies counted %v inbound over mTLS from %s and %v in plaintext", arrived, mtls, webID, plain)
 	}
 
+	// What weft made of the policy, written back by the leader.
+	if k.grantsStatus(ctx, "weft.dev", "retrypolicies/status") {
+		eventually(t, 20*time.Second, "RetryPolicy catalog-v2-retries Accepted", func() error {
+			return hasCondition(k.object(ctx, retryPolicies, "catalog-v2-retries"), "Accepted", "True", "")
+		})
+	} else {
+		k.workaround("the rendered ClusterRole grants no update of retrypolicies/status: policy status not checked")
+	}
+
 	// 6. Bad input. A bad weft annotation: the webhook refuses the Pod
 	// (failurePolicy Fail), naming it.
 	bad := kubeAppPod("bad-0", "web", map[string]string{"app": "web"}, map[string]string{"weft.dev/proxy-memory": "lots"})
 	if _, err := k.c.CoreV1().Pods(kubeMeshNS).Create(ctx, bad, metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "weft.dev/proxy-memory") {
 		t.Errorf("a Pod with weft.dev/proxy-memory: lots: %v, want refused naming the annotation", err)
 	}
+	// A bare Pod has no controller to hang the Event on: it is about the
+	// namespace, and so in default, with the rendered RBAC.
+	eventually(t, 10*time.Second, "an InjectionFailed Event about namespace shop", func() error {
+		evs, err := k.c.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "reason=InjectionFailed"})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Kind == "Namespace" && e.InvolvedObject.Name == kubeMeshNS && e.Type == corev1.EventTypeWarning &&
+				strings.Contains(e.Message, "bad-0") && strings.Contains(e.Message, "weft.dev/proxy-memory") {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d InjectionFailed Events, none about bad-0 naming weft.dev/proxy-memory: %+v", len(evs.Items), evs.Items)
+	})
 	// An invalid weft policy: CRD validation refuses it, naming the field.
 	badPolicy := strings.Replace(strings.Replace(kubeRetryPolicy, "attempts: 3", "attempts: 99", 1), "catalog-v2-retries", "too-many", 1)
 	for _, obj := range decodeYAML(t, badPolicy) {
@@ -965,17 +989,16 @@ func TestKubernetesMode(t *testing.T) {
 	if p := k.problems(ctx); !strings.Contains(p, "catalog-v3") {
 		t.Logf("weft get problems does not list the rejected route (universal mode's does, TestRoutes):\n%s", p)
 	}
-	if k.grantsRouteStatus(ctx) {
-		eventually(t, 20*time.Second, "the HTTPRoute's status names the missing backend", func() error {
-			r, err := k.dyn.Resource(httpRoutes).Namespace(kubeMeshNS).Get(ctx, "catalog-split", metav1.GetOptions{})
-			if err != nil {
-				return err
+	if k.grantsStatus(ctx, "gateway.networking.k8s.io", "httproutes/status") {
+		eventually(t, 20*time.Second, "the HTTPRoute's status says its backend is missing", func() error {
+			parents, _, _ := unstructured.NestedSlice(k.object(ctx, httpRoutes, "catalog-split"), "status", "parents")
+			for _, p := range parents {
+				p, _ := p.(map[string]any)
+				if p["controllerName"] == "weft.dev/mesh" {
+					return errors.Join(hasCondition(p, "ResolvedRefs", "False", "BackendNotFound"), hasCondition(p, "Accepted", "False", ""))
+				}
 			}
-			status, _ := json.Marshal(r.Object["status"])
-			if !strings.Contains(string(status), "catalog-v3") {
-				return fmt.Errorf("status %s", status)
-			}
-			return nil
+			return fmt.Errorf("no status.parents entry of weft.dev/mesh: %v", parents)
 		})
 	} else {
 		k.workaround("the rendered ClusterRole grants no update of httproutes/status: route status is not written back yet, so not checked")
@@ -1017,18 +1040,51 @@ func (k *kubeCluster) weftGet(ctx context.Context, what string) string {
 	return string(out)
 }
 
-var httpRoutes = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
+var (
+	httpRoutes    = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
+	retryPolicies = schema.GroupVersionResource{Group: "weft.dev", Version: "v1alpha1", Resource: "retrypolicies"}
+)
 
-// grantsRouteStatus reports whether the installed ClusterRole lets the
-// control plane write HTTPRoute status: then it must.
-func (k *kubeCluster) grantsRouteStatus(ctx context.Context) bool {
+// object reads an object of the mesh namespace.
+func (k *kubeCluster) object(ctx context.Context, gvr schema.GroupVersionResource, name string) map[string]any {
+	k.t.Helper()
+	o, err := k.dyn.Resource(gvr).Namespace(kubeMeshNS).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		k.t.Fatalf("reading %s %s: %v", gvr.Resource, name, err)
+	}
+	return o.Object
+}
+
+// hasCondition checks that obj (an object, or one entry of a route's
+// status.parents) has the condition typ with status and, unless empty,
+// reason.
+func hasCondition(obj map[string]any, typ, status, reason string) error {
+	conds, _, _ := unstructured.NestedSlice(obj, "conditions")
+	if c, ok, _ := unstructured.NestedSlice(obj, "status", "conditions"); ok {
+		conds = c
+	}
+	for _, c := range conds {
+		c, _ := c.(map[string]any)
+		if c["type"] == typ {
+			if c["status"] != status || (reason != "" && c["reason"] != reason) {
+				return fmt.Errorf("condition %s: %v, want status %s reason %q", typ, c, status, reason)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("no condition %s in %v", typ, conds)
+}
+
+// grantsStatus reports whether the installed ClusterRole lets the control
+// plane write a status subresource: then it must.
+func (k *kubeCluster) grantsStatus(ctx context.Context, group, resource string) bool {
 	roles, err := k.c.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/part-of=weft"})
 	if err != nil {
 		k.t.Fatal(err)
 	}
 	for _, r := range roles.Items {
 		for _, rule := range r.Rules {
-			if grants(rule, "gateway.networking.k8s.io", "httproutes/status", "update") || grants(rule, "gateway.networking.k8s.io", "httproutes/status", "patch") {
+			if grants(rule, group, resource, "update") || grants(rule, group, resource, "patch") {
 				return true
 			}
 		}
