@@ -147,6 +147,7 @@ func (cp *ControlPlane) campaign(ctx context.Context, tasks []leaderTask) error 
 				log.Info("leading: running the single-writer tasks", "tasks", len(tasks))
 				err := runLeaderTasks(taskCtx, tasks)
 				cp.leading.Store(false)
+				log.Info("stopped leading: the single-writer tasks have ended")
 				tasksDone <- err
 				stopElect()
 			},
