@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -43,7 +44,12 @@ func namespace(prefix string) string {
 // eventually polls cond until it holds or the generous timeout passes.
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	eventuallyWithin(t, 20*time.Second, what, cond)
+}
+
+func eventuallyWithin(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
 		if err == nil {
@@ -99,8 +105,13 @@ func setPodStatus(t *testing.T, c kubernetes.Interface, p *corev1.Pod, st corev1
 
 func startSource(t *testing.T, env *kubeenv.Env) (*model.Store, *Source) {
 	t.Helper()
+	return startSourceAs(t, env.Client(t), env.Dynamic(t))
+}
+
+func startSourceAs(t *testing.T, client kubernetes.Interface, dyn dynamic.Interface) (*model.Store, *Source) {
+	t.Helper()
 	store := model.NewStore()
-	src, err := New(Options{Client: env.Client(t), Dynamic: env.Dynamic(t), Store: store, Debounce: 10 * time.Millisecond, Rediscover: 100 * time.Millisecond})
+	src, err := New(Options{Client: client, Dynamic: dyn, Store: store, Debounce: 10 * time.Millisecond, Rediscover: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -609,28 +620,10 @@ func TestStatus(t *testing.T) {
 	}()
 
 	_, src := startSource(t, env)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- NewStatusWriter(src).Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("status writer: %v", err)
-		}
-	}()
-
+	runStatusWriter(t, src)
 	expect := func(res dynamic.ResourceInterface, name, want string) {
 		t.Helper()
-		eventually(t, name+" status", func() error {
-			u, err := res.Get(t.Context(), name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if got := conditions(u); got != want {
-				return fmt.Errorf("conditions %q, want %q", got, want)
-			}
-			return nil
-		})
+		eventually(t, name+" status", func() error { return hasConditions(t, res, name, want) })
 	}
 	// settled checks the writes each route's status took, once nothing
 	// has changed for a while.
@@ -677,4 +670,91 @@ func TestStatus(t *testing.T) {
 	expect(routes, "good", "Accepted=True/Accepted@2,ResolvedRefs=True/ResolvedRefs@2")
 	// Two edits of ours, one status write.
 	settled(map[string]int{"good": 4, "unknown-backend": 2, "unsupported": 1})
+}
+
+func runStatusWriter(t *testing.T, src *Source) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- NewStatusWriter(src).Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("status writer: %v", err)
+		}
+	})
+}
+
+func hasConditions(t *testing.T, res dynamic.ResourceInterface, name, want string) error {
+	u, err := res.Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if got := conditions(u); got != want {
+		return fmt.Errorf("conditions %q, want %q", got, want)
+	}
+	return nil
+}
+
+// TestStatusRetried: a status write RBAC forbids (a ClusterRole without
+// httproutes/status) is tried again, and succeeds once it is granted,
+// with nothing else changing.
+func TestStatusRetried(t *testing.T) {
+	env := kubeenv.Shared(t)
+	c, dyn := env.Client(t), env.Dynamic(t)
+	ns := namespace("retried")
+	env.CreateNamespace(t, ns, map[string]string{NamespaceLabel: NamespaceEnabled})
+	installCRD(t, env, "gateway.networking.k8s.io_httproutes.yaml", httpRoutes)
+	createService(t, c, ns, "catalog")
+	routes := dyn.Resource(httpRoutes).Namespace(ns)
+	if _, err := routes.Create(t.Context(), httpRoute(ns, "good", "catalog"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	user := "weft-" + ns
+	grant := func(name string, rule rbacv1.PolicyRule) {
+		t.Helper()
+		role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{rule}}
+		if _, err := c.RbacV1().ClusterRoles().Create(t.Context(), role, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+			Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}}}
+		if _, err := c.RbacV1().ClusterRoleBindings().Create(t.Context(), binding, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = c.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+			_ = c.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{})
+		})
+	}
+	groups := []string{"", "discovery.k8s.io"}
+	for _, gvr := range PolicyResources {
+		groups = append(groups, gvr.Group)
+	}
+	grant(user+"-read", rbacv1.PolicyRule{APIGroups: groups, Resources: []string{"*"}, Verbs: []string{"list", "watch"}})
+	cfg := env.UserConfig(t, user)
+	userClient, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	userDyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the read role in effect", func() error {
+		_, err := userDyn.Resource(httpRoutes).Namespace(ns).List(t.Context(), metav1.ListOptions{})
+		return err
+	})
+	_, src := startSourceAs(t, userClient, userDyn)
+	runStatusWriter(t, src)
+	time.Sleep(time.Second)
+	if err := hasConditions(t, routes, "good", ""); err != nil {
+		t.Fatalf("without the right to write it: %v", err)
+	}
+	grant(user+"-status", rbacv1.PolicyRule{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"httproutes/status"}, Verbs: []string{"update"}})
+	// Past the writer's first retries (5s, then 10s), since the grant
+	// takes effect a moment after it is made.
+	eventuallyWithin(t, time.Minute, "the status once granted", func() error {
+		return hasConditions(t, routes, "good", "Accepted=True/Accepted@1,ResolvedRefs=True/ResolvedRefs@1")
+	})
 }

@@ -43,9 +43,13 @@ const (
 	reasonAccepted, reasonRefsOK = string(gwv1.RouteReasonAccepted), string(gwv1.RouteReasonResolvedRefs)
 )
 
-// retryWrites is how long a failed status write waits to be tried again,
-// when nothing else brings it sooner.
-const retryWrites = 5 * time.Second
+// A failed status write is tried again after retryWrites, when nothing
+// else brings it sooner, then twice as long after each failure in a row
+// up to maxRetryWrites: a write RBAC forbids fails every time.
+const (
+	retryWrites    = 5 * time.Second
+	maxRetryWrites = 5 * time.Minute
+)
 
 var routeResources = []string{"httproutes", "grpcroutes"}
 
@@ -76,6 +80,7 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 		return nil
 	case <-w.src.Synced():
 	}
+	backoff, lastErr := retryWrites, ""
 	for {
 		meshed, verdicts, resynced := w.src.state()
 		snap := w.src.opts.Store.Snapshot()
@@ -84,8 +89,16 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			w.log.Warn("status not written; will try again", "error", err)
-			retry = time.After(retryWrites)
+			// Every sync tries again: say so once per new failure.
+			level := slog.LevelWarn
+			if err.Error() == lastErr {
+				level = slog.LevelDebug
+			}
+			w.log.Log(ctx, level, "status not written; will try again", "after", backoff, "error", err)
+			retry, lastErr = time.After(backoff), err.Error()
+			backoff = min(2*backoff, maxRetryWrites)
+		} else {
+			backoff, lastErr = retryWrites, ""
 		}
 		select {
 		case <-ctx.Done():
