@@ -597,6 +597,18 @@ func TestStatus(t *testing.T) {
 	if _, err := policies.Create(t.Context(), authorizationPolicy(ns, "catalog-callers", "default", "web"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// A Gateway's controller has written its part of good's status.
+	good, err := routes.Get(t.Context(), "good", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := map[string]any{"controllerName": "example.net/gateway", "parentRef": map[string]any{"name": "public"},
+		"conditions": []any{map[string]any{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+			"lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": int64(1)}}}
+	good.Object["status"] = map[string]any{"parents": []any{theirs}}
+	if _, err := routes.UpdateStatus(t.Context(), good, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	list, err := routes.List(t.Context(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -642,6 +654,12 @@ func TestStatus(t *testing.T) {
 	expect(grpc, "grpc-unknown-backend", "Accepted=False/Pending@1,ResolvedRefs=False/BackendNotFound@1")
 	expect(policies, "catalog-callers", "Accepted=True/Accepted@1,ResolvedRefs=False/ServiceAccountNotFound@1")
 	settled(map[string]int{"good": 1, "unknown-backend": 1, "unsupported": 1})
+	if good, err = routes.Get(t.Context(), "good", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if parents, _, _ := unstructured.NestedSlice(good.Object, "status", "parents"); len(parents) != 2 || parents[0].(map[string]any)["controllerName"] != "example.net/gateway" {
+		t.Errorf("good's status.parents %v, want the Gateway controller's entry kept beside weft's", parents)
+	}
 
 	// The backend comes: the route is admitted.
 	createService(t, c, ns, "catalog-v2")
@@ -651,8 +669,7 @@ func TestStatus(t *testing.T) {
 	// A label changes nothing the mesh reads (nor the generation); a
 	// spec edit that leaves the route as good has only a new generation
 	// to acknowledge.
-	good, err := routes.Get(t.Context(), "good", metav1.GetOptions{})
-	if err != nil {
+	if good, err = routes.Get(t.Context(), "good", metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	good.SetLabels(map[string]string{"team": "catalog"})
