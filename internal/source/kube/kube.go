@@ -71,7 +71,9 @@ type Options struct {
 	Resync time.Duration
 }
 
-// Problem is one object the source could not take into the model.
+// Problem is one object the source could not take into the model, or
+// took in with something its user should know: a service account it
+// names that does not exist, ready endpoints the mesh cannot reach.
 type Problem struct {
 	Object  string `json:"object"`
 	Message string `json:"message"`
