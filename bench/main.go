@@ -67,6 +67,9 @@ type suite struct {
 	conns    int
 	rates    []float64
 	log      *slog.Logger
+	// profileOut, when set, is where the weft pair's CPU profile at the
+	// headline rate is written.
+	profileOut string
 }
 
 func main() {
@@ -85,6 +88,7 @@ func main() {
 	doc := flag.String("doc", "docs/benchmarks.md", "Markdown page whose table is replaced (not with -smoke)")
 	images := flag.String("images", "docs/images", "directory for the latency plots (not with -smoke)")
 	from := flag.String("from", "", "measure nothing: write the table and plots again from this results file")
+	profile := flag.Bool("profile", false, "record the weft pair with perf during the headline rate's run, into the results directory")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -100,7 +104,7 @@ func main() {
 		outSet := false
 		flag.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
 		o := options{duration: *duration, rates: *ratesFlag, setups: *setupsFlag, conns: *conns, smoke: *smoke,
-			bin: *bin, tools: *tools, out: *out, doc: *doc, images: *images}
+			bin: *bin, tools: *tools, out: *out, doc: *doc, images: *images, profile: *profile}
 		if *smoke && !outSet {
 			o.out = ""
 		}
@@ -116,7 +120,7 @@ type options struct {
 	duration                     time.Duration
 	rates, setups                string
 	conns                        int
-	smoke                        bool
+	smoke, profile               bool
 	bin, tools, out, doc, images string
 }
 
@@ -226,12 +230,14 @@ func run(log *slog.Logger, o options) error {
 	}
 	defer e.backend.stop()
 	s := &suite{env: e, duration: o.duration, conns: o.conns, rates: rates, log: log}
-	for _, name := range names {
-		sr, err := s.measure(ctx, name)
-		if err != nil {
-			return fmt.Errorf("setup %s: %w", name, err)
+	if o.profile {
+		if o.out == "" {
+			return fmt.Errorf("-profile writes into the results directory: set -out")
 		}
-		rep.Setups = append(rep.Setups, sr)
+		s.profileOut = filepath.Join(o.out, rep.Date.Format("2006-01-02T1504Z")+"-weft-profile.txt")
+	}
+	if rep.Setups, err = s.measure(ctx, names); err != nil {
+		return err
 	}
 	rep.Host.LoadAvgEnd = readTrim("/proc/loadavg")
 
@@ -256,12 +262,76 @@ func run(log *slog.Logger, o options) error {
 	return os.RemoveAll(dir)
 }
 
-// measure starts one setup and runs every workload it can carry through it.
-func (s *suite) measure(ctx context.Context, name string) (setupReport, error) {
-	sr := setupReport{Name: name}
+// workload is one kind of traffic, run through one started setup.
+type workload struct {
+	name string
+	port func(front) int
+	run  func(ctx context.Context, f front) (result, error)
+}
+
+func (s *suite) workloads() []workload {
+	var ws []workload
+	httpPort := func(f front) int { return f.HTTP }
+	for _, q := range s.rates {
+		ws = append(ws, workload{workloadLabel("http1", q), httpPort,
+			func(ctx context.Context, f front) (result, error) { return s.httpLoad(ctx, f, q, true, s.duration) }})
+	}
+	return append(ws,
+		workload{"http1-max", httpPort, func(ctx context.Context, f front) (result, error) { return s.httpLoad(ctx, f, 0, true, s.duration) }},
+		workload{"http1-newconn", httpPort, func(ctx context.Context, f front) (result, error) { return s.httpLoad(ctx, f, 0, false, s.duration) }},
+		workload{"grpc-unary", func(f front) int { return f.GRPC }, s.grpcLoad},
+		workload{"h2-streams", func(f front) int { return f.H2 }, s.h2Streams},
+		workload{"tcp-bulk", func(f front) int { return f.TCP }, s.tcpBulk},
+	)
+}
+
+// measure starts every setup, then runs each workload through each setup
+// in turn, so that whatever else loads the machine during one workload
+// weighs on every setup's run of it, not on one setup's whole turn.
+func (s *suite) measure(ctx context.Context, names []string) ([]setupReport, error) {
+	reports := make([]setupReport, len(names))
+	started := make([]*running, len(names))
+	defer func() {
+		for _, r := range started {
+			if r != nil {
+				r.stop()
+			}
+		}
+	}()
+	for i, name := range names {
+		var err error
+		reports[i].Name = name
+		if started[i], reports[i].IdleRSS, err = s.start(ctx, name); err != nil {
+			return nil, fmt.Errorf("setup %s: %w", name, err)
+		}
+	}
+	for _, w := range s.workloads() {
+		for i, name := range names {
+			r, sr := started[i], &reports[i]
+			if w.port(r.front) == 0 {
+				sr.Unsupported = append(sr.Unsupported, w.name)
+				continue
+			}
+			res, err := s.runOne(ctx, name, r, w)
+			if err != nil {
+				s.log.Warn("workload failed", "setup", name, "workload", w.name, "err", err)
+				sr.Failures = append(sr.Failures, fmt.Sprintf("%s: %v", w.name, err))
+				continue
+			}
+			s.log.Info("measured", "setup", name, "workload", w.name, "qps", fmt.Sprintf("%.0f", res.ActualQPS),
+				"p50_ms", fmt.Sprintf("%.3f", res.P50), "p99_ms", fmt.Sprintf("%.3f", res.P99), "errors", res.Errors,
+				"MB/s", fmt.Sprintf("%.0f", res.MBps), "cpu_s", fmt.Sprintf("%.2f", res.ProxyCPUSeconds))
+			sr.Results = append(sr.Results, res)
+		}
+	}
+	return reports, nil
+}
+
+// start starts one setup, reads its proxies' idle RSS and warms it up.
+func (s *suite) start(ctx context.Context, name string) (*running, []int64, error) {
 	dir := filepath.Join(s.env.dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return sr, fmt.Errorf("scratch directory: %w", err)
+		return nil, nil, fmt.Errorf("scratch directory: %w", err)
 	}
 	var start setupFunc
 	for _, x := range setups {
@@ -272,71 +342,58 @@ func (s *suite) measure(ctx context.Context, name string) (setupReport, error) {
 	s.log.Info("starting setup", "setup", name)
 	r, err := start(ctx, s.env, dir)
 	if err != nil {
-		return sr, err
+		return nil, nil, err
 	}
-	defer r.stop()
 	// Idle: started, one request through (the readiness check), settled.
 	time.Sleep(time.Second)
+	var idle []int64
 	for _, p := range r.proxies {
 		_, rss, err := treeUsage("/proc", p.pid())
 		if err != nil {
-			return sr, fmt.Errorf("idle RSS of %s: %w", p.name, err)
+			r.stop()
+			return nil, nil, fmt.Errorf("idle RSS of %s: %w", p.name, err)
 		}
-		sr.IdleRSS = append(sr.IdleRSS, rss)
+		idle = append(idle, rss)
 	}
-	// A short unmeasured run first, so that no setup's first measured run
-	// pays for its connection pools and first handshakes.
+	// A short unmeasured run, so that no setup's first measured run pays
+	// for its connection pools and first handshakes.
 	if _, err := s.httpLoad(ctx, r.front, 200, true, min(2*time.Second, s.duration)); err != nil {
-		return sr, fmt.Errorf("warm-up: %w", err)
+		r.stop()
+		return nil, nil, fmt.Errorf("warm-up: %w", err)
 	}
-	type workload struct {
-		name string
-		port int
-		run  func() (result, error)
+	return r, idle, nil
+}
+
+// runOne runs one workload through one setup, sampling its proxies.
+func (s *suite) runOne(ctx context.Context, name string, r *running, w workload) (result, error) {
+	smp, err := startSampler(r.proxies)
+	if err != nil {
+		return result{}, err
 	}
-	var ws []workload
-	for _, q := range s.rates {
-		ws = append(ws, workload{workloadLabel("http1", q), r.front.HTTP, func() (result, error) { return s.httpLoad(ctx, r.front, q, true, s.duration) }})
-	}
-	ws = append(ws,
-		workload{"http1-max", r.front.HTTP, func() (result, error) { return s.httpLoad(ctx, r.front, 0, true, s.duration) }},
-		workload{"http1-newconn", r.front.HTTP, func() (result, error) { return s.httpLoad(ctx, r.front, 0, false, s.duration) }},
-		workload{"grpc-unary", r.front.GRPC, func() (result, error) { return s.grpcLoad(ctx, r.front) }},
-		workload{"h2-streams", r.front.H2, func() (result, error) { return s.h2Streams(ctx, r.front) }},
-		workload{"tcp-bulk", r.front.TCP, func() (result, error) { return s.tcpBulk(ctx, r.front) }},
-	)
-	for _, w := range ws {
-		if w.port == 0 {
-			sr.Unsupported = append(sr.Unsupported, w.name)
-			continue
+	var prof *profiler
+	if s.profileOut != "" && name == "weft" && w.name == workloadLabel("http1", headlineRate(s.rates)) {
+		if prof, err = startProfile(filepath.Join(s.env.dir, name), r.proxies, s.duration); err != nil {
+			return result{}, err
 		}
-		smp, err := startSampler(r.proxies)
-		if err != nil {
-			return sr, err
-		}
-		res, runErr := w.run()
-		if err := smp.finish(&res); err != nil && runErr == nil {
+	}
+	res, runErr := w.run(ctx, r.front)
+	if err := smp.finish(&res); err != nil && runErr == nil {
+		runErr = err
+	}
+	if prof != nil {
+		header := fmt.Sprintf("perf samples of both weft-proxies (cpu-clock, 499 Hz) during %s, %s, %d connections.\n"+
+			"perf's own cost is in the run, so its numbers are not the table's.\n\n", w.name, s.duration, s.conns)
+		if err := prof.finish(ctx, s.profileOut, header); err != nil && runErr == nil {
 			runErr = err
 		}
-		if runErr == nil {
-			for _, p := range append(r.proxies, r.others...) {
-				if err := p.exited(); err != nil {
-					runErr = err
-				}
-			}
-		}
-		if runErr != nil {
-			s.log.Warn("workload failed", "setup", name, "workload", w.name, "err", runErr)
-			sr.Failures = append(sr.Failures, fmt.Sprintf("%s: %v", w.name, runErr))
-			continue
-		}
-		res.Setup, res.Workload = name, w.name
-		s.log.Info("measured", "setup", name, "workload", w.name, "qps", fmt.Sprintf("%.0f", res.ActualQPS),
-			"p50_ms", fmt.Sprintf("%.3f", res.P50), "p99_ms", fmt.Sprintf("%.3f", res.P99), "errors", res.Errors,
-			"MB/s", fmt.Sprintf("%.0f", res.MBps), "cpu_s", fmt.Sprintf("%.2f", res.ProxyCPUSeconds))
-		sr.Results = append(sr.Results, res)
 	}
-	return sr, nil
+	for _, p := range append(r.proxies, r.others...) {
+		if err := p.exited(); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	res.Setup, res.Workload = name, w.name
+	return res, runErr
 }
 
 // checkSmoke holds the smoke run to its one promise: every setup produced a
