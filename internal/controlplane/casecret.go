@@ -60,3 +60,74 @@ func loadCASecret(ctx context.Context, client kubernetes.Interface, namespace, n
 	}
 	return nil, fmt.Errorf("CA %s: changed under every one of %d attempts to load it", label, caSecretAttempts)
 }
+
+// caSecret keeps the CA of a replica and the Secret its replicas share in
+// step, after loadCASecret: this replica's rotation steps are written to
+// the Secret before they take effect, and the steps other replicas write
+// are read back within poll.
+type caSecret struct {
+	client          kubernetes.Interface
+	namespace, name string
+	ca              *ca.CA
+	log             *slog.Logger
+	poll            time.Duration
+	// changed pushes a bundle read back to the proxies.
+	changed func()
+}
+
+// caSecretWriteTimeout bounds a rotation step's write: the CA calls
+// persist holding its lock, with no context of the admin call's.
+const caSecretWriteTimeout = 10 * time.Second
+
+// persist writes the files of a rotation step, refusing if the Secret no
+// longer holds the step it comes from: another replica took a step this
+// one has not read yet, and the operator should try again once it has.
+func (s *caSecret) persist(files map[string][]byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), caSecretWriteTimeout)
+	defer cancel()
+	label := "Secret " + s.namespace + "/" + s.name
+	secrets := s.client.CoreV1().Secrets(s.namespace)
+	sec, err := secrets.Get(ctx, s.name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("CA %s: %w", label, err)
+	}
+	if have, from := ca.FilesVersion(sec.Data), ca.FilesVersion(files)-1; have != from {
+		return fmt.Errorf("CA %s holds bundle version %d, not %d, which this step comes from: another replica changed the CA; try again in %s", label, have, from, s.poll)
+	}
+	sec.Data = files
+	if _, err := secrets.Update(ctx, sec, metav1.UpdateOptions{FieldManager: fieldManager}); err != nil {
+		return fmt.Errorf("CA: storing the rotation step in %s: %w", label, err)
+	}
+	return nil
+}
+
+// run reads the Secret every poll until ctx ends, and loads the steps
+// other replicas wrote. A Secret that cannot be read, or whose data does
+// not make a CA, is logged and the replica keeps the CA it has.
+func (s *caSecret) run(ctx context.Context) error {
+	t := time.NewTicker(s.poll)
+	defer t.Stop()
+	label := "Secret " + s.namespace + "/" + s.name
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		sec, err := s.client.CoreV1().Secrets(s.namespace).Get(ctx, s.name, metav1.GetOptions{})
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("CA Secret not read; keeping the CA loaded", "secret", label, "error", err)
+			}
+			continue
+		}
+		changed, err := s.ca.Reload(sec.Data)
+		switch {
+		case err != nil:
+			s.log.Error("CA Secret does not hold a CA; keeping the CA loaded", "secret", label, "error", err)
+		case changed:
+			s.log.Info("CA changed by another replica; loaded", "secret", label, "ca", s.ca)
+			s.changed()
+		}
+	}
+}

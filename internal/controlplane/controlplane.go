@@ -103,6 +103,8 @@ type ControlPlane struct {
 	// client is Kubernetes mode's; bundles runs as a leader task.
 	client  kubernetes.Interface
 	bundles *bundleWriter
+	// caSecret, when the CA is kept in a Secret, keeps them in step.
+	caSecret *caSecret
 	// leading is whether this replica runs the leader tasks; leader is
 	// the Lease's holder as last seen (a string).
 	leading atomic.Bool
@@ -318,6 +320,9 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return cp.stats.Run(ctx) })
 	g.Go(func() error { return cp.lead(ctx) })
+	if cp.caSecret != nil {
+		g.Go(func() error { return cp.caSecret.run(ctx) })
+	}
 	g.Go(func() error {
 		if err := gs.Serve(cp.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("gRPC server: %w", err)

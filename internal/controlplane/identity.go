@@ -36,7 +36,12 @@ func (cp *ControlPlane) newIdentity(ctx context.Context) error {
 	caState := filepath.Join(cp.opts.StateDir, "ca")
 	switch {
 	case cp.opts.CASecret != "":
-		cp.ca, err = loadCASecret(ctx, cp.client, cp.opts.Namespace, cp.opts.CASecret, caState, td, cp.opts.Logger.With("component", "identity"))
+		log := cp.opts.Logger.With("component", "identity")
+		if cp.ca, err = loadCASecret(ctx, cp.client, cp.opts.Namespace, cp.opts.CASecret, caState, td, log); err == nil {
+			cp.caSecret = &caSecret{client: cp.client, namespace: cp.opts.Namespace, name: cp.opts.CASecret, ca: cp.ca, log: log,
+				poll: caSecretPoll, changed: cp.bundleChanged}
+			cp.ca.SetPersist(cp.caSecret.persist)
+		}
 	case cp.opts.CADir != "":
 		cp.ca, err = ca.LoadProvided(cp.opts.CADir, caState, td, time.Now)
 	default:
@@ -53,6 +58,18 @@ func (cp *ControlPlane) newIdentity(ctx context.Context) error {
 		return fmt.Errorf("admin token: %w", err)
 	}
 	return nil
+}
+
+// caSecretPoll is how often a replica reads the CA Secret for the
+// rotation steps of the others: RBAC grants get on it, not watch.
+const caSecretPoll = 10 * time.Second
+
+// bundleChanged hands a new trust bundle to the control plane's own SVID
+// source, renewing its certificate, and to every proxy's stream.
+func (cp *ControlPlane) bundleChanged() {
+	cp.self.SetBundle(cp.ca.Bundle())
+	cp.self.RenewNow()
+	cp.discovery.BundleChanged()
 }
 
 // serverTLS is the gRPC listener's TLS: the control plane's SVID with the

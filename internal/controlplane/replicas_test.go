@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/weftmesh/weft/internal/identity/ca"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/install"
 	"github.com/weftmesh/weft/internal/install/crds"
@@ -456,4 +457,69 @@ func TestLeaderCutOff(t *testing.T) {
 		return bundleIn(t.Context(), admin, "cutoff-shop", replicas[follower].ca.BundlePEM())
 	})
 	cut[leader].Store(false)
+}
+
+// TestRotationAcrossReplicas: a root rotation step taken at one replica is
+// written to the CA Secret first and read back by the other, whose bundle
+// (the leader's, so the ConfigMaps' too) follows; a step taken at a
+// replica that has not read the last one yet is refused and undone.
+func TestRotationAcrossReplicas(t *testing.T) {
+	env := kubeenv.Shared(t)
+	admin := env.Client(t)
+	const ns = "weft-rotation"
+	env.CreateNamespace(t, ns, nil)
+	env.CreateNamespace(t, "rotation-replicas-shop", map[string]string{kube.NamespaceLabel: kube.NamespaceEnabled})
+	cfg := installRBAC(t, env, ns)
+	start := func(name string, poll time.Duration) replica {
+		cp, err := NewContext(t.Context(), Options{Kube: cfg, StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+			Logger: testLogger(t).With("replica", name), Namespace: ns, CASecret: install.CASecret, LeaderElection: testElection(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp.caSecret.poll = poll
+		return startReplica(t, cp)
+	}
+	// The leader reads the Secret often; the follower, in this test, never.
+	leader := start("a", 200*time.Millisecond)
+	within(t, 10*time.Second, "the first replica leads", func() error {
+		if !leader.Status().Kubernetes.Leadership.Leading {
+			return errors.New("it does not lead")
+		}
+		return nil
+	})
+	follower := start("b", time.Hour)
+
+	if err := follower.ca.PrepareRotation(); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 5*time.Second, "the leader reads the new root", func() error {
+		if n := len(leader.ca.Bundle()); n != 2 {
+			return fmt.Errorf("its bundle holds %d roots", n)
+		}
+		return nil
+	})
+	if !bytes.Equal(leader.ca.BundlePEM(), follower.ca.BundlePEM()) || leader.ca.BundleVersion() != follower.ca.BundleVersion() {
+		t.Fatal("the replicas' bundles differ")
+	}
+	within(t, 5*time.Second, "the two-root bundle in the mesh namespace", func() error {
+		return bundleIn(t.Context(), admin, "rotation-replicas-shop", leader.ca.BundlePEM())
+	})
+
+	if err := leader.ca.ActivateNewRoot(); err != nil {
+		t.Fatal(err)
+	}
+	err := follower.ca.ActivateNewRoot()
+	if err == nil || !strings.Contains(err.Error(), "another replica changed the CA") {
+		t.Fatalf("a step at a replica behind the Secret: got %v", err)
+	}
+	if follower.ca.RotationPhase() != "prepared" {
+		t.Errorf("the refused step was not undone: phase %q", follower.ca.RotationPhase())
+	}
+	secret, err := admin.CoreV1().Secrets(ns).Get(t.Context(), install.CASecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := ca.FilesVersion(secret.Data); v != leader.ca.BundleVersion() {
+		t.Errorf("the Secret holds bundle version %d, the leader %d", v, leader.ca.BundleVersion())
+	}
 }

@@ -65,6 +65,8 @@ type CA struct {
 	dir      string   // this process's own state: revocations, leaf log
 	keys     keyStore // self-managed keys, certificates and state; the join token key
 	provided bool
+	// persist, when set, stores the keys' files at each rotation step.
+	persist func(map[string][]byte) error
 
 	mu            sync.Mutex
 	gens          []*generation       // self-managed: the bundle's generations, oldest first

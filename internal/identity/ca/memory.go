@@ -2,6 +2,7 @@ package ca
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -59,6 +60,10 @@ func LoadOrCreateFrom(files map[string][]byte, label, stateDir string, trustDoma
 func (c *CA) Files() map[string][]byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.filesLocked()
+}
+
+func (c *CA) filesLocked() map[string][]byte {
 	m, ok := c.keys.(*memStore)
 	if !ok {
 		return nil
@@ -70,9 +75,55 @@ func (c *CA) Files() map[string][]byte {
 	return out
 }
 
-// errInMemory refuses what a CA kept outside the file system cannot do
-// yet: its replicas would each change their own copy.
-var errInMemory = errors.New("the CA is shared by the control plane's replicas (kept in a Kubernetes Secret); rotating its root there is not supported yet")
+// SetPersist has a CA kept in memory call persist with its Files at each
+// step of a root rotation, before the step takes effect: if persist fails
+// the step does too, and is undone. The control plane writes them to the
+// Secret its replicas share, which the others Reload.
+func (c *CA) SetPersist(persist func(files map[string][]byte) error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.persist = persist
+}
+
+// Reload makes a CA kept in memory the one files hold, as another replica
+// persisted them, if they are of a later rotation step than its own
+// (files read before this replica's last step are not), and says whether
+// it did (the caller then pushes the bundle and renews what the old root
+// signed). Revocations and the leaf log, which are this process's own,
+// stay as they are.
+func (c *CA) Reload(files map[string][]byte) (changed bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.keys.(*memStore)
+	if !ok {
+		return false, errors.New("CA: only a CA kept in memory reloads")
+	}
+	next := &CA{td: c.td, now: c.now, keys: &memStore{label: m.label, files: maps.Clone(files)}}
+	b, err := next.keys.read(stateFile)
+	if err != nil {
+		return false, fmt.Errorf("CA: %w", err)
+	}
+	if err := next.load(b); err != nil {
+		return false, err
+	}
+	if next.bundleVersion <= c.bundleVersion {
+		return false, nil
+	}
+	c.gens, c.active, c.next, c.bundleVersion, c.keys = next.gens, next.active, next.next, next.bundleVersion, next.keys
+	c.syncRoots()
+	return true, nil
+}
+
+// FilesVersion is the bundle version (see BundleVersion) of a CA's Files,
+// 0 when they hold none: each rotation step persists the next one, so a
+// writer can tell whether what it replaces is the step it comes from.
+func FilesVersion(files map[string][]byte) uint64 {
+	var st state
+	if json.Unmarshal(files[stateFile], &st) != nil {
+		return 0
+	}
+	return st.BundleVersion
+}
 
 // BundlePEM is the trust bundle, PEM, oldest root first: what a proxy
 // given only a file of roots trusts.

@@ -45,9 +45,6 @@ func TestLoadOrCreateFrom(t *testing.T) {
 	if blk, rest := pem.Decode(second.BundlePEM()); blk == nil || !bytes.Equal(blk.Bytes, first.ActiveRoot().Raw) || len(rest) != 0 {
 		t.Errorf("BundlePEM = %q, want the root alone", second.BundlePEM())
 	}
-	if err := second.PrepareRotation(); !errors.Is(err, ca.ErrRotation) {
-		t.Errorf("rotating a shared CA: got %v, want ErrRotation", err)
-	}
 	dirCA := newCA(t, nil)
 	if dirCA.Files() != nil {
 		t.Error("a CA kept in a directory returns Files")
@@ -85,5 +82,78 @@ func TestLoadOrCreateFrom(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRotationInMemory: each rotation step of a CA kept in memory is
+// persisted before it takes effect, and undone when persisting fails;
+// another replica reloads every step from what was persisted.
+func TestRotationInMemory(t *testing.T) {
+	first, err := ca.LoadOrCreateFrom(nil, label, t.TempDir(), td, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := ca.LoadOrCreateFrom(first.Files(), label, t.TempDir(), td, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRoot := first.ActiveRoot()
+
+	refused := errors.New("the Secret changed since it was read")
+	before := first.Files()
+	first.SetPersist(func(map[string][]byte) error { return refused })
+	if err := first.PrepareRotation(); !errors.Is(err, ca.ErrRotation) || !errors.Is(err, refused) {
+		t.Fatalf("a step that cannot be persisted: got %v", err)
+	}
+	if first.RotationPhase() != "" || len(first.Bundle()) != 1 || !maps.EqualFunc(first.Files(), before, bytes.Equal) {
+		t.Fatal("a step that could not be persisted was not undone")
+	}
+
+	var stored map[string][]byte
+	first.SetPersist(func(f map[string][]byte) error { stored = f; return nil })
+	reload := func(step string, wantChanged bool) {
+		t.Helper()
+		changed, err := second.Reload(stored)
+		if err != nil {
+			t.Fatalf("%s: reload: %v", step, err)
+		}
+		if changed != wantChanged || second.BundleVersion() != first.BundleVersion() || !second.ActiveRoot().Equal(first.ActiveRoot()) ||
+			!bytes.Equal(second.BundlePEM(), first.BundlePEM()) {
+			t.Errorf("%s: the other replica reloaded (changed %v) bundle version %d, want %d as the first's (changed %v)",
+				step, changed, second.BundleVersion(), first.BundleVersion(), wantChanged)
+		}
+	}
+	if err := first.PrepareRotation(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := stored["root-2.key"]; !ok || len(first.Bundle()) != 2 {
+		t.Fatalf("prepare persisted %d files, no root-2.key, or the bundle holds %d roots", len(stored), len(first.Bundle()))
+	}
+	if v := ca.FilesVersion(stored); v != ca.FilesVersion(before)+1 || v != first.BundleVersion() {
+		t.Errorf("FilesVersion after prepare = %d, before %d, the CA's %d", v, ca.FilesVersion(before), first.BundleVersion())
+	}
+	reload("prepare", true)
+	reload("prepare, again", false)
+	if changed, err := second.Reload(before); changed || err != nil || len(second.Bundle()) != 2 {
+		t.Errorf("reloading files of an earlier step: changed %v, %v, %d roots; want nothing done", changed, err, len(second.Bundle()))
+	}
+	if err := first.ActivateNewRoot(); err != nil {
+		t.Fatal(err)
+	}
+	reload("activate", true)
+	if err := first.FinishRotation(true); err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range []string{"root-1.key", "root-1.crt", "intermediate-1.key", "intermediate-1.crt"} {
+		if _, ok := stored[gone]; ok {
+			t.Errorf("finish persisted the old root's %s", gone)
+		}
+	}
+	reload("finish", true)
+	if second.ActiveRoot().Equal(oldRoot) || len(second.Bundle()) != 1 {
+		t.Error("the other replica still has the old root")
+	}
+	if _, err := newCA(t, nil).Reload(stored); err == nil {
+		t.Error("a CA kept in a directory reloaded files")
 	}
 }
