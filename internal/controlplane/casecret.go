@@ -2,8 +2,10 @@ package controlplane
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -28,37 +30,45 @@ const caSecretAttempts = 5
 // empty one gets a new CA, written with the resourceVersion read: of two
 // replicas starting together one write wins, and the other, refused
 // with a Conflict, reads the Secret again and loads the winner's CA, so
-// both sign under one root. stateDir keeps the replica's own state (join
-// token revocations, the log of issued leaves).
-func loadCASecret(ctx context.Context, client kubernetes.Interface, namespace, name, stateDir string, td spiffeid.TrustDomain, log *slog.Logger) (*ca.CA, error) {
+// both sign under one root. The Secret holds the admin token beside the
+// CA (key adminTokenFile), so that either replica takes the operator's
+// calls. stateDir keeps the replica's own state (join token revocations,
+// the log of issued leaves).
+func loadCASecret(ctx context.Context, client kubernetes.Interface, namespace, name, stateDir string, td spiffeid.TrustDomain, log *slog.Logger) (c *ca.CA, adminToken string, err error) {
 	label := "Secret " + namespace + "/" + name
 	secrets := client.CoreV1().Secrets(namespace)
 	for range caSecretAttempts {
 		s, err := secrets.Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return nil, fmt.Errorf("CA %s: %w", label, err)
+			return nil, "", fmt.Errorf("CA %s: %w", label, err)
 		}
 		c, err := ca.LoadOrCreateFrom(s.Data, label, stateDir, td, time.Now)
 		if err != nil {
-			return nil, fmt.Errorf("CA: %w", err)
+			return nil, "", fmt.Errorf("CA: %w", err)
 		}
 		if len(s.Data) > 0 {
+			token := strings.TrimSpace(string(s.Data[adminTokenFile]))
+			if token == "" {
+				return nil, "", fmt.Errorf("CA %s key %q: missing or empty", label, adminTokenFile)
+			}
 			log.Info("CA loaded", "secret", label, "ca", c)
-			return c, nil
+			return c, token, nil
 		}
+		token := rand.Text()
 		s.Data = c.Files()
+		s.Data[adminTokenFile] = []byte(token)
 		_, err = secrets.Update(ctx, s, metav1.UpdateOptions{FieldManager: fieldManager})
 		switch {
 		case err == nil:
 			log.Info("CA made and stored", "secret", label, "ca", c)
-			return c, nil
+			return c, token, nil
 		case apierrors.IsConflict(err):
 			log.Info("another replica stored a CA first; loading it", "secret", label)
 		default:
-			return nil, fmt.Errorf("CA: storing the new CA in %s: %w", label, err)
+			return nil, "", fmt.Errorf("CA: storing the new CA in %s: %w", label, err)
 		}
 	}
-	return nil, fmt.Errorf("CA %s: changed under every one of %d attempts to load it", label, caSecretAttempts)
+	return nil, "", fmt.Errorf("CA %s: changed under every one of %d attempts to load it", label, caSecretAttempts)
 }
 
 // caSecret keeps the CA of a replica and the Secret its replicas share in
@@ -94,6 +104,8 @@ func (s *caSecret) persist(files map[string][]byte) error {
 	if have, from := ca.FilesVersion(sec.Data), ca.FilesVersion(files)-1; have != from {
 		return fmt.Errorf("CA %s holds bundle version %d, not %d, which this step comes from: another replica changed the CA; try again in %s", label, have, from, s.poll)
 	}
+	// The admin token is the control plane's, not the CA's: keep it.
+	files[adminTokenFile] = sec.Data[adminTokenFile]
 	sec.Data = files
 	if _, err := secrets.Update(ctx, sec, metav1.UpdateOptions{FieldManager: fieldManager}); err != nil {
 		return fmt.Errorf("CA: storing the rotation step in %s: %w", label, err)

@@ -37,7 +37,7 @@ func (cp *ControlPlane) newIdentity(ctx context.Context) error {
 	switch {
 	case cp.opts.CASecret != "":
 		log := cp.opts.Logger.With("component", "identity")
-		if cp.ca, err = loadCASecret(ctx, cp.client, cp.opts.Namespace, cp.opts.CASecret, caState, td, log); err == nil {
+		if cp.ca, cp.adminToken, err = loadCASecret(ctx, cp.client, cp.opts.Namespace, cp.opts.CASecret, caState, td, log); err == nil {
 			cp.caSecret = &caSecret{client: cp.client, namespace: cp.opts.Namespace, name: cp.opts.CASecret, ca: cp.ca, log: log,
 				poll: caSecretPoll, changed: cp.bundleChanged}
 			cp.ca.SetPersist(cp.caSecret.persist)
@@ -54,7 +54,13 @@ func (cp *ControlPlane) newIdentity(ctx context.Context) error {
 	cp.issuer = issuer.New(cp.ca, cp.opts.LeafTTL, log)
 	selfID := identity.ControlPlaneID(td)
 	cp.self = identity.NewSource(selfID, cp.ca.Certifier(selfID, cp.issuer.LeafTTL()), log)
-	if cp.adminToken, err = loadOrMakeSecret(filepath.Join(cp.opts.StateDir, adminTokenFile)); err != nil {
+	tokenPath := filepath.Join(cp.opts.StateDir, adminTokenFile)
+	if cp.adminToken != "" {
+		// From the Secret: written where the CLI on this host looks.
+		if err := os.WriteFile(tokenPath, []byte(cp.adminToken+"\n"), 0o600); err != nil {
+			return fmt.Errorf("admin token: %w", err)
+		}
+	} else if cp.adminToken, err = loadOrMakeSecret(tokenPath); err != nil {
 		return fmt.Errorf("admin token: %w", err)
 	}
 	return nil

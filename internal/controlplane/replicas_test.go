@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -191,6 +193,12 @@ func TestReplicas(t *testing.T) {
 	if blk, _ := pem.Decode(secret.Data["root-1.crt"]); blk == nil || !bytes.Equal(blk.Bytes, cps[0].ca.ActiveRoot().Raw) {
 		t.Fatal("the Secret does not hold the replicas' root")
 	}
+	if tok := cps[0].adminToken; tok == "" || tok != cps[1].adminToken || tok != string(secret.Data[adminTokenFile]) {
+		t.Error("the replicas do not share the admin token of the Secret")
+	}
+	if b, err := os.ReadFile(filepath.Join(cps[1].opts.StateDir, adminTokenFile)); err != nil || strings.TrimSpace(string(b)) != cps[0].adminToken {
+		t.Errorf("the admin token is not where the CLI looks for it on the replica's host: %q, %v", b, err)
+	}
 	replicas := []replica{startReplica(t, cps[0]), startReplica(t, cps[1])}
 
 	var leader, follower replica
@@ -271,15 +279,16 @@ func TestCASecretConflict(t *testing.T) {
 	}
 	// The other replica stores its CA just as this one is about to.
 	var other []byte
+	var otherToken string
 	slow := rest.CopyConfig(cfg)
 	slow.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			if r.Method == http.MethodPut && other == nil {
-				c, err := loadCASecret(r.Context(), client, ns, install.CASecret, t.TempDir(), spiffeid.RequireTrustDomainFromString(DefaultTrustDomain), testLogger(t))
+				c, token, err := loadCASecret(r.Context(), client, ns, install.CASecret, t.TempDir(), spiffeid.RequireTrustDomainFromString(DefaultTrustDomain), testLogger(t))
 				if err != nil {
 					return nil, err
 				}
-				other = c.ActiveRoot().Raw
+				other, otherToken = c.ActiveRoot().Raw, token
 			}
 			return rt.RoundTrip(r)
 		})
@@ -289,12 +298,15 @@ func TestCASecretConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	c, err := loadCASecret(t.Context(), slowClient, ns, install.CASecret, t.TempDir(), spiffeid.RequireTrustDomainFromString(DefaultTrustDomain), slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), nil)))
+	c, token, err := loadCASecret(t.Context(), slowClient, ns, install.CASecret, t.TempDir(), spiffeid.RequireTrustDomainFromString(DefaultTrustDomain), slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if other == nil || !bytes.Equal(c.ActiveRoot().Raw, other) {
 		t.Fatal("the replica that lost the race does not use the winner's root")
+	}
+	if token == "" || token != otherToken {
+		t.Error("the replica that lost the race does not use the winner's admin token")
 	}
 	if !strings.Contains(logs.String(), "another replica stored a CA first") {
 		t.Errorf("no Conflict was met:\n%s", logs.String())
@@ -309,7 +321,12 @@ func TestCASecretRefused(t *testing.T) {
 	admin := env.Client(t)
 	const ns = "weft-ca-refused"
 	env.CreateNamespace(t, ns, nil)
+	caOnly, err := ca.LoadOrCreateFrom(nil, "test", t.TempDir(), spiffeid.RequireTrustDomainFromString(DefaultTrustDomain), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range []*corev1.Secret{
+		{ObjectMeta: metav1.ObjectMeta{Name: "no-admin-token"}, Data: caOnly.Files()},
 		{ObjectMeta: metav1.ObjectMeta{Name: "bad-state"}, Data: map[string][]byte{"state.json": []byte("{"), "token.key": make([]byte, 32)}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "no-token-key"}, Data: map[string][]byte{"state.json": []byte("{}")}},
 	} {
@@ -327,6 +344,8 @@ func TestCASecretRefused(t *testing.T) {
 			[]string{`Secret weft-ca-refused/bad-state key "state.json"`}},
 		{"no join token key", func(o *Options) { o.Kube, o.Namespace, o.CASecret = env.AdminConfig(), ns, "no-token-key" },
 			[]string{`Secret weft-ca-refused/no-token-key key "token.key"`}},
+		{"no admin token", func(o *Options) { o.Kube, o.Namespace, o.CASecret = env.AdminConfig(), ns, "no-admin-token" },
+			[]string{`Secret weft-ca-refused/no-admin-token key "admin.token"`}},
 		{"no Secret", func(o *Options) { o.Kube, o.Namespace, o.CASecret = env.AdminConfig(), ns, "none" },
 			[]string{"Secret weft-ca-refused/none", "not found"}},
 		{"a Secret outside Kubernetes mode", func(o *Options) { o.Namespace, o.CASecret = ns, "weft-ca" },
@@ -521,5 +540,8 @@ func TestRotationAcrossReplicas(t *testing.T) {
 	}
 	if v := ca.FilesVersion(secret.Data); v != leader.ca.BundleVersion() {
 		t.Errorf("the Secret holds bundle version %d, the leader %d", v, leader.ca.BundleVersion())
+	}
+	if string(secret.Data[adminTokenFile]) != leader.adminToken {
+		t.Error("the rotation steps lost the admin token from the Secret")
 	}
 }
