@@ -65,7 +65,8 @@ type Options struct {
 	// brought in step; default 100ms.
 	Debounce time.Duration
 	// Rediscover is how often the source looks for route and policy kinds
-	// the server has come to serve; default 30s.
+	// the server has come to serve, besides watching CRDs (which it may
+	// not be allowed to); default 30s.
 	Rediscover time.Duration
 	// Resync is the informers' resync period; 0 is none.
 	Resync time.Duration
@@ -184,6 +185,17 @@ func (s *Source) Run(ctx context.Context) error {
 			return fmt.Errorf("kube source: %w", err)
 		}
 	}
+	crdChanged := make(chan struct{}, 1)
+	crds, err := s.newCRDInformer(crdChanged)
+	if err != nil {
+		return fmt.Errorf("kube source: %w", err)
+	}
+	crdsDone := make(chan struct{})
+	go func() {
+		defer close(crdsDone)
+		crds.Run(ctx.Done())
+	}()
+	defer func() { <-crdsDone }()
 	s.factory.Start(ctx.Done())
 	defer s.factory.Shutdown()
 	defer s.dyn.Shutdown()
@@ -199,13 +211,34 @@ func (s *Source) Run(ctx context.Context) error {
 	close(s.synced)
 	rediscover := time.NewTicker(s.opts.Rediscover)
 	defer rediscover.Stop()
+	discover := func() {
+		if err := s.watchPolicies(ctx, handler); err != nil {
+			s.opts.Logger.Warn("route and policy kinds not discovered", "error", err)
+		}
+	}
+	// After a CRD change, look again every second while a CRD of a kind
+	// weft reads is not watched, a few times: discovery lists a new CRD a
+	// moment after it is established.
+	var retry <-chan time.Time
+	retries := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-rediscover.C:
-			if err := s.watchPolicies(ctx, handler); err != nil {
-				s.opts.Logger.Warn("route and policy kinds not discovered", "error", err)
+			discover()
+		case <-crdChanged:
+			discover()
+			retries = 0
+			retry = time.After(time.Second)
+		case <-retry:
+			retry = nil
+			if !s.unwatchedCRDs(crds.GetStore()) {
+				continue
+			}
+			discover()
+			if retries++; retries < crdRetries {
+				retry = time.After(time.Second)
 			}
 		case <-s.kick:
 			t := time.NewTimer(s.opts.Debounce)

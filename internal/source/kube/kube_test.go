@@ -775,3 +775,46 @@ func TestStatusRetried(t *testing.T) {
 		return hasConditions(t, routes, "good", "Accepted=True/Accepted@1,ResolvedRefs=True/ResolvedRefs@1")
 	})
 }
+
+// TestCRDEstablishedIsRead: a route or policy kind whose CRD comes after
+// the source started is read within seconds, long before the next
+// Rediscover, since the source watches CRDs. Its own API server, so the
+// CRD is new to it.
+func TestCRDEstablishedIsRead(t *testing.T) {
+	env := kubeenv.Start(t)
+	dyn := env.Dynamic(t)
+	bank := namespace("bank")
+	env.CreateNamespace(t, bank, map[string]string{NamespaceLabel: NamespaceEnabled})
+	store := model.NewStore()
+	src, err := New(Options{Client: env.Client(t), Dynamic: dyn, Store: store, Debounce: 10 * time.Millisecond, Rediscover: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	<-src.Synced()
+
+	gvr := schema.GroupVersionResource{Group: "weft.dev", Version: "v1alpha1", Resource: "retrypolicies"}
+	installCRD(t, env, "weft.dev_retrypolicies.yaml", gvr)
+	if _, err := dyn.Resource(gvr).Namespace(bank).Create(t.Context(), retryPolicy(bank, 2), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	key := model.PolicyKey{Kind: model.KindRetryPolicy, Ref: model.Ref{Namespace: bank, Name: "catalog-retries"}}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, ok := store.Snapshot().Policy(key); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the RetryPolicy is not in the model 15s after its CRD was served; watching %v", src.Status().Resources)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
