@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // A route is admitted when everything it names exists (backend and mirror
@@ -38,6 +39,12 @@ func (s *Snapshot) RouteRejection(k PolicyKey) error { return s.rejected[k] }
 
 // RouteRejections returns every route that is not admitted, by key.
 func (s *Snapshot) RouteRejections() map[PolicyKey]error { return s.rejected }
+
+// RejectedRoutes returns the keys of the routes not admitted, in the
+// order of their names, for listing them.
+func (s *Snapshot) RejectedRoutes() []PolicyKey {
+	return slices.SortedFunc(maps.Keys(s.rejected), func(a, b PolicyKey) int { return strings.Compare(a.String(), b.String()) })
+}
 
 // admitRoutes admits the routes of namespace ns again and reports whether
 // the routes in force changed.

@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -131,11 +130,11 @@ func (s *Source) Status() Status {
 	defer s.mu.Unlock()
 	st := s.status
 	st.Problems = slices.Clone(st.Problems)
-	rejected := s.opts.Store.Snapshot().RouteRejections()
-	for _, pk := range slices.SortedFunc(maps.Keys(rejected), func(a, b model.PolicyKey) int { return strings.Compare(a.String(), b.String()) }) {
+	snap := s.opts.Store.Snapshot()
+	for _, pk := range snap.RejectedRoutes() {
 		k := manifest.Key{Kind: pk.Kind, Ref: pk.Ref}
 		if file, ok := s.origin[k]; ok {
-			st.Problems = append(st.Problems, Problem{File: file, Object: k.String(), Message: file + ": " + rejected[pk].Error()})
+			st.Problems = append(st.Problems, Problem{File: file, Object: k.String(), Message: file + ": " + snap.RouteRejection(pk).Error()})
 		}
 	}
 	return st

@@ -161,13 +161,22 @@ func (s *Source) NamespaceLabels(name string) map[string]string {
 // plane asks of the same API server.
 func (s *Source) Client() kubernetes.Interface { return s.opts.Client }
 
-// Status returns what the last sync saw.
+// Status returns what the last sync saw, and the routes it applied that
+// the model does not admit now (a backend that does not exist, a match
+// another route has), which can change between syncs.
 func (s *Source) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.status
 	st.Problems = slices.Clone(st.Problems)
 	st.Resources = slices.Clone(st.Resources)
+	snap := s.opts.Store.Snapshot()
+	for _, pk := range snap.RejectedRoutes() {
+		k := manifest.Key{Kind: pk.Kind, Ref: pk.Ref}
+		if _, ok := s.applied[k]; ok {
+			st.Problems = append(st.Problems, Problem{Object: k.String(), Message: snap.RouteRejection(pk).Error()})
+		}
+	}
 	return st
 }
 

@@ -653,6 +653,11 @@ func TestStatus(t *testing.T) {
 	expect(routes, "unsupported", "Accepted=False/UnsupportedValue@1")
 	expect(grpc, "grpc-unknown-backend", "Accepted=False/Pending@1,ResolvedRefs=False/BackendNotFound@1")
 	expect(policies, "catalog-callers", "Accepted=True/Accepted@1,ResolvedRefs=False/ServiceAccountNotFound@1")
+	if !slices.ContainsFunc(src.Status().Problems, func(p Problem) bool {
+		return strings.HasSuffix(p.Object, "/unknown-backend") && strings.Contains(p.Message, "backend")
+	}) {
+		t.Errorf("the route with an unknown backend is not among the source's problems: %v", src.Status().Problems)
+	}
 	settled(map[string]int{"good": 1, "unknown-backend": 1, "unsupported": 1})
 	if good, err = routes.Get(t.Context(), "good", metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
