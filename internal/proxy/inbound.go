@@ -287,6 +287,7 @@ func (p *Proxy) newAppProxy(rt http.RoundTripper) *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			rewriteCommon(pr)
 			pr.Out.URL.Host = pr.In.Context().Value(appKey{}).(*appTarget).addr
+			p.setClientCert(pr)
 		},
 		Transport:      rt,
 		ModifyResponse: keepGRPCStatus,
@@ -301,6 +302,30 @@ func (p *Proxy) newAppProxy(rt http.RoundTripper) *httputil.ReverseProxy {
 			p.upstreamFailed(w, r, app.start, "inbound", fmt.Sprintf("app at %s: %v", app.addr, err))
 		},
 	}
+}
+
+// ClientCertHeader tells the app who called it, in the format Envoy and
+// Istio use (By=<this workload's SPIFFE ID>;URI=<the caller's>), so an
+// app can use the caller's verified identity without terminating TLS.
+// The proxy sets it on every request from a verified peer and removes
+// what any client sent in it: the app can trust it.
+const ClientCertHeader = "X-Forwarded-Client-Cert"
+
+func (p *Proxy) setClientCert(pr *httputil.ProxyRequest) {
+	pr.Out.Header.Del(ClientCertHeader)
+	if pr.In.TLS == nil {
+		return
+	}
+	peer, err := identity.PeerID(*pr.In.TLS)
+	if err != nil {
+		return
+	}
+	v := "URI=" + peer.String()
+	self := p.cur.Load().cfg.Workload
+	if by := p.identityOf(model.Ref{Namespace: self.Ref.Namespace, Name: self.Identity().Name}); by != "" {
+		v = "By=" + by + ";" + v
+	}
+	pr.Out.Header.Set(ClientCertHeader, v)
 }
 
 // rewriteCommon makes the outgoing request of either side, but for the

@@ -32,7 +32,9 @@ type tapMesh struct {
 	proxy        *proxy.Proxy
 	wl           *model.Workload
 	appHits      atomic.Int64
-	inbound      string
+	// appClientCert is the X-Forwarded-Client-Cert of the app's last request.
+	appClientCert atomic.Value
+	inbound       string
 }
 
 func newTapMesh(t *testing.T) *tapMesh {
@@ -59,8 +61,9 @@ func newTapMesh(t *testing.T) *tapMesh {
 	m.webID, _ = identity.WorkloadID(td, "demo", "web")
 	m.cp, m.api, m.web = source(identity.ControlPlaneID(td)), source(m.apiID), source(m.webID)
 
-	app := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	app := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m.appHits.Add(1)
+		m.appClientCert.Store(r.Header.Get(proxy.ClientCertHeader))
 		io.WriteString(w, "app")
 	}))
 	m.proxy = newProxy(t, proxy.Options{InboundTLS: m.api.ServerTLSConfig(nil), TrustDomain: td.String()})
