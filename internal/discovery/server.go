@@ -512,9 +512,11 @@ func unindex(idx map[model.Ref]map[*stream]struct{}, r model.Ref, st *stream) {
 }
 
 // watch marks, for each new snapshot, the streams it concerns. Its work per
-// snapshot is one pointer comparison per subscribed service and two per
-// connected workload (itself and its authorization), plus one wake-up per concerned stream; streams that
-// subscribe to nothing that changed are not woken.
+// snapshot is that of the namespaces the snapshot changed (the model
+// lists what changed, comparing namespaces before objects) and one
+// wake-up per concerned stream, whatever the number of streams and
+// subscriptions; streams that subscribe to nothing that changed are not
+// woken.
 func (s *Server) watch(snap *model.Snapshot, stop <-chan struct{}) {
 	for {
 		select {
@@ -537,11 +539,14 @@ func (s *Server) watch(snap *model.Snapshot, stop <-chan struct{}) {
 		// Publish before marking: a stream that takes a mark must find the
 		// snapshot that caused it.
 		s.current.Store(next)
+		changed := next.ServicesChanged(snap)
 		if len(s.everything) > 0 {
 			// New services join the streams that want every service; the
 			// loop below then sends them.
-			for _, svc := range next.Services() {
-				r := svc.Service.Ref
+			for _, r := range changed {
+				if _, ok := next.Service(r); !ok {
+					continue
+				}
 				if _, ok := snap.Service(r); ok {
 					continue
 				}
@@ -552,22 +557,14 @@ func (s *Server) watch(snap *model.Snapshot, stop <-chan struct{}) {
 				}
 			}
 		}
-		for r, set := range s.byService {
-			a, _ := snap.Service(r)
-			b, _ := next.Service(r)
-			if a != b {
-				for st := range set {
-					st.touch(r, seen)
-				}
+		for _, r := range changed {
+			for st := range s.byService[r] {
+				st.touch(r, seen)
 			}
 		}
-		for r, set := range s.byWorkload {
-			a, _ := snap.Workload(r)
-			b, _ := next.Workload(r)
-			if a != b || snap.Authz(r) != next.Authz(r) {
-				for st := range set {
-					st.changed(seen)
-				}
+		for _, r := range next.WorkloadsChanged(snap) {
+			for st := range s.byWorkload[r] {
+				st.changed(seen)
 			}
 		}
 		s.mu.Unlock()

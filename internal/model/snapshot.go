@@ -135,38 +135,93 @@ type ProxyConfig struct {
 // one, not a map of every object in the mesh: at 100,000 workloads the
 // whole copy was most of the work of an endpoint change (see
 // docs/benchmarks-control-plane.md). A published byNamespace, and each
-// of its inner maps, is never modified.
-type byNamespace[V any] map[string]map[Ref]V
+// of its namespaces' maps, is never modified, so a namespace whose
+// *nsMap is the same in two snapshots did not change between them.
+type byNamespace[V comparable] map[string]*nsMap[V]
+
+type nsMap[V comparable] struct{ m map[Ref]V }
 
 func (m byNamespace[V]) get(r Ref) (V, bool) {
-	v, ok := m[r.Namespace][r]
-	return v, ok
+	if inner := m[r.Namespace]; inner != nil {
+		v, ok := inner.m[r]
+		return v, ok
+	}
+	var zero V
+	return zero, false
 }
 
 func (m byNamespace[V]) values() []V {
 	n := 0
 	for _, inner := range m {
-		n += len(inner)
+		n += len(inner.m)
 	}
 	out := make([]V, 0, n)
 	for _, inner := range m {
-		for _, v := range inner {
+		for _, v := range inner.m {
 			out = append(out, v)
 		}
 	}
 	return out
 }
 
+// changedRefs returns the objects added, removed or replaced from a to b.
+// Namespaces whose maps are the same are skipped whole.
+func changedRefs[V comparable](a, b byNamespace[V]) []Ref {
+	var out []Ref
+	for ns, bm := range b {
+		am := a[ns]
+		if am == bm {
+			continue
+		}
+		var amm map[Ref]V
+		if am != nil {
+			amm = am.m
+		}
+		for r, v := range bm.m {
+			if w, ok := amm[r]; !ok || w != v {
+				out = append(out, r)
+			}
+		}
+		for r := range amm {
+			if _, ok := bm.m[r]; !ok {
+				out = append(out, r)
+			}
+		}
+	}
+	for ns, am := range a {
+		if _, ok := b[ns]; !ok {
+			for r := range am.m {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// ServicesChanged returns the services whose state is not the same in s
+// as in prev: added, removed, or a new ServiceState. Its work is that of
+// the namespaces that changed, not of the whole mesh, so a watcher need
+// not compare every service it cares about at every snapshot.
+func (s *Snapshot) ServicesChanged(prev *Snapshot) []Ref {
+	return changedRefs(prev.services, s.services)
+}
+
+// WorkloadsChanged returns the workloads that are not the same in s as in
+// prev, or whose authorization is not (a workload may be listed twice).
+func (s *Snapshot) WorkloadsChanged(prev *Snapshot) []Ref {
+	return append(changedRefs(prev.workloads, s.workloads), changedRefs(prev.authz, s.authz)...)
+}
+
 // cowNamespaces edits a byNamespace copied from a published snapshot:
 // it copies the top-level map on the first write, and each namespace's
 // map on the first write to that namespace.
-type cowNamespaces[V any] struct {
+type cowNamespaces[V comparable] struct {
 	m      *byNamespace[V]
 	top    bool
 	copied map[string]bool
 }
 
-func newCOW[V any](m *byNamespace[V]) *cowNamespaces[V] {
+func newCOW[V comparable](m *byNamespace[V]) *cowNamespaces[V] {
 	return &cowNamespaces[V]{m: m, copied: map[string]bool{}}
 }
 
@@ -176,22 +231,21 @@ func (c *cowNamespaces[V]) writable(ns string) map[Ref]V {
 		*c.m = maps.Clone(*c.m)
 		c.top = true
 	}
-	inner := (*c.m)[ns]
 	if !c.copied[ns] {
-		inner = maps.Clone(inner)
-		if inner == nil {
-			inner = map[Ref]V{}
+		inner := &nsMap[V]{m: map[Ref]V{}}
+		if old := (*c.m)[ns]; old != nil {
+			inner.m = maps.Clone(old.m)
 		}
 		(*c.m)[ns] = inner
 		c.copied[ns] = true
 	}
-	return inner
+	return (*c.m)[ns].m
 }
 
 func (c *cowNamespaces[V]) set(r Ref, v V) { c.writable(r.Namespace)[r] = v }
 
 func (c *cowNamespaces[V]) del(r Ref) {
-	if _, ok := (*c.m)[r.Namespace][r]; !ok {
+	if _, ok := c.m.get(r); !ok {
 		return
 	}
 	inner := c.writable(r.Namespace)

@@ -369,6 +369,9 @@ func (b *batch) publishAuthz() {
 	if len(b.authzNamespaces) == 0 && len(b.authzWorkloads) == 0 {
 		return
 	}
+	// One scope per namespace: resolving does not change it, and making
+	// it for each workload was most of a large batch's work.
+	scopes := map[string]authzScope{}
 	resolve := func(r Ref) {
 		old, _ := b.next.authz.get(r)
 		o, ok := b.workloads[r]
@@ -376,7 +379,12 @@ func (b *batch) publishAuthz() {
 			b.nextAuthz.del(r)
 			return
 		}
-		cur := resolveAuthz(o.obj, b.authzScope(r.Namespace))
+		scope, ok := scopes[r.Namespace]
+		if !ok {
+			scope = b.authzScope(r.Namespace)
+			scopes[r.Namespace] = scope
+		}
+		cur := resolveAuthz(o.obj, scope)
 		switch {
 		case cur == nil:
 			b.nextAuthz.del(r)
