@@ -3,8 +3,10 @@ package controlplane
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +20,23 @@ import (
 
 // fieldManager names the control plane's writes in managedFields.
 const fieldManager = "weft-control-plane"
+
+// revokedKey, in the CA Secret, lists the join token IDs revoked at any
+// replica (JSON), which every replica merges into its own list.
+const revokedKey = "revoked-tokens.json"
+
+// revokedIn reads the revoked token IDs of a CA Secret.
+func revokedIn(label string, data map[string][]byte) ([]string, error) {
+	b, ok := data[revokedKey]
+	if !ok {
+		return nil, nil
+	}
+	var ids []string
+	if err := json.Unmarshal(b, &ids); err != nil {
+		return nil, fmt.Errorf("%s key %q: %w", label, revokedKey, err)
+	}
+	return ids, nil
+}
 
 // caSecretAttempts bounds how often loadCASecret reads the Secret again
 // after losing a race to write it: each loss means another replica wrote
@@ -50,6 +69,13 @@ func loadCASecret(ctx context.Context, client kubernetes.Interface, namespace, n
 			token := strings.TrimSpace(string(s.Data[adminTokenFile]))
 			if token == "" {
 				return nil, "", fmt.Errorf("CA %s key %q: missing or empty", label, adminTokenFile)
+			}
+			revoked, err := revokedIn(label, s.Data)
+			if err != nil {
+				return nil, "", fmt.Errorf("CA: %w", err)
+			}
+			if _, err := c.MergeRevocations(revoked); err != nil {
+				return nil, "", fmt.Errorf("CA %s: %w", label, err)
 			}
 			log.Info("CA loaded", "secret", label, "ca", c)
 			return c, token, nil
@@ -104,8 +130,15 @@ func (s *caSecret) persist(files map[string][]byte) error {
 	if have, from := ca.FilesVersion(sec.Data), ca.FilesVersion(files)-1; have != from {
 		return fmt.Errorf("CA %s holds bundle version %d, not %d, which this step comes from: another replica changed the CA; try again in %s", label, have, from, s.poll)
 	}
-	// The admin token is the control plane's, not the CA's: keep it.
-	files[adminTokenFile] = sec.Data[adminTokenFile]
+	// The admin token and the revocations are the control plane's, not the
+	// CA's files: keep them as they are.
+	for _, k := range []string{adminTokenFile, revokedKey} {
+		if v, ok := sec.Data[k]; ok {
+			files[k] = v
+		} else {
+			delete(files, k)
+		}
+	}
 	sec.Data = files
 	if _, err := secrets.Update(ctx, sec, metav1.UpdateOptions{FieldManager: fieldManager}); err != nil {
 		return fmt.Errorf("CA: storing the rotation step in %s: %w", label, err)
@@ -113,8 +146,48 @@ func (s *caSecret) persist(files map[string][]byte) error {
 	return nil
 }
 
+// shareRevocation adds a revoked join token ID to the Secret's list, for
+// the other replicas to merge.
+func (s *caSecret) shareRevocation(id string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), caSecretWriteTimeout)
+	defer cancel()
+	label := "Secret " + s.namespace + "/" + s.name
+	secrets := s.client.CoreV1().Secrets(s.namespace)
+	for range caSecretAttempts {
+		sec, err := secrets.Get(ctx, s.name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("CA %s: %w", label, err)
+		}
+		ids, err := revokedIn(label, sec.Data)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(ids, id) {
+			return nil
+		}
+		ids = append(ids, id)
+		slices.Sort(ids)
+		b, err := json.Marshal(ids)
+		if err != nil {
+			return err
+		}
+		if sec.Data == nil {
+			sec.Data = map[string][]byte{}
+		}
+		sec.Data[revokedKey] = b
+		_, err = secrets.Update(ctx, sec, metav1.UpdateOptions{FieldManager: fieldManager})
+		if !apierrors.IsConflict(err) {
+			if err != nil {
+				return fmt.Errorf("CA %s: %w", label, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("CA %s: changed under every one of %d attempts to add a revocation", label, caSecretAttempts)
+}
+
 // run reads the Secret every poll until ctx ends, and loads the steps
-// other replicas wrote. A Secret that cannot be read, or whose data does
+// and revocations other replicas wrote. A Secret that cannot be read, or whose data does
 // not make a CA, is logged and the replica keeps the CA it has.
 func (s *caSecret) run(ctx context.Context) error {
 	t := time.NewTicker(s.poll)
@@ -140,6 +213,16 @@ func (s *caSecret) run(ctx context.Context) error {
 		case changed:
 			s.log.Info("CA changed by another replica; loaded", "secret", label, "ca", s.ca)
 			s.changed()
+		}
+		revoked, err := revokedIn(label, sec.Data)
+		if err == nil {
+			var n int
+			if n, err = s.ca.MergeRevocations(revoked); n > 0 {
+				s.log.Info("join tokens revoked at another replica", "secret", label, "tokens", n)
+			}
+		}
+		if err != nil {
+			s.log.Error("CA Secret's revoked join tokens not read", "secret", label, "error", err)
 		}
 	}
 }

@@ -41,6 +41,7 @@ func (cp *ControlPlane) newIdentity(ctx context.Context) error {
 			cp.caSecret = &caSecret{client: cp.client, namespace: cp.opts.Namespace, name: cp.opts.CASecret, ca: cp.ca, log: log,
 				poll: caSecretPoll, changed: cp.bundleChanged}
 			cp.ca.SetPersist(cp.caSecret.persist)
+			cp.ca.SetShareRevocation(cp.caSecret.shareRevocation)
 		}
 	case cp.opts.CADir != "":
 		cp.ca, err = ca.LoadProvided(cp.opts.CADir, caState, td, time.Now)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/ca"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/install"
@@ -481,7 +483,8 @@ func TestLeaderCutOff(t *testing.T) {
 // TestRotationAcrossReplicas: a root rotation step taken at one replica is
 // written to the CA Secret first and read back by the other, whose bundle
 // (the leader's, so the ConfigMaps' too) follows; a step taken at a
-// replica that has not read the last one yet is refused and undone.
+// replica that has not read the last one yet is refused and undone. A
+// join token revoked at one replica is refused at the other too.
 func TestRotationAcrossReplicas(t *testing.T) {
 	env := kubeenv.Shared(t)
 	admin := env.Client(t)
@@ -508,6 +511,24 @@ func TestRotationAcrossReplicas(t *testing.T) {
 	})
 	follower := start("b", time.Hour)
 
+	tok, err := leader.ca.MintToken(identity.TokenClaims{Namespace: "shop", ServiceAccount: "vm", Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := follower.ca.VerifyToken(tok)
+	if err != nil {
+		t.Fatalf("a join token minted at the other replica: %v", err)
+	}
+	if err := follower.ca.RevokeToken(claims.ID); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 5*time.Second, "the leader refuses the revoked token", func() error {
+		if _, err := leader.ca.VerifyToken(tok); !errors.Is(err, ca.ErrTokenRevoked) {
+			return fmt.Errorf("it says %v", err)
+		}
+		return nil
+	})
+
 	if err := follower.ca.PrepareRotation(); err != nil {
 		t.Fatal(err)
 	}
@@ -527,7 +548,7 @@ func TestRotationAcrossReplicas(t *testing.T) {
 	if err := leader.ca.ActivateNewRoot(); err != nil {
 		t.Fatal(err)
 	}
-	err := follower.ca.ActivateNewRoot()
+	err = follower.ca.ActivateNewRoot()
 	if err == nil || !strings.Contains(err.Error(), "another replica changed the CA") {
 		t.Fatalf("a step at a replica behind the Secret: got %v", err)
 	}
@@ -543,5 +564,8 @@ func TestRotationAcrossReplicas(t *testing.T) {
 	}
 	if string(secret.Data[adminTokenFile]) != leader.adminToken {
 		t.Error("the rotation steps lost the admin token from the Secret")
+	}
+	if ids, err := revokedIn("", secret.Data); err != nil || !slices.Equal(ids, []string{claims.ID}) {
+		t.Errorf("the Secret's revocations after the rotation steps: %q, %v", ids, err)
 	}
 }

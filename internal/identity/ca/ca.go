@@ -67,6 +67,9 @@ type CA struct {
 	provided bool
 	// persist, when set, stores the keys' files at each rotation step.
 	persist func(map[string][]byte) error
+	// shareRevocation, when set, hands a revoked token ID to the other
+	// replicas.
+	shareRevocation func(id string) error
 
 	mu            sync.Mutex
 	gens          []*generation       // self-managed: the bundle's generations, oldest first

@@ -157,3 +157,56 @@ func TestRotationInMemory(t *testing.T) {
 		t.Error("a CA kept in a directory reloaded files")
 	}
 }
+
+// TestRevocationsShared: a revocation is handed to the other replicas,
+// which merge it into their own persisted list.
+func TestRevocationsShared(t *testing.T) {
+	first, err := ca.LoadOrCreateFrom(nil, label, t.TempDir(), td, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secondDir := t.TempDir()
+	second, err := ca.LoadOrCreateFrom(first.Files(), label, secondDir, td, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := first.MintToken(identity.TokenClaims{Namespace: "a", ServiceAccount: "b", Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := second.VerifyToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shared []string
+	first.SetShareRevocation(func(id string) error { shared = append(shared, id); return nil })
+	if err := first.RevokeToken(claims.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(shared, []string{claims.ID}) {
+		t.Fatalf("shared %q, want the revoked ID", shared)
+	}
+	for i, want := range []int{1, 0} {
+		if n, err := second.MergeRevocations(shared); n != want || err != nil {
+			t.Errorf("merge %d: %d new, %v; want %d", i, n, err, want)
+		}
+	}
+	if _, err := second.VerifyToken(tok); !errors.Is(err, ca.ErrTokenRevoked) {
+		t.Errorf("the other replica takes a token revoked at the first: %v", err)
+	}
+	restarted, err := ca.LoadOrCreateFrom(first.Files(), label, secondDir, td, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restarted.VerifyToken(tok); !errors.Is(err, ca.ErrTokenRevoked) {
+		t.Errorf("a merged revocation did not survive a restart: %v", err)
+	}
+	if _, err := second.MergeRevocations([]string{"not an ID!"}); err == nil {
+		t.Error("merged what is no token ID")
+	}
+	refused := errors.New("API server unreachable")
+	first.SetShareRevocation(func(string) error { return refused })
+	if err := first.RevokeToken("other-id"); !errors.Is(err, refused) || !strings.Contains(err.Error(), "revoked here") {
+		t.Errorf("a revocation that could not be shared: %v", err)
+	}
+}

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -138,30 +140,84 @@ func (c *CA) VerifyToken(tok string) (identity.TokenClaims, error) {
 	return cl, nil
 }
 
-// RevokeToken adds a token ID to the persisted revocation list.
+// RevokeToken adds a token ID to the persisted revocation list and, when
+// SetShareRevocation has set a way, shares it with the other replicas of
+// the control plane.
 func (c *CA) RevokeToken(id string) error {
-	probe := identity.TokenClaims{ID: id, Namespace: "x", ServiceAccount: "x", Expires: time.Unix(1, 0), Root: "sha256:" + fmt.Sprintf("%064x", 0)}
-	if _, err := identity.TokenSigningInput(probe); err != nil {
-		return fmt.Errorf("revoke join token: bad token ID: %w", err)
+	if err := checkTokenID(id); err != nil {
+		return fmt.Errorf("revoke join token: %w", err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.revoked[id]; ok {
-		return nil
-	}
-	ids := make([]string, 0, len(c.revoked)+1)
-	for r := range c.revoked {
-		ids = append(ids, r)
-	}
-	ids = append(ids, id)
-	sort.Strings(ids)
-	b, err := json.MarshalIndent(ids, "", " ")
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(c.dir, revokedFile), append(b, '\n'), 0o600); err != nil {
+	if _, err := c.revokeLocked([]string{id}); err != nil {
 		return fmt.Errorf("revoke join token: %w", err)
 	}
-	c.revoked[id] = struct{}{}
+	if c.shareRevocation != nil {
+		if err := c.shareRevocation(id); err != nil {
+			return fmt.Errorf("revoke join token %s: revoked here, but not shared with the other replicas: %w", id, err)
+		}
+	}
 	return nil
+}
+
+// SetShareRevocation has RevokeToken hand each revoked ID to share, which
+// the control plane writes where its replicas read it (MergeRevocations).
+func (c *CA) SetShareRevocation(share func(id string) error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.shareRevocation = share
+}
+
+// MergeRevocations adds token IDs revoked at another replica to this
+// one's persisted list, and returns how many it did not have. IDs that
+// are not token IDs are an error, and none is added.
+func (c *CA) MergeRevocations(ids []string) (int, error) {
+	for _, id := range ids {
+		if err := checkTokenID(id); err != nil {
+			return 0, fmt.Errorf("revoked join tokens: %w", err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.revokeLocked(ids)
+	if err != nil {
+		return 0, fmt.Errorf("revoked join tokens: %w", err)
+	}
+	return n, nil
+}
+
+// checkTokenID refuses what could not be a join token's ID.
+func checkTokenID(id string) error {
+	probe := identity.TokenClaims{ID: id, Namespace: "x", ServiceAccount: "x", Expires: time.Unix(1, 0), Root: "sha256:" + fmt.Sprintf("%064x", 0)}
+	if _, err := identity.TokenSigningInput(probe); err != nil {
+		return fmt.Errorf("bad token ID: %w", err)
+	}
+	return nil
+}
+
+// revokeLocked adds ids to the revocation list, persisted first, and
+// returns how many are new.
+func (c *CA) revokeLocked(ids []string) (int, error) {
+	var added []string
+	for _, id := range ids {
+		if _, ok := c.revoked[id]; !ok && !slices.Contains(added, id) {
+			added = append(added, id)
+		}
+	}
+	if len(added) == 0 {
+		return 0, nil
+	}
+	all := slices.Concat(slices.Collect(maps.Keys(c.revoked)), added)
+	sort.Strings(all)
+	b, err := json.MarshalIndent(all, "", " ")
+	if err != nil {
+		return 0, err
+	}
+	if err := writeFileAtomic(filepath.Join(c.dir, revokedFile), append(b, '\n'), 0o600); err != nil {
+		return 0, err
+	}
+	for _, id := range added {
+		c.revoked[id] = struct{}{}
+	}
+	return len(added), nil
 }
