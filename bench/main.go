@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -156,12 +155,7 @@ func parseSetups(s string) ([]string, error) {
 	var names []string
 	for _, n := range strings.Split(s, ",") {
 		n = strings.TrimSpace(n)
-		if !slices.ContainsFunc(setups, func(x struct {
-			name  string
-			start setupFunc
-		}) bool {
-			return x.name == n
-		}) {
+		if setupByName(n) == nil {
 			return nil, fmt.Errorf("-setups: unknown setup %q", n)
 		}
 		names = append(names, n)
@@ -231,6 +225,9 @@ func run(log *slog.Logger, o options) error {
 	defer e.backend.stop()
 	s := &suite{env: e, duration: o.duration, conns: o.conns, rates: rates, log: log}
 	if o.profile {
+		if _, err := exec.LookPath("perf"); err != nil {
+			return fmt.Errorf("-profile: %w (Debian's linux-perf)", err)
+		}
 		if o.out == "" {
 			return fmt.Errorf("-profile writes into the results directory: set -out")
 		}
@@ -333,14 +330,8 @@ func (s *suite) start(ctx context.Context, name string) (*running, []int64, erro
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("scratch directory: %w", err)
 	}
-	var start setupFunc
-	for _, x := range setups {
-		if x.name == name {
-			start = x.start
-		}
-	}
 	s.log.Info("starting setup", "setup", name)
-	r, err := start(ctx, s.env, dir)
+	r, err := setupByName(name)(ctx, s.env, dir)
 	if err != nil {
 		return nil, nil, err
 	}

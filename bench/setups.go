@@ -76,6 +76,15 @@ var setups = []struct {
 	{"caddy", startCaddy},
 }
 
+func setupByName(name string) setupFunc {
+	for _, x := range setups {
+		if x.name == name {
+			return x.start
+		}
+	}
+	return nil
+}
+
 // nextPort hands out loopback ports below the kernel's ephemeral range
 // (32768 up), where a port picked by the kernel could be taken by an
 // outgoing connection before a server listens on it.
