@@ -69,6 +69,26 @@ type ServiceDump struct {
 	Balancer  string         `json:"balancer"`
 	Ports     []PortDump     `json:"ports"`
 	Endpoints []EndpointDump `json:"endpoints"`
+	// Routes are the rules of the routes attached to the service, in the
+	// order they are tried; none sends every request to its endpoints.
+	Routes []RouteDump `json:"routes,omitempty"`
+	// Policies are the retry, fault and circuit-breaker policies in force
+	// for calls to the service.
+	Policies []string `json:"policies,omitempty"`
+}
+
+// RouteDump is one rule of a route, for one of its matches.
+type RouteDump struct {
+	Route    string        `json:"route"`
+	Port     uint32        `json:"port,omitempty"`
+	Backends []BackendDump `json:"backends,omitempty"`
+}
+
+// BackendDump is where a route rule sends a share of its requests.
+type BackendDump struct {
+	Service string `json:"service"`
+	Port    uint32 `json:"port,omitempty"`
+	Weight  uint32 `json:"weight"`
 }
 
 // EndpointDump is one endpoint of a service.
@@ -147,6 +167,26 @@ func (p *Proxy) ConfigDump() any {
 		}
 		for _, ep := range ss.Endpoints {
 			sd.Endpoints = append(sd.Endpoints, EndpointDump{ID: ep.ID, Address: ep.Address, ProxyPort: ep.ProxyPort, TargetPorts: ep.TargetPorts})
+		}
+		if ss.Routes != nil {
+			for _, tr := range ss.Routes.Rules {
+				rd := RouteDump{Route: tr.Route, Port: tr.Port}
+				for _, b := range tr.Rule.Backends {
+					rd.Backends = append(rd.Backends, BackendDump{Service: b.Service, Port: b.Port, Weight: b.Weight})
+				}
+				sd.Routes = append(sd.Routes, rd)
+			}
+		}
+		if tp := ss.Traffic; tp != nil {
+			if tp.Retry != nil {
+				sd.Policies = append(sd.Policies, tp.Retry.Key().String())
+			}
+			if tp.Fault != nil {
+				sd.Policies = append(sd.Policies, tp.Fault.Key().String())
+			}
+			if tp.Breaker != nil {
+				sd.Policies = append(sd.Policies, tp.Breaker.Key().String())
+			}
 		}
 		d.Services = append(d.Services, sd)
 	}

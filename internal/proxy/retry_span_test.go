@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,6 +41,11 @@ func TestClientSpanCountsRetries(t *testing.T) {
 		Traffic: &model.TrafficPolicy{Retry: retryPolicy(2, 0.5, 10)}}
 	if err := c.proxy.Apply(&model.ProxyConfig{Version: c.version, Workload: c.wl, Services: map[model.Ref]*model.ServiceState{apiRef: st}}); err != nil {
 		t.Fatal(err)
+	}
+	for _, sd := range c.proxy.ConfigDump().(proxy.Dump).Services {
+		if want := st.Traffic.Retry.Key().String(); sd.Ref == apiRef.String() && !slices.Equal(sd.Policies, []string{want}) {
+			t.Errorf("config dump of %s: policies %q, want [%q]", sd.Ref, sd.Policies, want)
+		}
 	}
 	resp, err := h1Client().Get("http://" + c.addr(80) + "/")
 	if err != nil {

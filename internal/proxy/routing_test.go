@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -81,6 +82,13 @@ func backends(split ...any) []model.RouteBackend {
 func TestWeightedSplit(t *testing.T) {
 	m := newRoutedMesh(t, 0)
 	m.route(model.TableRule{Route: "TrafficSplit demo/split", Rule: model.RouteRule{Backends: backends("api-v1", 80, "api-v2", 20)}})
+	// /config shows the split in force, so an operator can see it.
+	want := []proxy.RouteDump{{Route: "TrafficSplit demo/split", Backends: []proxy.BackendDump{{Service: "api-v1", Weight: 80}, {Service: "api-v2", Weight: 20}}}}
+	for _, sd := range m.client.proxy.ConfigDump().(proxy.Dump).Services {
+		if sd.Ref == apiRef.String() && !reflect.DeepEqual(sd.Routes, want) {
+			t.Errorf("config dump of %s: routes %+v, want %+v", sd.Ref, sd.Routes, want)
+		}
+	}
 	const n = 1000
 	v2 := 0
 	for range n {
