@@ -163,6 +163,7 @@ func TestFlagErrors(t *testing.T) {
 		{"nothing listening", []string{"status", "--admin", "127.0.0.1:1"}, "is `weft up` or `weft control` running?"},
 		{"up needs one source", []string{"up"}, "give exactly one of --demo and -f DIR"},
 		{"bad log level", []string{"control", "--log-level", "loud"}, "--log-level"},
+		{"bad webhook failure policy", []string{"control", "--webhook-failure-policy", "Maybe"}, `--webhook-failure-policy "Maybe": want Fail or Ignore`},
 		{"bad port base", []string{"up", "--demo", "--port-base", "80", "--state-dir", "STATE", "--proxy", "/bin/true"}, "--port-base: want 1024..65000"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {

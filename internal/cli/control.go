@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -20,6 +21,7 @@ func newControlCommand(logs *logFlags) *cobra.Command {
 	var kubeMode bool
 	var kubeconfig, lease string
 	webhook := controlplane.WebhookOptions{}
+	var failurePolicy string
 	cmd := &cobra.Command{
 		Use:   "control",
 		Short: "Run the control plane",
@@ -28,6 +30,12 @@ mode) or, with --kubernetes, a Kubernetes API server, accepts workload
 registrations, and streams each proxy the part of the mesh it needs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch p := admissionregistrationv1.FailurePolicyType(failurePolicy); p {
+			case admissionregistrationv1.Fail, admissionregistrationv1.Ignore:
+				webhook.FailurePolicy = p
+			default:
+				return fmt.Errorf("--webhook-failure-policy %q: want Fail or Ignore", failurePolicy)
+			}
 			logger, err := logs.logger(cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -81,6 +89,7 @@ registrations, and streams each proxy the part of the mesh it needs.`,
 	f.BoolVar(&kubeMode, "kubernetes", false, "read the mesh from a Kubernetes API server: the cluster the control plane runs in, or --kubeconfig's")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "with --kubernetes: a kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)")
 	f.StringVar(&webhook.Addr, "webhook-addr", "", "with --kubernetes: serve sidecar injection (POST /inject) over TLS here")
+	f.StringVar(&failurePolicy, "webhook-failure-policy", string(admissionregistrationv1.Fail), "what becomes of a Pod the webhook cannot mesh, as the webhook configuration's failurePolicy says: Fail refuses it, Ignore lets it start outside the mesh")
 	f.StringVar(&webhook.CertDir, "webhook-cert-dir", "", "the injection webhook's serving certificate: tls.crt and tls.key, reloaded when they change")
 	f.StringVar(&webhook.Inject.ProxyImage, "proxy-image", "", "the image injected Pods run weft-proxy from")
 	f.StringVar(&webhook.Inject.ControlPlane, "proxy-control-plane", "", "the control plane's address, host:port, as injected proxies dial it")

@@ -355,8 +355,12 @@ func clusterRole(o Options) *rbacv1.ClusterRole {
 			{APIGroups: []string{"specs.smi-spec.io"}, Resources: []string{"httproutegroups", "tcproutes"}, Verbs: readVerbs},
 			{APIGroups: []string{"access.smi-spec.io"}, Resources: []string{"traffictargets"}, Verbs: readVerbs},
 			{APIGroups: []string{"weft.dev"}, Resources: policyResources, Verbs: readVerbs},
-			// What the control plane made of each policy.
+			// What the control plane made of each route and policy.
 			{APIGroups: []string{"weft.dev"}, Resources: status, Verbs: []string{"update", "patch"}},
+			{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"httproutes/status", "grpcroutes/status"}, Verbs: []string{"update", "patch"}},
+			// Route and policy kinds are read as soon as their CRDs are
+			// established, not at the next poll of discovery.
+			{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, Verbs: []string{"list", "watch"}},
 			// Proxies prove their pod's service account with a projected
 			// token, which the control plane has the API server check.
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
@@ -464,6 +468,7 @@ func ControlPlaneArgs(o Options) []string {
 		"--admin-addr=:" + strconv.Itoa(AdminPort),
 		"--webhook-addr=:" + strconv.Itoa(WebhookPort),
 		"--webhook-cert-dir=" + webhookCertDir,
+		"--webhook-failure-policy=" + o.FailurePolicy,
 		"--proxy-image=" + o.ProxyImage,
 		"--proxy-control-plane=" + inj.ControlPlane,
 		"--trust-domain=" + o.TrustDomain,
