@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -21,7 +18,6 @@ import (
 
 	"github.com/weftmesh/weft/internal/identity/ca"
 	"github.com/weftmesh/weft/internal/inject"
-	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/source/kube"
 )
 
@@ -30,15 +26,16 @@ import (
 // mount: a proxy that proves itself with a service account token has no
 // other way to know the control plane's CA.
 //
-// The mesh's namespaces are those labelled weft.dev/inject=enabled, and
-// any other the model holds a service or workload of (the kube source
-// takes in namespaces that hold a meshed Pod). A namespace that leaves
-// the mesh keeps its ConfigMap: the bundle is public, and the control
-// plane has no right to delete.
+// The mesh's namespaces are the kube source's: those labelled
+// weft.dev/inject=enabled, and any other holding a meshed Pod, started or
+// not (a Pod's volumes are mounted before it gets an IP, so a Pod waiting
+// for its ConfigMap is not a workload yet). A namespace that leaves the
+// mesh keeps its ConfigMap: the bundle is public, and the control plane
+// has no right to delete.
 type bundleWriter struct {
 	client kubernetes.Interface
 	ca     *ca.CA
-	store  *model.Store
+	mesh   *kube.Source
 	log    *slog.Logger
 	// poll is how often the bundle is compared with what was written,
 	// since a rotation step changes it with no event to wait on; resync
@@ -48,13 +45,9 @@ type bundleWriter struct {
 
 // run keeps the ConfigMaps current until ctx ends.
 func (w *bundleWriter) run(ctx context.Context) error {
-	namespaces := informers.NewSharedInformerFactoryWithOptions(w.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.LabelSelector = labels.SelectorFromSet(labels.Set{kube.NamespaceLabel: kube.NamespaceEnabled}).String()
-	}))
 	configMaps := informers.NewSharedInformerFactoryWithOptions(w.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", inject.CABundleConfigMap).String()
 	}))
-	nsInformer := namespaces.Core().V1().Namespaces()
 	cmInformer := configMaps.Core().V1().ConfigMaps()
 	kick := make(chan struct{}, 1)
 	poke := func() {
@@ -64,20 +57,14 @@ func (w *bundleWriter) run(ctx context.Context) error {
 		}
 	}
 	handler := cache.ResourceEventHandlerFuncs{AddFunc: func(any) { poke() }, UpdateFunc: func(any, any) { poke() }, DeleteFunc: func(any) { poke() }}
-	for _, inf := range []cache.SharedIndexInformer{nsInformer.Informer(), cmInformer.Informer()} {
-		if _, err := inf.AddEventHandler(handler); err != nil {
-			return fmt.Errorf("CA bundle ConfigMaps: %w", err)
-		}
+	if _, err := cmInformer.Informer().AddEventHandler(handler); err != nil {
+		return fmt.Errorf("CA bundle ConfigMaps: %w", err)
 	}
-	namespaces.Start(ctx.Done())
 	configMaps.Start(ctx.Done())
-	defer namespaces.Shutdown()
 	defer configMaps.Shutdown()
-	for _, f := range []informers.SharedInformerFactory{namespaces, configMaps} {
-		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
-			if !ok {
-				return fmt.Errorf("CA bundle ConfigMaps: %v informer did not sync: %w", typ, ctx.Err())
-			}
+	for typ, ok := range configMaps.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("CA bundle ConfigMaps: %v informer did not sync: %w", typ, ctx.Err())
 		}
 	}
 	poll := time.NewTicker(w.poll)
@@ -86,9 +73,9 @@ func (w *bundleWriter) run(ctx context.Context) error {
 	defer resync.Stop()
 	var written uint64
 	for {
-		snap := w.store.Snapshot()
+		namespaces, synced := w.mesh.MeshNamespaces()
 		version := w.ca.BundleVersion()
-		if err := w.reconcile(ctx, meshNamespaces(nsInformer.Lister(), snap), cmInformer.Lister()); err != nil {
+		if err := w.reconcile(ctx, namespaces, cmInformer.Lister()); err != nil {
 			w.log.Warn("CA bundle ConfigMaps not all written; will try again", "error", err)
 		} else if version != written {
 			w.log.Info("CA bundle ConfigMaps current", "bundle_version", version)
@@ -100,7 +87,7 @@ func (w *bundleWriter) run(ctx context.Context) error {
 				return nil
 			case <-kick:
 				again = true
-			case <-snap.Superseded():
+			case <-synced:
 				again = true
 			case <-resync.C:
 				again = true
@@ -109,22 +96,6 @@ func (w *bundleWriter) run(ctx context.Context) error {
 			}
 		}
 	}
-}
-
-// meshNamespaces are the namespaces that get the ConfigMap, sorted.
-func meshNamespaces(labelled corelisters.NamespaceLister, snap *model.Snapshot) []string {
-	set := map[string]bool{}
-	nss, _ := labelled.List(labels.Everything())
-	for _, ns := range nss {
-		set[ns.Name] = true
-	}
-	for _, s := range snap.Services() {
-		set[s.Service.Ref.Namespace] = true
-	}
-	for _, wl := range snap.Workloads() {
-		set[wl.Ref.Namespace] = true
-	}
-	return slices.Sorted(maps.Keys(set))
 }
 
 // reconcile makes the ConfigMap of each namespace hold the bundle, going

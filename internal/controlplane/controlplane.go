@@ -160,7 +160,7 @@ func NewContext(ctx context.Context, opts Options) (*ControlPlane, error) {
 			return nil, err
 		}
 		cp.issuer.ReviewToken = reviewToken(cp.client)
-		cp.bundles = &bundleWriter{client: cp.client, ca: cp.ca, store: cp.store, log: opts.Logger.With("component", "ca-bundle"),
+		cp.bundles = &bundleWriter{client: cp.client, ca: cp.ca, mesh: cp.kube, log: opts.Logger.With("component", "ca-bundle"),
 			poll: time.Second, resync: time.Minute}
 	}
 	cp.registry, err = registry.New(cp.store, registry.Options{

@@ -34,6 +34,7 @@ import (
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/install"
 	"github.com/weftmesh/weft/internal/install/crds"
+	"github.com/weftmesh/weft/internal/manifest"
 	"github.com/weftmesh/weft/internal/source/kube"
 	"github.com/weftmesh/weft/internal/testutil/kubeenv"
 )
@@ -227,6 +228,19 @@ func TestReplicas(t *testing.T) {
 	if _, err := admin.CoreV1().ConfigMaps("replicas-unmeshed").Get(t.Context(), inject.CABundleConfigMap, metav1.GetOptions{}); err == nil {
 		t.Error("a namespace outside the mesh got the bundle")
 	}
+	// A Pod `weft inject` meshed, in a namespace with no label: the kubelet
+	// mounts its volumes before it gets an IP, so it waits, unstarted, for
+	// the bundle.
+	env.CreateNamespace(t, "replicas-injected", nil)
+	always := corev1.ContainerRestartPolicyAlways
+	injected := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "api-0", Namespace: "replicas-injected"}, Spec: corev1.PodSpec{
+		InitContainers: []corev1.Container{{Name: manifest.ProxyContainer, Image: "weft-proxy", RestartPolicy: &always}},
+		Containers:     []corev1.Container{{Name: "app", Image: "app"}},
+	}}
+	if _, err := admin.CoreV1().Pods("replicas-injected").Create(t.Context(), injected, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 10*time.Second, "the bundle beside a meshed Pod with no IP yet", func() error { return bundleIn(t.Context(), admin, "replicas-injected", bundle) })
 	for range 5 {
 		if follower.Status().Kubernetes.Leadership.Leading {
 			t.Fatal("both replicas lead")

@@ -455,6 +455,15 @@ func (s *Source) sync() {
 	s.resynced = make(chan struct{})
 }
 
+// MeshNamespaces returns the namespaces in the mesh as the last sync saw
+// them, sorted: those labelled to be, and those holding a meshed Pod in
+// any phase (one `weft inject` made waits, unstarted, for what the mesh
+// puts in its namespace); and a channel closed by the next sync.
+func (s *Source) MeshNamespaces() ([]string, <-chan struct{}) {
+	meshed, _, next := s.state()
+	return slices.Sorted(maps.Keys(meshed)), next
+}
+
 // state returns what the last sync saw, and a channel closed by the next.
 func (s *Source) state() (meshed map[string]bool, verdicts map[manifest.Key]verdict, next <-chan struct{}) {
 	s.mu.Lock()
