@@ -100,14 +100,14 @@ func (s *Snapshot) Policies() []Policy {
 	return out
 }
 
-// Authz returns a workload's inbound authorization: nil when no policy
-// selects it, which allows every identity of the mesh. The pointer stays
 // Policy returns a policy object by key.
 func (s *Snapshot) Policy(k PolicyKey) (Policy, bool) {
 	p, ok := s.policies[k]
 	return p, ok
 }
 
+// Authz returns a workload's inbound authorization: nil when no policy
+// selects it, which allows every identity of the mesh. The pointer stays
 // the same from snapshot to snapshot while the authorization does.
 func (s *Snapshot) Authz(r Ref) *Authz {
 	a, _ := s.authz.get(r)
