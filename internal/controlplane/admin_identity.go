@@ -168,8 +168,6 @@ func (cp *ControlPlane) rotate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cp.opts.Logger.Info("trust anchor rotation step taken", "step", req.Step, "bundle_version", cp.ca.BundleVersion())
-	cp.self.SetBundle(cp.ca.Bundle())
-	cp.self.RenewNow()
-	cp.discovery.BundleChanged()
+	cp.bundleChanged()
 	writeJSON(w, cp.Identity())
 }
