@@ -1,7 +1,9 @@
 package proxy_test
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/internal/model"
 )
@@ -195,4 +198,45 @@ func doBody(t *testing.T, c *http.Client, req *http.Request) (*http.Response, []
 		t.Fatalf("%s %s = %d %s, want 200", req.Method, req.URL, resp.StatusCode, body)
 	}
 	return resp, body
+}
+
+// TestStreamedAnswerFlushes: each part of an answer with no
+// Content-Length (a stream, server-sent events) reaches the client
+// through both proxies as the app flushes it, not when the answer ends:
+// the app writes its second part only once the client has read the first.
+func TestStreamedAnswerFlushes(t *testing.T) {
+	for _, contentType := range []string{"text/plain", "text/event-stream"} {
+		t.Run(contentType, func(t *testing.T) {
+			read := make(chan struct{})
+			app := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", contentType)
+				io.WriteString(w, "first\n")
+				w.(http.Flusher).Flush()
+				select {
+				case <-read:
+				case <-r.Context().Done():
+					return
+				}
+				io.WriteString(w, "second\n")
+			}))
+			c, _ := meshPair(t, model.ProtocolHTTP1, model.ProtocolHTTP1, app)
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+c.addr(80)+"/", nil)
+			resp, err := h1Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			lines := bufio.NewReader(resp.Body)
+			first, err := lines.ReadString('\n')
+			if err != nil || first != "first\n" {
+				t.Fatalf("first part: %q, %v (not flushed through the mesh?)", first, err)
+			}
+			close(read)
+			if second, err := lines.ReadString('\n'); err != nil || second != "second\n" {
+				t.Fatalf("second part: %q, %v", second, err)
+			}
+		})
+	}
 }

@@ -291,8 +291,8 @@ func (p *Proxy) newAppProxy(rt http.RoundTripper) *httputil.ReverseProxy {
 		},
 		Transport:      rt,
 		ModifyResponse: keepGRPCStatus,
-		FlushInterval:  -1,
-		ErrorLog:       p.httpLog,
+		// No FlushInterval: as newForwarder's, streams flush at once.
+		ErrorLog: p.httpLog,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {
 				p.log.Debug("inbound request canceled", "path", r.URL.Path, "error", err)

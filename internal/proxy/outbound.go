@@ -423,8 +423,11 @@ func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 			}
 			return keepGRPCStatus(resp)
 		},
-		FlushInterval: -1,
-		ErrorLog:      p.httpLog,
+		// No FlushInterval: ReverseProxy flushes each write of a streamed
+		// answer (no Content-Length: gRPC, chunked, server-sent events) at
+		// once anyway; flushing a sized one at every write cost a write
+		// syscall, and a TLS record or HTTP/2 frame, per chunk.
+		ErrorLog: p.httpLog,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			u := r.Context().Value(upstreamKey{}).(*upstream)
 			u.err = err
