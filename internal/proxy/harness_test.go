@@ -31,12 +31,12 @@ func testLogger() *slog.Logger {
 }
 
 // freePort returns a loopback port nothing listens on right now.
-func freePort(t *testing.T) uint32 {
+func freePort(t testing.TB) uint32 {
 	t.Helper()
 	return uint32(ports.Free(t))
 }
 
-func newProxy(t *testing.T, opts proxy.Options) *proxy.Proxy {
+func newProxy(t testing.TB, opts proxy.Options) *proxy.Proxy {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = testLogger()
@@ -59,13 +59,13 @@ type serverSide struct {
 	wl    *model.Workload
 }
 
-func newServer(t *testing.T, name string, ports ...model.WorkloadPort) *serverSide {
+func newServer(t testing.TB, name string, ports ...model.WorkloadPort) *serverSide {
 	t.Helper()
 	return newServerWith(t, proxy.Options{}, name, ports...)
 }
 
 // newServerWith is newServer with options for the proxy.
-func newServerWith(t *testing.T, opts proxy.Options, name string, ports ...model.WorkloadPort) *serverSide {
+func newServerWith(t testing.TB, opts proxy.Options, name string, ports ...model.WorkloadPort) *serverSide {
 	t.Helper()
 	s := &serverSide{
 		proxy: newProxy(t, opts),
@@ -102,7 +102,7 @@ func (s *serverSide) endpoint(targets map[uint32]uint32) *model.Endpoint {
 
 // clientSide is the calling workload's proxy.
 type clientSide struct {
-	t       *testing.T
+	t       testing.TB
 	proxy   *proxy.Proxy
 	wl      *model.Workload
 	version uint64
@@ -112,7 +112,7 @@ type clientSide struct {
 // newClient makes a client proxy with an outbound port for each port of
 // svc, and applies svc with the given endpoints (svc nil: the service is
 // unknown to the mesh).
-func newClient(t *testing.T, opts proxy.Options, svc *model.Service, ports []uint32, eps ...*model.Endpoint) *clientSide {
+func newClient(t testing.TB, opts proxy.Options, svc *model.Service, ports []uint32, eps ...*model.Endpoint) *clientSide {
 	t.Helper()
 	c := &clientSide{
 		t:     t,
@@ -155,7 +155,7 @@ func service(ports ...model.ServicePort) *model.Service {
 
 // meshPair is the common case: service demo/api port 80 (protocol
 // svcProto) served by one workload on appPort (protocol appProto).
-func meshPair(t *testing.T, svcProto, appProto model.Protocol, appPort uint32) (*clientSide, *serverSide) {
+func meshPair(t testing.TB, svcProto, appProto model.Protocol, appPort uint32) (*clientSide, *serverSide) {
 	t.Helper()
 	s := newServer(t, "api-0", model.WorkloadPort{Name: "web", Port: appPort, Protocol: appProto})
 	c := newClient(t, proxy.Options{}, service(model.ServicePort{Name: "web", Port: 80, Protocol: svcProto}),
@@ -165,7 +165,7 @@ func meshPair(t *testing.T, svcProto, appProto model.Protocol, appPort uint32) (
 
 // serveHTTP starts an app HTTP server speaking HTTP/1.1 and h2c on a
 // loopback port and returns the port.
-func serveHTTP(t *testing.T, h http.Handler) uint32 {
+func serveHTTP(t testing.TB, h http.Handler) uint32 {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

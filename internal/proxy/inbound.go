@@ -292,7 +292,8 @@ func (p *Proxy) newAppProxy(rt http.RoundTripper) *httputil.ReverseProxy {
 		Transport:      rt,
 		ModifyResponse: keepGRPCStatus,
 		// No FlushInterval: as newForwarder's, streams flush at once.
-		ErrorLog: p.httpLog,
+		ErrorLog:   p.httpLog,
+		BufferPool: copyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {
 				p.log.Debug("inbound request canceled", "path", r.URL.Path, "error", err)

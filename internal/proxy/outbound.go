@@ -427,7 +427,8 @@ func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 		// answer (no Content-Length: gRPC, chunked, server-sent events) at
 		// once anyway; flushing a sized one at every write cost a write
 		// syscall, and a TLS record or HTTP/2 frame, per chunk.
-		ErrorLog: p.httpLog,
+		ErrorLog:   p.httpLog,
+		BufferPool: copyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			u := r.Context().Value(upstreamKey{}).(*upstream)
 			u.err = err
