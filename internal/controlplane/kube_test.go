@@ -14,7 +14,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -178,30 +177,7 @@ func TestInjectionWebhook(t *testing.T) {
 		Webhook: &WebhookOptions{Addr: "127.0.0.1:0", CertDir: certDir,
 			Inject: inject.Options{ProxyImage: "weft-proxy:test", ControlPlane: "weft-control-plane.weft-system.svc:15010"}}})
 
-	url := "https://" + cp.WebhookAddr() + "/inject"
-	fail := admissionregistrationv1.Fail
-	none := admissionregistrationv1.SideEffectClassNone
-	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "weft-inject-test"},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:                    "inject.weft.dev",
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle},
-			AdmissionReviewVersions: []string{"v1"},
-			SideEffects:             &none,
-			FailurePolicy:           &fail,
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{kube.NamespaceLabel: kube.NamespaceEnabled}},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-			}},
-		}},
-	}
-	if _, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(t.Context(), cfg, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = c.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), cfg.Name, metav1.DeleteOptions{})
-	})
+	webhookFor(t, "weft-inject-test", map[string]string{kube.NamespaceLabel: kube.NamespaceEnabled}, "https://"+cp.WebhookAddr()+"/inject", caBundle)
 	env.CreateNamespace(t, "injected", map[string]string{kube.NamespaceLabel: kube.NamespaceEnabled})
 	env.CreateNamespace(t, "untouched", nil)
 	app := func(annotations map[string]string) *corev1.Pod {

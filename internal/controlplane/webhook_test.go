@@ -54,7 +54,7 @@ func TestInjectionFailedEvent(t *testing.T) {
 			cp := runControlPlane(t, Options{Kube: env.AdminConfig(), StateDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 				Webhook: &WebhookOptions{Addr: "127.0.0.1:0", CertDir: certDir, FailurePolicy: tc.policy,
 					Inject: inject.Options{ProxyImage: "weft-proxy:test", ControlPlane: "weft-control-plane.weft-system.svc:15010"}}})
-			webhookFor(t, ns, "https://"+cp.WebhookAddr()+"/inject", cert.CertPEM)
+			webhookFor(t, "weft-inject-"+ns, map[string]string{corev1.LabelMetadataName: ns}, "https://"+cp.WebhookAddr()+"/inject", cert.CertPEM)
 
 			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: bad}, Spec: corev1.PodSpec{
 				Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
@@ -102,21 +102,22 @@ func TestInjectionFailedEvent(t *testing.T) {
 	}
 }
 
-// webhookFor points a webhook for Pods of namespace ns at url.
-func webhookFor(t *testing.T, ns, url string, caBundle []byte) {
+// webhookFor registers a webhook configuration, name, that sends the Pods
+// of the namespaces whose labels match to url, and removes it when t ends.
+func webhookFor(t *testing.T, name string, namespaces map[string]string, url string, caBundle []byte) {
 	t.Helper()
 	c := kubeenv.Shared(t).Client(t)
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
 	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "weft-inject-" + ns},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:                    "inject.weft.dev",
 			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle},
 			AdmissionReviewVersions: []string{"v1"},
 			SideEffects:             &none,
 			FailurePolicy:           &fail,
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: namespaces},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
