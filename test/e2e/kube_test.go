@@ -186,22 +186,10 @@ func (k *kubeCluster) startAs(n *netns, name string, uid int64, env []string, bi
 		// so the process dies with the test binary as the others do.
 		argv = append(argv, "setpriv", "--reuid="+id, "--regid="+id, "--clear-groups", "--pdeathsig=SIGKILL", "--")
 	}
-	p := &process{name: name, done: make(chan struct{})}
-	p.cmd = exec.Command("ip", append(append(argv, bin), args...)...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		k.t.Fatalf("starting %s in %s: %v", name, n.Name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	k.t.Cleanup(func() {
-		p.kill()
-		if k.t.Failed() {
-			k.t.Logf("---- output of %s ----\n%s", name, p.Output())
-		}
-	})
-	return p
+	cmd := exec.Command("ip", append(append(argv, bin), args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return runProcess(k.t, name, n.Name, cmd, cmd.Start)
 }
 
 // decodeYAML splits a multi-document YAML stream into objects.

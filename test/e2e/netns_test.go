@@ -70,22 +70,31 @@ func (n *netns) exec(ctx context.Context, name string, args ...string) (string, 
 // test ends.
 func (n *netns) start(name string, uid uint32, env []string, bin string, args ...string) *process {
 	n.t.Helper()
-	p := &process{name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if uid != 0 {
-		p.cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid}
 	}
-	if err := n.Do(p.cmd.Start); err != nil {
-		n.t.Fatalf("starting %s in %s: %v", name, n.Name, err)
+	return runProcess(n.t, name, n.Name, cmd, func() error { return n.Do(cmd.Start) })
+}
+
+// runProcess starts cmd, named name, with start (cmd.Start, or one that
+// starts it in network namespace where), and kills it when t ends,
+// showing its output if t failed. cmd's SysProcAttr puts it in a process
+// group of its own that dies with the test binary.
+func runProcess(t *testing.T, name, where string, cmd *exec.Cmd, start func() error) *process {
+	t.Helper()
+	p := &process{name: name, cmd: cmd, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p, p
+	if err := start(); err != nil {
+		t.Fatalf("starting %s in %s: %v", name, where, err)
 	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	n.t.Cleanup(func() {
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
 		p.kill()
-		if n.t.Failed() {
-			n.t.Logf("---- output of %s ----\n%s", name, p.Output())
+		if t.Failed() {
+			t.Logf("---- output of %s ----\n%s", name, p.Output())
 		}
 	})
 	return p
