@@ -164,8 +164,12 @@ func TestInstallOnAnAPIServer(t *testing.T) {
 			err = sa.CoreV1().ConfigMaps("default").Delete(ctx, bundle.Name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
 			forbidden("delete a ConfigMap", err)
 		}
+		_, err = sa.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + inject.CABundleConfigMap})
+		allowed("list the CA bundle ConfigMaps", err)
 		_, err = sa.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{})
-		allowed("list configmaps", err)
+		forbidden("list every ConfigMap", err)
+		_, err = sa.CoreV1().ConfigMaps("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
+		forbidden("get another ConfigMap", err)
 		_, err = sa.CoreV1().Secrets(ns).Get(ctx, WebhookSecret, metav1.GetOptions{})
 		forbidden("get another secret", err)
 		_, err = sa.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})

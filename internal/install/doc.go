@@ -6,8 +6,9 @@
 // (internal/install/crds); its ServiceAccount and the RBAC it needs, least
 // privilege (read-only, list and watch, on what the control plane reads;
 // TokenReviews to check proxies' tokens; events; the status of weft's
-// kinds; create and update of ConfigMaps, for the trust bundle it keeps
-// in every namespace of the mesh, which RBAC cannot narrow to a name; and, in its namespace only, get and update of its CA Secret and
+// kinds; the ConfigMaps of the trust bundle it keeps in every namespace
+// of the mesh, by name but for create, which RBAC cannot narrow to a
+// name; and, in its namespace only, get and update of its CA Secret and
 // its leader-election Lease, both rendered empty here so that it never
 // needs create, which RBAC cannot narrow to one name); the webhook's
 // serving certificate, in a Secret; the control plane's Service and

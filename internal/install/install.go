@@ -368,11 +368,13 @@ func clusterRole(o Options) *rbacv1.ClusterRole {
 			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 			// The mesh's trust bundle, ConfigMap inject.CABundleConfigMap,
 			// which the leader keeps in every namespace of the mesh for the
-			// proxies to mount. Not by name: RBAC cannot narrow create to
-			// one (a create request names no object until it is decoded),
-			// nor list and watch, and the namespaces come and go, so they
-			// cannot be rendered here as the CA Secret is.
-			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
+			// proxies to mount: that name only, in any namespace (the
+			// namespaces come and go). Its list and watch select the name
+			// with a field selector, which RBAC checks as the name; create
+			// cannot be narrowed to a name (a create request names no
+			// object until it is decoded).
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{inject.CABundleConfigMap}, Verbs: []string{"get", "list", "watch", "update"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
 		},
 	}
 }
