@@ -66,18 +66,23 @@ func (cp *ControlPlane) serveInject(w http.ResponseWriter, r *http.Request, even
 	log := cp.opts.Logger.With("component", "webhook", "namespace", req.Namespace, "name", req.Name, "generate_name", podGenerateName(req.Object.Raw))
 	if req.Kind.Kind == "Pod" && req.Kind.Group == "" && req.Operation == admissionv1.Create {
 		patch, res, err := inject.PodPatch(req.Object.Raw, cp.kube.NamespaceLabels(req.Namespace), cp.opts.Webhook.Inject)
+		// The webhook declares sideEffects None: a dry run (kubectl apply
+		// --dry-run=server) gets the answer and leaves no Event.
+		recordFailure := func(message string) {
+			if req.DryRun == nil || !*req.DryRun {
+				events.Event(injectionSubject(req.Namespace, req.Object.Raw), corev1.EventTypeWarning, InjectionFailedReason, message)
+			}
+		}
 		switch {
 		case err != nil && cp.opts.Webhook.FailurePolicy == admissionregistrationv1.Ignore:
 			res.Warnings = append(res.Warnings, fmt.Sprintf("weft sidecar injection failed, the pod starts outside the mesh: %v", err))
-			events.Event(injectionSubject(req.Namespace, req.Object.Raw), corev1.EventTypeWarning, InjectionFailedReason,
-				fmt.Sprintf("pod %s started outside the mesh (failure policy Ignore): %v", podName(req), err))
+			recordFailure(fmt.Sprintf("pod %s started outside the mesh (failure policy Ignore): %v", podName(req), err))
 			log.Warn("pod left outside the mesh", "error", err)
 		case err != nil:
 			resp.Allowed = false
 			resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest, Reason: metav1.StatusReasonBadRequest,
 				Message: fmt.Sprintf("weft sidecar injection: %v", err)}
-			events.Event(injectionSubject(req.Namespace, req.Object.Raw), corev1.EventTypeWarning, InjectionFailedReason,
-				fmt.Sprintf("pod %s refused (failure policy Fail): %v", podName(req), err))
+			recordFailure(fmt.Sprintf("pod %s refused (failure policy Fail): %v", podName(req), err))
 			log.Warn("pod refused", "error", err)
 		case patch != nil:
 			pt := admissionv1.PatchTypeJSONPatch

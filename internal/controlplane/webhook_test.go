@@ -75,6 +75,14 @@ func TestInjectionFailedEvent(t *testing.T) {
 					break
 				}
 			}
+			// A dry run gets the same answer and leaves no Event: the
+			// webhook declares no side effects.
+			dry := p.DeepCopy()
+			dry.Name = "dry-run"
+			_, dryErr := c.CoreV1().Pods(ns).Create(t.Context(), dry, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if tc.refused != (dryErr != nil) {
+				t.Errorf("dry run: %v, want refused %v", dryErr, tc.refused)
+			}
 			switch {
 			case tc.refused && (err == nil || !strings.Contains(err.Error(), inject.SkipInboundPortsAnnotation)):
 				t.Fatalf("create: %v, want refused naming %s", err, inject.SkipInboundPortsAnnotation)
@@ -89,6 +97,11 @@ func TestInjectionFailedEvent(t *testing.T) {
 				list, err := c.CoreV1().Events(eventNS).List(t.Context(), metav1.ListOptions{FieldSelector: selector.AsSelector().String()})
 				if err != nil {
 					return err
+				}
+				for _, e := range list.Items {
+					if strings.Contains(e.Message, dry.Name) {
+						t.Fatalf("the dry run left an Event: %s", e.Message)
+					}
 				}
 				for _, e := range list.Items {
 					if e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, inject.SkipInboundPortsAnnotation) &&
