@@ -148,12 +148,16 @@ func (c *CA) RevokeToken(id string) error {
 		return fmt.Errorf("revoke join token: %w", err)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, err := c.revokeLocked([]string{id}); err != nil {
+	_, err := c.revokeLocked([]string{id})
+	share := c.shareRevocation
+	c.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("revoke join token: %w", err)
 	}
-	if c.shareRevocation != nil {
-		if err := c.shareRevocation(id); err != nil {
+	// Sharing writes to the API server, retried: outside the lock, so
+	// that signing never waits on it. The token is refused here already.
+	if share != nil {
+		if err := share(id); err != nil {
 			return fmt.Errorf("revoke join token %s: revoked here, but not shared with the other replicas: %w", id, err)
 		}
 	}
