@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -120,6 +121,14 @@ func (cp *ControlPlane) campaign(ctx context.Context, tasks []leaderTask) error 
 	defer stopElect()
 	var started atomic.Bool
 	tasksDone := make(chan error, 1)
+	lock := &releaseAfterTasks{
+		Interface: &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: cp.opts.Namespace, Name: le.Lease},
+			Client:     cp.client.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: le.Identity},
+		},
+		ended: make(chan struct{}),
+	}
 	stop := context.AfterFunc(ctx, func() {
 		if !started.Load() {
 			stopElect()
@@ -127,11 +136,7 @@ func (cp *ControlPlane) campaign(ctx context.Context, tasks []leaderTask) error 
 	})
 	defer stop()
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: &resourcelock.LeaseLock{
-			LeaseMeta:  metav1.ObjectMeta{Namespace: cp.opts.Namespace, Name: le.Lease},
-			Client:     cp.client.CoordinationV1(),
-			LockConfig: resourcelock.ResourceLockConfig{Identity: le.Identity},
-		},
+		Lock:            lock,
 		LeaseDuration:   le.LeaseDuration,
 		RenewDeadline:   le.RenewDeadline,
 		RetryPeriod:     le.RetryPeriod,
@@ -143,14 +148,18 @@ func (cp *ControlPlane) campaign(ctx context.Context, tasks []leaderTask) error 
 				taskCtx, cancel := context.WithCancel(leadCtx)
 				defer cancel()
 				defer context.AfterFunc(ctx, cancel)()
+				lock.started(cancel)
 				cp.leading.Store(true)
 				log.Info("leading: running the single-writer tasks", "tasks", len(tasks))
 				err := runLeaderTasks(taskCtx, tasks)
 				cp.leading.Store(false)
+				close(lock.ended)
 				log.Info("stopped leading: the single-writer tasks have ended")
 				tasksDone <- err
 				stopElect()
 			},
+			// Called once the Lease is given up, which waits for the tasks
+			// (releaseAfterTasks).
 			OnStoppedLeading: func() { cp.leading.Store(false) },
 			OnNewLeader: func(id string) {
 				cp.leader.Store(id)
@@ -183,4 +192,42 @@ func runLeaderTasks(ctx context.Context, tasks []leaderTask) error {
 		})
 	}
 	return g.Wait()
+}
+
+// releaseAfterTasks is the Lease lock, but giving the Lease up (an update
+// that names no holder) first stops the leader tasks and waits for them.
+// client-go gives it up as soon as a renewal fails, while the tasks may
+// still be writing; another replica could then lead, and write, within a
+// retry period.
+type releaseAfterTasks struct {
+	resourcelock.Interface
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	// ended is closed when the tasks have returned.
+	ended chan struct{}
+}
+
+// started records how to stop the tasks that have just started.
+func (l *releaseAfterTasks) started(cancel context.CancelFunc) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cancel = cancel
+}
+
+// Update implements resourcelock.Interface.
+func (l *releaseAfterTasks) Update(ctx context.Context, record resourcelock.LeaderElectionRecord) error {
+	if record.HolderIdentity == "" {
+		l.mu.Lock()
+		cancel := l.cancel
+		l.mu.Unlock()
+		if cancel != nil {
+			cancel()
+			select {
+			case <-l.ended:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	return l.Interface.Update(ctx, record)
 }
