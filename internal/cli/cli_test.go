@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"flag"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,9 +11,8 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/controlplane"
+	"github.com/weftmesh/weft/internal/testutil/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // startControlPlane serves testdata/mesh.yaml plus the given extra files.
 func startControlPlane(t *testing.T, extra map[string]string) *controlplane.ControlPlane {
@@ -65,22 +63,9 @@ func run(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func golden(t *testing.T, name, got string) {
+func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (go test -update rewrites it):\n--- got\n%s--- want\n%s", path, got, want)
-	}
+	golden.Check(t, filepath.Join("testdata", name+".golden"), []byte(got))
 }
 
 func TestGet(t *testing.T) {
@@ -104,7 +89,7 @@ func TestGet(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
-			golden(t, tc.name, out)
+			checkGolden(t, tc.name, out)
 		})
 	}
 }
@@ -132,7 +117,7 @@ func TestGetRoutes(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
-			golden(t, tc.name, manifestDir.ReplaceAllString(out, "$1"))
+			checkGolden(t, tc.name, manifestDir.ReplaceAllString(out, "$1"))
 		})
 	}
 }
@@ -230,7 +215,7 @@ func TestDescribe(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
-			golden(t, tc.name, out)
+			checkGolden(t, tc.name, out)
 		})
 	}
 	if out, err := run(t, "describe", "--admin", cp.AdminAddr(), "HTTPRoute", "shop/nope"); err == nil || !strings.Contains(err.Error()+out, "no HTTPRoute shop/nope") {

@@ -50,7 +50,7 @@ func TestInstallCommand(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
-			golden(t, tc.name, out)
+			checkGolden(t, tc.name, out)
 		})
 	}
 }
@@ -114,7 +114,7 @@ func TestUninstallCommand(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.name, out)
+			checkGolden(t, tc.name, out)
 		})
 	}
 	if _, err := run(t, "uninstall", "--crds", "weft,calico"); err == nil || !strings.Contains(err.Error(), "--crds") {
@@ -168,7 +168,7 @@ func TestInjectCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	golden(t, "inject-deployment", out)
+	checkGolden(t, "inject-deployment", out)
 
 	// Standard input, and a file, in one run.
 	cmd := NewRootCommand()

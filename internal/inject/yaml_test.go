@@ -2,17 +2,15 @@ package inject
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/weftmesh/weft/internal/testutil/golden"
 	"sigs.k8s.io/yaml"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // testOptions are what the golden files were made with.
 func testOptions() Options {
@@ -57,7 +55,7 @@ func TestDocumentsGolden(t *testing.T) {
 					}
 				}
 			}
-			compareGolden(t, strings.TrimSuffix(in, ".yaml")+".golden", got.String())
+			golden.Check(t, strings.TrimSuffix(in, ".yaml")+".golden", []byte(got.String()))
 			if err != nil {
 				return
 			}
@@ -76,23 +74,6 @@ func TestDocumentsGolden(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func compareGolden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (go test -update rewrites it):\n--- got\n%s--- want\n%s", path, got, want)
 	}
 }
 

@@ -3,7 +3,6 @@ package install
 import (
 	"bytes"
 	"encoding/base64"
-	"flag"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,9 +11,8 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/install/crds"
+	"github.com/weftmesh/weft/internal/testutil/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // testNow is when the test certificates are made and checked.
 var testNow = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -38,25 +36,9 @@ func scrub(out []byte, b *CertBundle) []byte {
 	return out
 }
 
-func golden(t *testing.T, name string, got []byte) {
+func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (go test -update rewrites it):\n--- got\n%s", path, got)
-	}
+	golden.Check(t, filepath.Join("testdata", name+".golden"), got)
 }
 
 // TestRenderGolden compares installations, but for their CRDs (the
@@ -82,7 +64,7 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.name, scrub(YAML(objs), o.Cert))
+			checkGolden(t, tc.name, scrub(YAML(objs), o.Cert))
 		})
 	}
 }
@@ -249,7 +231,7 @@ func TestUninstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "uninstall", YAML(objs))
+	checkGolden(t, "uninstall", YAML(objs))
 	// Every object of an installation, weft's CRDs but no others, in
 	// the reverse order.
 	inst, err := Render(Options{Namespace: "mesh", Image: "i", ProxyImage: "p", CRDs: []crds.Set{crds.Weft}})
