@@ -140,24 +140,31 @@ func serveGRPC(t *testing.T) int {
 // name, the way SMTP or MySQL servers talk before the client does.
 func serveTCP(t *testing.T, name string) int {
 	l := listen(t)
+	serveGreeting(l, "hello from "+name+"\n", func(line string) string { return name + ": " + line + "\n" })
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// serveGreeting serves a protocol in which the server speaks first, on
+// ln until it closes: greeting, then reply(line) to each line the client
+// sends.
+func serveGreeting(ln net.Listener, greeting string, reply func(line string) string) {
 	go func() {
 		for {
-			c, err := l.Accept()
+			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
 			go func() {
 				defer c.Close()
-				fmt.Fprintf(c, "hello from %s\n", name)
+				io.WriteString(c, greeting)
 				sc := bufio.NewScanner(c)
 				for sc.Scan() {
-					fmt.Fprintf(c, "%s: %s\n", name, sc.Text())
+					io.WriteString(c, reply(sc.Text()))
 				}
 			}()
 		}
 	}()
-	t.Cleanup(func() { l.Close() })
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Manifests.

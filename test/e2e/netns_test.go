@@ -131,23 +131,9 @@ func serveSeen(ln net.Listener, name string) {
 	go srv.Serve(ln)
 }
 
+// serveGreeter talks like an SMTP server: it greets first.
 func serveGreeter(ln net.Listener, name string) {
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintf(c, "220 %s ESMTP ready\r\n", name)
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fmt.Fprintf(c, "250 %s\r\n", sc.Text())
-				}
-			}()
-		}
-	}()
+	serveGreeting(ln, "220 "+name+" ESMTP ready\r\n", func(line string) string { return "250 " + line + "\r\n" })
 }
 
 func netnsManifests(mode string) string {
