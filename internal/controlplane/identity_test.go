@@ -273,14 +273,7 @@ func TestRevokedJoinTokenGetsNoCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(cp.GRPCAddr(), grpc.WithTransportCredentials(trust.Credentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = meshv1.NewIdentityClient(conn).Certify(ctx, &meshv1.CertifyRequest{Csr: []byte("x"), Token: tok.Token})
+	err = certify(t, cp, trust, []byte("x"), tok.Token)
 	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("certify with a revoked token: %v, want Unauthenticated saying it is revoked", err)
 	}
@@ -312,14 +305,7 @@ func TestControlPlaneIdentityIsNotIssued(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(cp.GRPCAddr(), grpc.WithTransportCredentials(trust.Credentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = meshv1.NewIdentityClient(conn).Certify(ctx, &meshv1.CertifyRequest{Csr: newCSR(t), Token: tok.Token})
+	err = certify(t, cp, trust, newCSR(t), tok.Token)
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "control plane's identity") {
 		t.Fatalf("certify as the control plane: %v, want PermissionDenied", err)
 	}
@@ -338,4 +324,19 @@ func newCSR(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return csr
+}
+
+// certify asks cp's Identity service for a certificate for csr with
+// token, over a connection trust verifies.
+func certify(t *testing.T, cp *ControlPlane, trust *control.Trust, csr []byte, token string) error {
+	t.Helper()
+	conn, err := control.Dial(cp.GRPCAddr(), trust.Credentials())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err = meshv1.NewIdentityClient(conn).Certify(ctx, &meshv1.CertifyRequest{Csr: csr, Token: token})
+	return err
 }

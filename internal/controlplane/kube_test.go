@@ -20,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	meshv1 "github.com/weftmesh/weft/api/mesh/v1"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/issuer"
 	"github.com/weftmesh/weft/internal/inject"
@@ -130,14 +129,7 @@ func TestKubernetesMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := control.Dial(cp.GRPCAddr(), other.Credentials())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer ccancel()
-	_, err = meshv1.NewIdentityClient(conn).Certify(cctx, &meshv1.CertifyRequest{Csr: newCSR(t), Token: saToken("vault")})
+	err = certify(t, cp, other, newCSR(t), saToken("vault"))
 	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "service account token") {
 		t.Fatalf("certify with a token for another audience: %v, want Unauthenticated", err)
 	}
