@@ -91,19 +91,7 @@ func TestWebForwardsTraceHeaders(t *testing.T) {
 		{"no trace context, none made up", http.Header{"X-User": {"alice"}}, map[string][]string{}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, web+"/api/products", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header = tc.in.Clone()
-			resp, err := client(t, false).Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("web: %s", resp.Status)
-			}
+			getOK(t, web+"/api/products", tc.in)
 			h := lowered(<-got, "user-agent", "accept-encoding")
 			if !equalHeaders(h, tc.want) {
 				t.Errorf("catalog got headers %v, want %v", h, tc.want)
@@ -145,19 +133,7 @@ func TestCatalogForwardsTraceMetadata(t *testing.T) {
 			mu.Lock()
 			calls = nil
 			mu.Unlock()
-			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, catalog+"/products", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header = tc.in.Clone()
-			resp, err := client(t, false).Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("catalog: %s", resp.Status)
-			}
+			getOK(t, catalog+"/products", tc.in)
 			mu.Lock()
 			defer mu.Unlock()
 			if len(calls) != len(catalogEntries) {
@@ -169,5 +145,23 @@ func TestCatalogForwardsTraceMetadata(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// getOK sends GET url with header h and fails t unless the answer is 200.
+func getOK(t *testing.T, url string, h http.Header) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = h.Clone()
+	resp, err := client(t, false).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
 	}
 }
