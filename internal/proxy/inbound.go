@@ -188,7 +188,8 @@ func (st *state) permissive() bool {
 // client's connection. Every decision is counted; denials are logged with
 // the source identity.
 func (p *Proxy) authorize(w http.ResponseWriter, r *http.Request, st *state, port uint32) bool {
-	principal, source := peerIdentity(r.TLS)
+	x := exchangeOf(r.Context())
+	principal, source := x.peer, x.peerID
 	req := authz.Request{Source: principal, Port: port}
 	if r.Method != http.MethodConnect {
 		req.HTTP = r
@@ -216,17 +217,20 @@ func (p *Proxy) authorize(w http.ResponseWriter, r *http.Request, st *state, por
 	return false
 }
 
+// unauthenticated names the source of a request or connection without a
+// verified peer certificate, in metrics and logs.
+const unauthenticated = "unauthenticated"
+
 // peerIdentity is the identity a verified peer certificate proves, and its
-// SPIFFE ID for logs and metrics; nil and "unauthenticated" for a
+// SPIFFE ID for logs and metrics; nil and unauthenticated for a
 // connection without one.
 func peerIdentity(cs *tls.ConnectionState) (*model.Principal, string) {
-	const none = "unauthenticated"
 	if cs == nil {
-		return nil, none
+		return nil, unauthenticated
 	}
 	id, err := identity.PeerID(*cs)
 	if err != nil {
-		return nil, none
+		return nil, unauthenticated
 	}
 	ns, sa, err := identity.ParseWorkloadID(id)
 	if err != nil {
@@ -314,17 +318,15 @@ const ClientCertHeader = "X-Forwarded-Client-Cert"
 
 func (p *Proxy) setClientCert(pr *httputil.ProxyRequest) {
 	pr.Out.Header.Del(ClientCertHeader)
-	if pr.In.TLS == nil {
+	x := exchangeOf(pr.In.Context())
+	if x.peerID == unauthenticated {
 		return
 	}
-	peer, err := identity.PeerID(*pr.In.TLS)
-	if err != nil {
-		return
-	}
-	v := "URI=" + peer.String()
-	self := p.cur.Load().cfg.Workload
-	if by := p.identityOf(model.Ref{Namespace: self.Ref.Namespace, Name: self.Identity().Name}); by != "" {
-		v = "By=" + by + ";" + v
+	v := "URI=" + x.peerID
+	if self := x.self; self != nil {
+		if by := p.identityOf(model.Ref{Namespace: self.Ref.Namespace, Name: self.Identity().Name}); by != "" {
+			v = "By=" + by + ";" + v
+		}
 	}
 	pr.Out.Header.Set(ClientCertHeader, v)
 }

@@ -151,6 +151,12 @@ type exchange struct {
 	// self is the proxy's workload in the config in force when the
 	// request came: it names this side, and says whether to log it.
 	self *model.Workload
+	// peer and peerID are the verified identity of an inbound request's
+	// caller, read from its certificate once for the metrics, the
+	// authorization and the app's header: nil and unauthenticated without
+	// one.
+	peer   *model.Principal
+	peerID string
 }
 
 type exchangeKey struct{}
@@ -174,6 +180,9 @@ func (p *Proxy) observed(direction string, h http.Handler) http.Handler {
 		x := &exchange{direction: direction}
 		if st := p.cur.Load(); st != nil {
 			x.self = st.cfg.Workload
+		}
+		if direction == inbound {
+			x.peer, x.peerID = peerIdentity(r.TLS)
 		}
 		// Before anything may refuse the request, so refusals show in the
 		// trace too; it rewrites the trace headers the request carries on.
@@ -297,7 +306,7 @@ func (p *Proxy) peers(r *http.Request, x *exchange) peerNames {
 		selfName, selfID = self.Ref.String(), p.identityOf(model.Ref{Namespace: self.Ref.Namespace, Name: self.Identity().Name})
 	}
 	if x.direction == inbound {
-		_, n.srcIdentity = peerIdentity(r.TLS)
+		n.srcIdentity = x.peerID
 		n.dstWorkload, n.dstIdentity = selfName, selfID
 		return n
 	}

@@ -527,9 +527,9 @@ func (p *Proxy) spliceToApp(st *state, c net.Conn, port uint32) {
 	if !d.Allowed {
 		decision = "deny"
 	}
-	p.metrics.authz.WithLabelValues(decision, d.Policy, "unauthenticated").Inc()
+	p.metrics.authz.WithLabelValues(decision, d.Policy, unauthenticated).Inc()
 	if !d.Allowed {
-		p.log.Warn("inbound denied", "source_identity", "unauthenticated", "port", port, "policy", d.Policy, "remote", c.RemoteAddr().String())
+		p.log.Warn("inbound denied", "source_identity", unauthenticated, "port", port, "policy", d.Policy, "remote", c.RemoteAddr().String())
 		c.Close()
 		return
 	}
