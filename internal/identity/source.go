@@ -29,8 +29,14 @@ type Certifier interface {
 }
 
 const (
-	// ALPN is the only application protocol spoken between proxies.
+	// ALPN is what proxies speak to each other for requests: HTTP/2,
+	// many requests on few connections.
 	ALPN = "h2"
+	// ALPNTunnel is what a proxy offers on a connection of its own that
+	// carries one tunnel (opaque TCP, an HTTP/1 upgrade): an HTTP/1.1
+	// CONNECT, then raw bytes, with no framing or flow control of HTTP/2
+	// in the way of bulk transfers.
+	ALPNTunnel = "http/1.1"
 
 	certifyTimeout    = 30 * time.Second
 	defaultMinBackoff = 500 * time.Millisecond
@@ -262,14 +268,14 @@ func (s *Source) VerifyPeer(chain []*x509.Certificate) (spiffeid.ID, error) {
 	return Verify(chain, s.Bundle(), s.id.TrustDomain(), s.now())
 }
 
-// ServerTLSConfig is the inbound side of mTLS: TLS 1.3 only, ALPN h2, a
-// client certificate required and verified as an SVID of this trust domain
+// ServerTLSConfig is the inbound side of mTLS: TLS 1.3 only, ALPN h2 or
+// (for tunnels) http/1.1, a client certificate required and verified as an SVID of this trust domain
 // against the current bundle, then authorize (nil admits every workload of
 // the trust domain).
 func (s *Source) ServerTLSConfig(authorize func(peer spiffeid.ID) error) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
-		NextProtos: []string{ALPN},
+		NextProtos: []string{ALPN, ALPNTunnel},
 		ClientAuth: tls.RequireAnyClientCert,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return s.current()
@@ -294,9 +300,13 @@ func (s *Source) ServerTLSConfig(authorize func(peer spiffeid.ID) error) *tls.Co
 // server's chain verified against the current bundle and its ID compared to
 // want.
 func (s *Source) ClientTLSConfig(want spiffeid.ID) *tls.Config {
+	return s.clientTLSConfig(want, ALPN)
+}
+
+func (s *Source) clientTLSConfig(want spiffeid.ID, proto string) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
-		NextProtos: []string{ALPN},
+		NextProtos: []string{proto},
 		// Go's hostname verification does not apply to SPIFFE IDs; the
 		// chain and the ID are verified by VerifyConnection below.
 		InsecureSkipVerify: true, //nolint:gosec // verified in VerifyConnection
@@ -319,12 +329,16 @@ func (s *Source) ClientTLSConfig(want spiffeid.ID) *tls.Config {
 // DialTLS connects to addr and completes an mTLS handshake with a peer that
 // must prove it is want.
 func (s *Source) DialTLS(ctx context.Context, network, addr string, want spiffeid.ID) (net.Conn, error) {
+	return s.dialTLS(ctx, network, addr, want, ALPN)
+}
+
+func (s *Source) dialTLS(ctx context.Context, network, addr string, want spiffeid.ID, proto string) (net.Conn, error) {
 	d := net.Dialer{KeepAlive: 30 * time.Second}
 	raw, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
-	conn := tls.Client(raw, s.ClientTLSConfig(want))
+	conn := tls.Client(raw, s.clientTLSConfig(want, proto))
 	if err := conn.HandshakeContext(ctx); err != nil {
 		_ = raw.Close()
 		return nil, fmt.Errorf("mTLS handshake with %s (want %s): %w", addr, want, err)
@@ -344,13 +358,24 @@ type Dialer struct {
 	expect func(addr string) (spiffeid.ID, bool)
 }
 
-// DialContext dials addr and verifies the peer is the identity expected there.
+// DialContext dials addr and verifies the peer is the identity expected
+// there, offering ALPN h2.
 func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return d.dial(ctx, network, addr, ALPN)
+}
+
+// DialTunnel is DialContext for a connection that carries one tunnel: it
+// offers ALPNTunnel instead.
+func (d *Dialer) DialTunnel(ctx context.Context, addr string) (net.Conn, error) {
+	return d.dial(ctx, "tcp", addr, ALPNTunnel)
+}
+
+func (d *Dialer) dial(ctx context.Context, network, addr, proto string) (net.Conn, error) {
 	want, ok := d.expect(addr)
 	if !ok {
 		return nil, fmt.Errorf("mTLS dial %s: no identity known for this address", addr)
 	}
-	return d.s.DialTLS(ctx, network, addr, want)
+	return d.s.dialTLS(ctx, network, addr, want, proto)
 }
 
 // PeerID returns the verified SPIFFE ID of the peer of an mTLS connection

@@ -272,6 +272,9 @@ func appProto(wp model.WorkloadPort, h http.Header) (string, error) {
 	return proto, err
 }
 
+// serveInboundTunnel pipes a tunnel a peer opened to a new connection to
+// the app. A CONNECT over HTTP/1.1 has the connection to itself, which
+// the proxy takes over from the server; one over HTTP/2 is a stream.
 func (p *Proxy) serveInboundTunnel(w http.ResponseWriter, r *http.Request, appAddr string) {
 	d := net.Dialer{Timeout: appDialTimeout}
 	c, err := d.DialContext(r.Context(), "tcp", appAddr)
@@ -279,9 +282,35 @@ func (p *Proxy) serveInboundTunnel(w http.ResponseWriter, r *http.Request, appAd
 		p.refuse(w, r, http.StatusBadGateway, "inbound", fmt.Sprintf("connect to app at %s: %v", appAddr, err))
 		return
 	}
-	if err := tunnel.Serve(w, r, asHalfCloser(c)); err != nil {
+	if r.ProtoMajor != 1 {
+		err = tunnel.Serve(w, r, asHalfCloser(c))
+	} else {
+		err = p.serveTakenTunnel(w, asHalfCloser(c))
+	}
+	if err != nil {
 		p.log.Debug("inbound tunnel ended", "app", appAddr, "remote", r.RemoteAddr, "error", err)
 	}
+}
+
+// serveTakenTunnel takes over the connection of an HTTP/1.1 CONNECT and
+// pipes it to app until both are done; the proxy's shutdown waits for it
+// as for its other tunnels, which no server accounts for.
+func (p *Proxy) serveTakenTunnel(w http.ResponseWriter, app tunnel.HalfCloser) error {
+	down, err := tunnel.Accept(w)
+	if err != nil {
+		app.Close()
+		return err
+	}
+	if ow, ok := w.(*observedWriter); ok {
+		ow.confirmed(http.StatusOK)
+	}
+	if !p.tunnels.add(down) {
+		down.Close()
+		app.Close()
+		return ErrShutdown
+	}
+	defer p.tunnels.done(down)
+	return tunnel.Pipe(down, app, 0)
 }
 
 // newAppProxy forwards to the app on the address serveInbound put in the

@@ -143,7 +143,7 @@ func TestInboundRefusesBadRequests(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
 			if tc.method == "CONNECT" {
-				_, err := tunnel.Dial(context.Background(), p, s.inboundAddr(), tc.header)
+				_, err := tunnel.Dial(context.Background(), p.DialTunnel, s.inboundAddr(), tc.header)
 				var se *tunnel.StatusError
 				if !errors.As(err, &se) || se.Code != tc.wantCode {
 					t.Fatalf("CONNECT: err = %v, want status %d", err, tc.wantCode)
@@ -554,7 +554,7 @@ func TestInboundRefusesOwnPorts(t *testing.T) {
 			if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), tc.want) {
 				t.Fatalf("GET: got %d %q, want 403 saying %q", resp.StatusCode, body, tc.want)
 			}
-			_, err = tunnel.Dial(context.Background(), p, inbound, h)
+			_, err = tunnel.Dial(context.Background(), p.DialTunnel, inbound, h)
 			var se *tunnel.StatusError
 			if !errors.As(err, &se) || se.Code != http.StatusForbidden || !strings.Contains(se.Msg, tc.want) {
 				t.Fatalf("CONNECT: err = %v, want a 403 saying %q", err, tc.want)

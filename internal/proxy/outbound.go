@@ -176,25 +176,26 @@ func (p *Proxy) tunnelRefused(o *outboundListener, rt *route, c net.Conn, err er
 // under a circuit breaker: it has no deadline of its own.
 const tunnelWait = 10 * time.Second
 
-// dialEndpoint opens a CONNECT stream to an endpoint of rt, trying
-// others when a peer proxy cannot be reached. On failure ep is nil when
-// the route had no endpoint to offer, else the last endpoint tried; done
-// has then already been called. When rt's circuit breaker bounds
-// connections, the stream has a connection of its own, for which it may
-// wait in the breaker's queue, tunnelWait at most for the whole dial.
+// dialEndpoint opens a tunnel to an endpoint of rt, trying others when a
+// peer proxy cannot be reached. On failure ep is nil when the route had
+// no endpoint to offer, else the last endpoint tried; done has then
+// already been called. The tunnel has a connection of its own; when rt's
+// circuit breaker bounds connections, it counts against the bound, and
+// the tunnel may wait for it in the breaker's queue, tunnelWait at most
+// for the whole dial.
 func (p *Proxy) dialEndpoint(rt *route, proto string) (tunnel.HalfCloser, *model.Endpoint, balance.Done, error) {
 	ctx, cancel := context.WithCancel(p.ctx)
-	var carrier http.RoundTripper = p.pool
+	dial := p.pool.DialTunnel
 	var bound *time.Timer
 	if g := rt.connGroup(); g != nil {
-		carrier = g.Alone()
+		dial = g.DialTunnel
 		if rt.breaker.canWait() {
 			bound = time.AfterFunc(tunnelWait, cancel)
 		}
 	}
 	var s *tunnel.Stream
 	ep, done, err := p.reach(ctx, rt, nil, func(ep *model.Endpoint, port uint32) (err error) {
-		s, err = tunnel.Dial(ctx, carrier, ep.HostPort(), meshHeader(port, proto))
+		s, err = tunnel.Dial(ctx, dial, ep.HostPort(), meshHeader(port, proto))
 		if !isConnectFailure(err) {
 			p.observe(rt, ep, outcomeOf(nil, err))
 		}

@@ -381,6 +381,14 @@ func (w *observedWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// confirmed notes a status the handler wrote itself, on a connection it
+// took over from the server.
+func (w *observedWriter) confirmed(code int) {
+	if w.status == 0 {
+		w.status, w.headersAt = code, time.Now()
+	}
+}
+
 func (w *observedWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status, w.headersAt = http.StatusOK, time.Now()

@@ -21,8 +21,8 @@ import (
 // destination whose circuit breaker bounds its connections gets one, so
 // that the bound counts that destination's connections and nothing else.
 // Each connection still goes to one peer proxy and carries requests as
-// HTTP/2 streams, many at once; a request sent Alone has a connection of
-// its own.
+// HTTP/2 streams, many at once; a tunnel has a connection of its own
+// (DialTunnel).
 //
 // A group lives while each config asks for it (Pool.Group): Retain
 // retires those no Group call asked for since the Retain before, and a
@@ -84,8 +84,11 @@ var errGroupRetired = errors.New("pool: connection group retired")
 
 // groupConn is one connection of a group; guarded by the group's mu.
 type groupConn struct {
-	cc   *http2.ClientConn
-	addr string
+	cc *http2.ClientConn
+	// tunnel is the connection of a tunnel, which has no cc: it counts
+	// against MaxConns, as one request, until its owner closes it.
+	tunnel net.Conn
+	addr   string
 	// served counts the requests given the connection; active, those of
 	// them whose exchange has not ended (the answer read or abandoned).
 	served uint32
@@ -113,8 +116,7 @@ type groupDial struct {
 // GetClientConn: took lists the connections it was given, the last one
 // carrying its answer.
 type note struct {
-	alone bool
-	took  []*groupConn
+	took []*groupConn
 }
 
 type noteKey struct{}
@@ -152,22 +154,7 @@ func (g *Group) configure(l Limits, q Queue) {
 // RoundTrip sends req to the peer proxy named by req.URL.Host on a
 // connection of the group.
 func (g *Group) RoundTrip(req *http.Request) (*http.Response, error) {
-	return g.roundTrip(req, false)
-}
-
-// Alone is the group's transport for requests that need a connection of
-// their own, such as tunnels: each opens one, counted against MaxConns,
-// that closes when its exchange ends.
-func (g *Group) Alone() http.RoundTripper { return aloneTransport{g} }
-
-type aloneTransport struct{ g *Group }
-
-func (a aloneTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	return a.g.roundTrip(req, true)
-}
-
-func (g *Group) roundTrip(req *http.Request, alone bool) (*http.Response, error) {
-	n := &note{alone: alone}
+	n := &note{}
 	resp, err := g.t.RoundTrip(req.WithContext(context.WithValue(req.Context(), noteKey{}, n)))
 	var last *groupConn
 	if err == nil && len(n.took) > 0 {
@@ -275,41 +262,26 @@ func (gp *groupPool) GetClientConn(req *http.Request, addr string) (*http2.Clien
 			g.mu.Unlock()
 			return nil, errGroupRetired
 		}
-		if !n.alone {
-			if gc := g.reserveLocked(addr, &promise); gc != nil {
-				n.took = append(n.took, gc)
-				g.mu.Unlock()
-				return gc.cc, nil
-			}
-			if d := g.joinDialLocked(addr); d != nil {
-				g.mu.Unlock()
-				g.dropPromise(&promise)
-				gc, err := g.waitDial(ctx, d, addr)
-				if err != nil {
-					return nil, err
-				}
-				promise = gc
-				if g.unusable(gc) {
-					unusable++
-				}
-				continue
-			}
+		if gc := g.reserveLocked(addr, &promise); gc != nil {
+			n.took = append(n.took, gc)
+			g.mu.Unlock()
+			return gc.cc, nil
 		}
-		if max := g.limits.MaxConns; max == 0 || len(g.conns)+g.opening < int(max) {
-			g.opening++
-			if n.alone {
-				g.mu.Unlock()
-				gc, err := g.dialAlone(ctx, addr)
-				if err != nil {
-					return nil, err
-				}
-				if gc == nil {
-					unusable++
-					continue
-				}
-				n.took = append(n.took, gc)
-				return gc.cc, nil
+		if d := g.joinDialLocked(addr); d != nil {
+			g.mu.Unlock()
+			g.dropPromise(&promise)
+			gc, err := g.waitDial(ctx, d, addr)
+			if err != nil {
+				return nil, err
 			}
+			promise = gc
+			if g.unusable(gc) {
+				unusable++
+			}
+			continue
+		}
+		if g.roomLocked() {
+			g.opening++
 			d := &groupDial{done: make(chan struct{}), seats: -1, holders: 1}
 			if m := g.limits.MaxRequestsPerConn; m > 0 {
 				d.seats = int(m) - 1 // one for this request
@@ -328,37 +300,97 @@ func (gp *groupPool) GetClientConn(req *http.Request, addr string) (*http2.Clien
 			}
 			continue
 		}
-		// Every connection the group may have is open: an idle one can
-		// make room at once, else the request waits for one, if its queue
-		// lets it.
-		soon := g.reclaimLocked()
-		if !soon && leave == nil {
-			g.mu.Unlock()
-			if g.queue == nil {
-				return nil, fmt.Errorf("%w: %d connections of %s open", ErrConnLimit, g.limits.MaxConns, g.name)
-			}
-			l, err := g.queue.Wait()
-			if err != nil {
-				return nil, fmt.Errorf("%w: %d connections of %s open: %w", ErrConnLimit, g.limits.MaxConns, g.name, err)
-			}
-			leave = l
-			continue // the connections may have changed meanwhile
-		}
-		freed := g.freed
-		g.waiting++
-		g.mu.Unlock()
-		select {
-		case <-freed:
-		case <-ctx.Done():
-		}
-		g.mu.Lock()
-		g.waiting--
-		g.mu.Unlock()
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("waiting for a connection of %s to peer proxy %s: %w", g.name, addr, err)
+		if err := g.awaitRoomLocked(ctx, addr, &leave); err != nil {
+			return nil, err
 		}
 	}
 	return nil, &DialError{Addr: addr, Err: errors.New("new connections are unusable at once")}
+}
+
+// DialTunnel opens a connection of the group's own to the peer proxy at
+// addr for one tunnel (see Pool.DialTunnel), counted against MaxConns
+// until it is closed. When every connection the group may have is open,
+// it waits for one as a request does, if the queue lets it. In a retired
+// group it opens one as the pool does.
+func (g *Group) DialTunnel(ctx context.Context, addr string) (net.Conn, error) {
+	var leave func()
+	defer func() {
+		if leave != nil {
+			leave()
+		}
+	}()
+	for {
+		g.mu.Lock()
+		if g.retired {
+			g.mu.Unlock()
+			return g.p.DialTunnel(ctx, addr)
+		}
+		if g.roomLocked() {
+			g.opening++
+			g.mu.Unlock()
+			return g.dialTunnel(ctx, addr)
+		}
+		if err := g.awaitRoomLocked(ctx, addr, &leave); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (g *Group) dialTunnel(ctx context.Context, addr string) (net.Conn, error) {
+	c, err := g.p.DialTunnel(ctx, addr)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.opening--
+	defer g.broadcastLocked()
+	if err != nil {
+		return nil, err
+	}
+	// Retiring with one active request: it takes no requests and is
+	// never shut down by the group, only closed by its owner.
+	gc := &groupConn{addr: addr, tunnel: c, retiring: true, served: 1, active: 1}
+	g.addLocked(gc)
+	return watchClose(c, func() { g.connClosed(gc) }), nil
+}
+
+// roomLocked reports whether the group may open one more connection.
+func (g *Group) roomLocked() bool {
+	max := g.limits.MaxConns
+	return max == 0 || len(g.conns)+g.opening < int(max)
+}
+
+// awaitRoomLocked is for a caller that found every connection the group
+// may have open. An idle one can make room at once; else the caller
+// waits for one to free up, once its queue lets it (*leave then ends its
+// place in the queue). It is called with g.mu held and returns with it
+// released; nil means look again, as the connections may have changed.
+func (g *Group) awaitRoomLocked(ctx context.Context, addr string, leave *func()) error {
+	soon := g.reclaimLocked()
+	if !soon && *leave == nil {
+		g.mu.Unlock()
+		if g.queue == nil {
+			return fmt.Errorf("%w: %d connections of %s open", ErrConnLimit, g.limits.MaxConns, g.name)
+		}
+		l, err := g.queue.Wait()
+		if err != nil {
+			return fmt.Errorf("%w: %d connections of %s open: %w", ErrConnLimit, g.limits.MaxConns, g.name, err)
+		}
+		*leave = l
+		return nil
+	}
+	freed := g.freed
+	g.waiting++
+	g.mu.Unlock()
+	select {
+	case <-freed:
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	g.waiting--
+	g.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("waiting for a connection of %s to peer proxy %s: %w", g.name, addr, err)
+	}
+	return nil
 }
 
 // dropPromise ends the hold of a request on the connection *gc dialed
@@ -513,37 +545,6 @@ func (g *Group) dialShared(addr string, d *groupDial) {
 	}
 }
 
-// dialAlone dials a connection to addr for one request, which it
-// reserves for it; nil when the connection could not take it.
-func (g *Group) dialAlone(ctx context.Context, addr string) (*groupConn, error) {
-	// The request's context ends the dial, as nothing else waits on it;
-	// so does Close.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(g.p.ctx, cancel)
-	defer stop()
-	gc := &groupConn{addr: addr, retiring: true}
-	cc, err := g.p.connectWith(ctx, g.t, addr, func() { g.connClosed(gc) })
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.opening--
-	defer g.broadcastLocked()
-	if err != nil {
-		return nil, err
-	}
-	gc.cc = cc
-	g.addLocked(gc)
-	if g.retired {
-		return nil, errGroupRetired
-	}
-	if gc.closed || !cc.ReserveNewRequest() {
-		g.shutLocked(gc)
-		return nil, nil
-	}
-	gc.served, gc.active = 1, 1
-	return gc, nil
-}
-
 // addLocked lists a connection just dialed, unless it has closed
 // already; in a retired group it is shut down at once.
 func (g *Group) addLocked(gc *groupConn) {
@@ -621,6 +622,10 @@ func (g *Group) close() {
 	g.broadcastLocked()
 	g.mu.Unlock()
 	for _, gc := range conns {
+		if gc.tunnel != nil {
+			gc.tunnel.Close()
+			continue
+		}
 		gc.cc.Close()
 	}
 }
@@ -681,6 +686,14 @@ func watchClose(c net.Conn, onClose func()) net.Conn {
 		return closeWatchTLS{w}
 	}
 	return w
+}
+
+// CloseWrite half-closes the connection when it can (a tunnel's).
+func (c *closeWatch) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return fmt.Errorf("pool: %T cannot half-close: %w", c.Conn, errors.ErrUnsupported)
 }
 
 func (c *closeWatch) Close() error {

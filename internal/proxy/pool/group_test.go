@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -218,46 +219,87 @@ func TestGroupReclaimsAnIdleConnection(t *testing.T) {
 	}
 }
 
-func TestGroupAloneGivesEachRequestAConnection(t *testing.T) {
-	release := make(chan struct{})
-	addr, _ := peerServer(t, func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(200)
-		w.(http.Flusher).Flush()
-		<-release
-	})
+func TestGroupGivesEachTunnelAConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	// The peer echoes a line per connection, then waits for its close.
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	addr := ln.Addr().String()
 	d := &dialcount.Dialer{}
 	p := New(Options{Dialer: d})
 	defer p.Close()
-	g := p.Group("demo/db:5432", Limits{MaxConns: 2}, nil)
-	open := func() (*http.Response, error) {
-		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
-		return g.Alone().RoundTrip(req)
+	var waited atomic.Int32
+	g := p.Group("demo/db:5432", Limits{MaxConns: 2}, queueFunc(func() (func(), error) {
+		waited.Add(1)
+		return func() {}, nil
+	}))
+	open := func(ctx context.Context) net.Conn {
+		t.Helper()
+		c, err := g.DialTunnel(ctx, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(c, b); err != nil || string(b) != "ping" {
+			t.Fatalf("echo through the tunnel's connection = %q, %v", b, err)
+		}
+		return c
 	}
-	r1, err := open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r2, err := open()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c1 := open(context.Background())
+	c2 := open(context.Background())
 	if dials, _, _ := d.Counts(); dials != 2 {
-		t.Fatalf("two streams alone dialed %d connections, want 2", dials)
+		t.Fatalf("two tunnels dialed %d connections, want 2", dials)
 	}
-	if _, err := open(); !errors.Is(err, ErrConnLimit) {
-		t.Fatalf("a third stream with 2 connections open = %v, want ErrConnLimit", err)
+	// A request finds the group full too: tunnels count against MaxConns.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/", nil)
+	if _, err := g.RoundTrip(req); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a request with two tunnels open = %v, want to wait until its deadline", err)
 	}
-	// A stream's end closes its connection, which makes room.
-	r1.Body.Close()
-	waitFor(t, "the first stream's connection closed", func() bool { return g.Conns() == 1 })
-	r3, err := open()
-	if err != nil {
-		t.Fatalf("after a stream ended: %v", err)
+	// A third tunnel waits for a place, and the first one's close gives it.
+	third := make(chan net.Conn, 1)
+	go func() { third <- open(context.Background()) }()
+	waitFor(t, "the third tunnel queued", func() bool { return waited.Load() == 2 })
+	select {
+	case <-third:
+		t.Fatal("a third tunnel opened with two open and MaxConns 2")
+	case <-time.After(50 * time.Millisecond):
 	}
-	close(release)
-	r2.Body.Close()
-	r3.Body.Close()
-	waitFor(t, "every connection closed", func() bool { _, live, _ := d.Counts(); return live == 0 })
+	c1.Close()
+	var c3 net.Conn
+	select {
+	case c3 = <-third:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the third tunnel never got the first one's place")
+	}
+	// A tunnel half-closes: the peer's copy ends, and it closes.
+	if err := c2.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite: %v", err)
+	}
+	if n, err := c2.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("read after half-close = %d, %v; want EOF from the peer", n, err)
+	}
+	c2.Close()
+	c3.Close()
+	waitFor(t, "every connection closed", func() bool { _, live, _ := d.Counts(); return live == 0 && g.Conns() == 0 })
 	if _, _, peak := d.Counts(); peak > 2 {
 		t.Errorf("%d connections open at once, want at most 2", peak)
 	}

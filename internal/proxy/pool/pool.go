@@ -27,6 +27,14 @@ type Dialer interface {
 	DialContext(ctx context.Context, network, address string) (net.Conn, error)
 }
 
+// TunnelDialer is a Dialer that opens the connections tunnels go on
+// (see Pool.DialTunnel) differently; the mTLS dialer offers them another
+// application protocol. A Dialer that is not one opens tunnels' connections
+// as it opens the others.
+type TunnelDialer interface {
+	DialTunnel(ctx context.Context, addr string) (net.Conn, error)
+}
+
 // DialError is a failure to reach a peer proxy at all, as opposed to a
 // failure of a request on an established connection. Callers answer it
 // with 502.
@@ -146,6 +154,27 @@ func (p *Pool) roundTripAlone(req *http.Request) (*http.Response, error) {
 	resp, err := cc.RoundTrip(req)
 	p.retire(cc)
 	return resp, err
+}
+
+// DialTunnel opens a connection to the peer proxy at addr for one tunnel.
+// It is the caller's alone: it is not pooled, Retain does not touch it,
+// and it lives until the caller closes it. A tunnel carries a byte stream
+// for as long as its ends want, so multiplexing it with requests would buy
+// one handshake and cost HTTP/2's framing and flow control on every byte.
+func (p *Pool) DialTunnel(ctx context.Context, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.dialTO)
+	defer cancel()
+	var c net.Conn
+	var err error
+	if td, ok := p.dialer.(TunnelDialer); ok {
+		c, err = td.DialTunnel(ctx, addr)
+	} else {
+		c, err = p.dialer.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, &DialError{Addr: addr, Err: err}
+	}
+	return c, nil
 }
 
 // retire closes cc once its streams have ended, or at once on Close.

@@ -54,3 +54,9 @@ func (c *conn) Close() error {
 	})
 	return c.Conn.Close()
 }
+
+// CloseWrite half-closes the connection, as a *net.TCPConn does, so that
+// tunnels over counted connections keep their half-close.
+func (c *conn) CloseWrite() error {
+	return c.Conn.(interface{ CloseWrite() error }).CloseWrite()
+}
