@@ -139,6 +139,21 @@ func TestHandshake(t *testing.T) {
 	}
 	echo(t, conn, r)
 
+	// A tunnel's connection offers http/1.1, verified the same way.
+	tunnels := client.Dialer(func(string) (spiffeid.ID, bool) { return server.ID(), true })
+	tconn, err := tunnels.DialTunnel(context.Background(), addr)
+	if err != nil {
+		t.Fatalf("DialTunnel: %v", err)
+	}
+	defer tconn.Close()
+	if cs := tconn.(*tls.Conn).ConnectionState(); cs.NegotiatedProtocol != identity.ALPNTunnel {
+		t.Errorf("tunnel connection ALPN %q, want %q", cs.NegotiatedProtocol, identity.ALPNTunnel)
+	}
+	wrong := client.Dialer(func(string) (spiffeid.ID, bool) { return admin, true })
+	if _, err := wrong.DialTunnel(context.Background(), addr); !errors.Is(err, identity.ErrWrongID) {
+		t.Errorf("DialTunnel to a peer that is not the one expected = %v, want ErrWrongID", err)
+	}
+
 	// The client expects someone else.
 	_, _, _, err = hello(t, client, addr, admin)
 	if !errors.Is(err, identity.ErrWrongID) || !strings.Contains(err.Error(), "peer is "+server.ID().String()) {

@@ -95,7 +95,7 @@ func TestOpaqueTCP(t *testing.T) {
 	for _, proto := range []model.Protocol{model.ProtocolTCP, model.ProtocolDetect} {
 		t.Run("service protocol "+strconv.Quote(string(proto)), func(t *testing.T) {
 			t.Run("client half-closes", func(t *testing.T) {
-				c, _ := meshPair(t, proto, proto, serveTCP(t, upperAfterEOF))
+				c, srv := meshPair(t, proto, proto, serveTCP(t, upperAfterEOF))
 				conn := dial(t, c.addr(80))
 				payload := strings.Repeat("opaque bytes\x00\x01", 20000)
 				go func() {
@@ -108,6 +108,15 @@ func TestOpaqueTCP(t *testing.T) {
 				}
 				if string(got) != strings.ToUpper(payload) {
 					t.Fatalf("got %d bytes back, want %d upper-cased", len(got), len(payload))
+				}
+				// The peer proxy confirmed the tunnel on the connection it
+				// took over: it counts as one success, none failed.
+				inbound := map[string]string{"direction": "inbound", "status_code": "200", "classification": "success"}
+				waitFor(t, "the inbound tunnel counted", func() bool {
+					return sum(scrape(t, srv.proxy), "weft_responses_total", inbound) == 1
+				})
+				if n := sum(scrape(t, srv.proxy), "weft_responses_total", map[string]string{"direction": "inbound", "classification": "failure"}); n != 0 {
+					t.Errorf("%v inbound tunnels counted as failures", n)
 				}
 			})
 			t.Run("server speaks first", func(t *testing.T) {
