@@ -8,9 +8,10 @@
 // else passes through untouched) -> protocol (the service port's, or
 // detected) -> HTTP requests are routed and balanced one by one and
 // forwarded over pooled HTTP/2 to the peer proxy; opaque TCP and HTTP/1
-// upgrades ride one CONNECT stream each. Inbound: accept HTTP/2 from peer
-// proxies -> check the target port is declared -> authorize -> forward to
-// the app on AppAddress with the port's protocol. Every request on either
+// upgrades get a tunnel each, on a connection of its own. Inbound: accept
+// HTTP/2 (and HTTP/1.1 tunnels) from peer proxies -> check the target port
+// is declared -> authorize -> forward to the app on AppAddress with the
+// port's protocol. Every request on either
 // side is counted, timed, traced and offered to tap (telemetry.go).
 //
 // Parts live in subpackages: detect, balance, pool, tunnel, meshheader,
