@@ -273,28 +273,26 @@ func appProto(wp model.WorkloadPort, h http.Header) (string, error) {
 }
 
 // serveInboundTunnel pipes a tunnel a peer opened to a new connection to
-// the app. A CONNECT over HTTP/1.1 has the connection to itself, which
-// the proxy takes over from the server; one over HTTP/2 is a stream.
+// the app. The tunnel's CONNECT came over HTTP/1.1 on a connection of its
+// own, which the proxy takes over from the server; the proxy's shutdown
+// waits for it as for its other tunnels, which no server accounts for.
 func (p *Proxy) serveInboundTunnel(w http.ResponseWriter, r *http.Request, appAddr string) {
+	if r.ProtoMajor != 1 {
+		p.refuse(w, r, http.StatusBadRequest, "inbound",
+			"a tunnel is an HTTP/1.1 CONNECT on a connection of its own, not a stream of an HTTP/2 connection")
+		return
+	}
 	d := net.Dialer{Timeout: appDialTimeout}
 	c, err := d.DialContext(r.Context(), "tcp", appAddr)
 	if err != nil {
 		p.refuse(w, r, http.StatusBadGateway, "inbound", fmt.Sprintf("connect to app at %s: %v", appAddr, err))
 		return
 	}
-	if r.ProtoMajor != 1 {
-		err = tunnel.Serve(w, r, asHalfCloser(c))
-	} else {
-		err = p.serveTakenTunnel(w, asHalfCloser(c))
-	}
-	if err != nil {
+	if err := p.serveTakenTunnel(w, asHalfCloser(c)); err != nil {
 		p.log.Debug("inbound tunnel ended", "app", appAddr, "remote", r.RemoteAddr, "error", err)
 	}
 }
 
-// serveTakenTunnel takes over the connection of an HTTP/1.1 CONNECT and
-// pipes it to app until both are done; the proxy's shutdown waits for it
-// as for its other tunnels, which no server accounts for.
 func (p *Proxy) serveTakenTunnel(w http.ResponseWriter, app tunnel.HalfCloser) error {
 	down, err := tunnel.Accept(w)
 	if err != nil {

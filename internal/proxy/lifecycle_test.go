@@ -139,6 +139,8 @@ func TestInboundRefusesBadRequests(t *testing.T) {
 		{desc: "no proto header means HTTP/1.1", header: http.Header{"Weft-Target-Port": {itoa(anyPort)}}, wantCode: 200},
 		{desc: "CONNECT to undeclared port", method: "CONNECT", header: http.Header{"Weft-Target-Port": {itoa(undeclared)}}, wantCode: 403},
 		{desc: "CONNECT without target", method: "CONNECT", header: http.Header{}, wantCode: 400},
+		// A tunnel needs a connection of its own, which a stream is not.
+		{desc: "CONNECT as an HTTP/2 stream", method: "CONNECT-h2", header: http.Header{"Weft-Target-Port": {itoa(appPort)}}, wantCode: 400},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -151,6 +153,9 @@ func TestInboundRefusesBadRequests(t *testing.T) {
 				return
 			}
 			req := mustRequest("GET", "http://"+s.inboundAddr()+"/")
+			if tc.method == "CONNECT-h2" {
+				req = mustRequest("CONNECT", "http://"+s.inboundAddr())
+			}
 			req.Header = tc.header
 			resp, err := p.RoundTrip(req)
 			if err != nil {

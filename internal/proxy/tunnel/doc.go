@@ -5,8 +5,7 @@
 // A tunnel has a connection of its own: the client proxy sends an HTTP/1.1
 // CONNECT naming the target in mesh headers, the peer answers 200, and the
 // connection then carries the bytes as they are, in TLS records when the
-// connection is mTLS. Peers still accept a tunnel as an HTTP/2 CONNECT
-// stream, which is what proxies sent before.
+// connection is mTLS.
 //
 // It must not import control-plane, discovery, source or Kubernetes
 // packages.

@@ -15,18 +15,15 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/pool"
 )
 
-// peer serves CONNECT like an inbound proxy: each tunnel, over HTTP/1.1
-// or HTTP/2, is piped to a fresh connection to app.
+// peer serves CONNECT like an inbound proxy: each tunnel is piped to a
+// fresh connection to app.
 func peer(t *testing.T, app string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var protos http.Protocols
-	protos.SetHTTP1(true)
-	protos.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Protocols: &protos, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodConnect {
 			http.Error(w, "want CONNECT", http.StatusMethodNotAllowed)
 			return
@@ -34,10 +31,6 @@ func peer(t *testing.T, app string) string {
 		c, err := net.Dial("tcp", app)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		if r.ProtoMajor == 2 {
-			Serve(w, r, c.(*net.TCPConn))
 			return
 		}
 		down, err := Accept(w)
@@ -50,39 +43,6 @@ func peer(t *testing.T, app string) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
-}
-
-// h2Stream opens a tunnel the way proxies did before tunnels had
-// connections of their own: a CONNECT stream on an HTTP/2 connection,
-// its request body one way and its answer's body the other.
-func h2Stream(t *testing.T, peerAddr string) HalfCloser {
-	t.Helper()
-	p := pool.New(pool.Options{})
-	t.Cleanup(func() { p.Close() })
-	pr, pw := io.Pipe()
-	req, _ := http.NewRequest(http.MethodConnect, "http://"+peerAddr, pr)
-	req.ContentLength = -1
-	resp, err := p.RoundTrip(req)
-	if err != nil {
-		t.Fatalf("HTTP/2 CONNECT: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("HTTP/2 CONNECT: %s", resp.Status)
-	}
-	return &h2End{pw: pw, body: resp.Body}
-}
-
-type h2End struct {
-	pw   *io.PipeWriter
-	body io.ReadCloser
-}
-
-func (s *h2End) Read(p []byte) (int, error)  { return s.body.Read(p) }
-func (s *h2End) Write(p []byte) (int, error) { return s.pw.Write(p) }
-func (s *h2End) CloseWrite() error           { return s.pw.Close() }
-func (s *h2End) Close() error {
-	s.pw.CloseWithError(errors.New("tunnel closed"))
-	return s.body.Close()
 }
 
 func app(t *testing.T, handle func(*net.TCPConn)) string {
@@ -108,34 +68,19 @@ func app(t *testing.T, handle func(*net.TCPConn)) string {
 }
 
 // through returns a client connection whose bytes travel
-// client -> Pipe -> tunnel -> peer -> app, the tunnel being of kind "h1"
-// (Dial, on a connection of its own) or "h2" (an HTTP/2 CONNECT stream).
-func through(t *testing.T, kind, appAddr string) *net.TCPConn {
+// client -> Pipe -> tunnel -> peer -> app.
+func through(t *testing.T, appAddr string) *net.TCPConn {
 	t.Helper()
-	peerAddr := peer(t, appAddr)
-	var s HalfCloser
-	if kind == "h2" {
-		s = h2Stream(t, peerAddr)
-	} else {
-		p := pool.New(pool.Options{})
-		t.Cleanup(func() { p.Close() })
-		st, err := Dial(context.Background(), p.DialTunnel, peerAddr, http.Header{})
-		if err != nil {
-			t.Fatalf("Dial: %v", err)
-		}
-		s = st
+	p := pool.New(pool.Options{})
+	t.Cleanup(func() { p.Close() })
+	s, err := Dial(context.Background(), p.DialTunnel, peer(t, appAddr), http.Header{})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
 	}
 	a, b := tcpPair(t)
 	go Pipe(b, s, time.Second)
 	a.SetDeadline(time.Now().Add(10 * time.Second))
 	return a
-}
-
-// bothKinds runs test over each kind of tunnel.
-func bothKinds(t *testing.T, test func(t *testing.T, kind string)) {
-	for _, kind := range []string{"h1", "h2"} {
-		t.Run(kind, func(t *testing.T) { test(t, kind) })
-	}
 }
 
 func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
@@ -158,64 +103,56 @@ func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
 }
 
 func TestClientHalfClose(t *testing.T) {
-	bothKinds(t, func(t *testing.T, kind string) {
-		// The app answers only after EOF: the client's half-close must cross.
-		c := through(t, kind, app(t, func(c *net.TCPConn) {
-			b, _ := io.ReadAll(c)
-			c.Write(bytes.ToUpper(b))
-		}))
-		c.Write([]byte("hello"))
-		c.CloseWrite()
-		got, err := io.ReadAll(c)
-		if err != nil || string(got) != "HELLO" {
-			t.Fatalf("got %q, %v; want HELLO", got, err)
-		}
-	})
+	// The app answers only after EOF: the client's half-close must cross.
+	c := through(t, app(t, func(c *net.TCPConn) {
+		b, _ := io.ReadAll(c)
+		c.Write(bytes.ToUpper(b))
+	}))
+	c.Write([]byte("hello"))
+	c.CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "HELLO" {
+		t.Fatalf("got %q, %v; want HELLO", got, err)
+	}
 }
 
 func TestServerFinishesFirst(t *testing.T) {
-	bothKinds(t, func(t *testing.T, kind string) {
-		c := through(t, kind, app(t, func(c *net.TCPConn) {
-			c.Write([]byte("bye"))
-		}))
-		got, err := io.ReadAll(c)
-		if err != nil || string(got) != "bye" {
-			t.Fatalf("got %q, %v; want bye then EOF", got, err)
-		}
-	})
+	c := through(t, app(t, func(c *net.TCPConn) {
+		c.Write([]byte("bye"))
+	}))
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "bye" {
+		t.Fatalf("got %q, %v; want bye then EOF", got, err)
+	}
 }
 
 func TestBulkBothWays(t *testing.T) {
-	bothKinds(t, func(t *testing.T, kind string) {
-		c := through(t, kind, app(t, func(c *net.TCPConn) { io.Copy(c, c) }))
-		payload := strings.Repeat("0123456789", 300_000)
-		go func() {
-			c.Write([]byte(payload))
-			c.CloseWrite()
-		}()
-		got, err := io.ReadAll(c)
-		if err != nil || string(got) != payload {
-			t.Fatalf("echoed %d bytes, %v; want %d", len(got), err, len(payload))
-		}
-	})
+	c := through(t, app(t, func(c *net.TCPConn) { io.Copy(c, c) }))
+	payload := strings.Repeat("0123456789", 300_000)
+	go func() {
+		c.Write([]byte(payload))
+		c.CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != payload {
+		t.Fatalf("echoed %d bytes, %v; want %d", len(got), err, len(payload))
+	}
 }
 
 func TestResetEndsBothSides(t *testing.T) {
-	bothKinds(t, func(t *testing.T, kind string) {
-		appDone := make(chan error, 1)
-		c := through(t, kind, app(t, func(c *net.TCPConn) {
-			_, err := io.Copy(io.Discard, c)
-			appDone <- err
-		}))
-		c.Write([]byte("x"))
-		c.SetLinger(0)
-		c.Close() // RST
-		select {
-		case <-appDone:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the app's connection outlived the client's reset")
-		}
-	})
+	appDone := make(chan error, 1)
+	c := through(t, app(t, func(c *net.TCPConn) {
+		_, err := io.Copy(io.Discard, c)
+		appDone <- err
+	}))
+	c.Write([]byte("x"))
+	c.SetLinger(0)
+	c.Close() // RST
+	select {
+	case <-appDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the app's connection outlived the client's reset")
+	}
 }
 
 func TestDialRefused(t *testing.T) {
