@@ -15,7 +15,7 @@ func TestPeerConfigsPassTheirChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{certs: c, backend: &backend{HTTP: 1, GRPC: 2, TCP: 3}}
+	e := &env{certs: c, backend: &backend{HTTP: 1, GRPC: 2, GRPCStream: 4, TCP: 3}}
 	p, err := newPeerPorts(e, dir)
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 // Command bench is weft's data-plane benchmark suite (`make bench`): the
-// same load generator (fortio, h2load, and its own TCP bulk client) and the
-// same backend (a fortio server and its own TCP bulk source) measured
+// same load generator (fortio, h2load, and its own TCP bulk and gRPC
+// stream clients) and the same backend (a fortio server and its own TCP
+// bulk source and gRPC echo stream) measured
 // directly and through five two-hop setups in turn — weft-proxy pairs, and
 // nginx, HAProxy and Caddy pairs with mTLS between the hops — each given
 // the same CPU budget. It writes bench/results/<date>.json, the table in

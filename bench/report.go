@@ -136,6 +136,8 @@ func markdown(r *report, jsonName string) string {
 	ratio(fmt.Sprintf("proxy CPU s per 1,000 req at %.0f req/s", hr), "%.3f", func(s string) (float64, bool) { return r.value(s, hw, cpu1k) }, true)
 	ratio("new connections/s (HTTP/1.1, no keep-alive)", "%.0f", func(s string) (float64, bool) { return r.value(s, "http1-newconn", qps) }, false)
 	ratio("gRPC unary req/s", "%.0f", func(s string) (float64, bool) { return r.value(s, "grpc-unary", qps) }, false)
+	ratio(fmt.Sprintf("gRPC stream msg/s (%d streams, ping-pong)", r.Connections), "%.0f",
+		func(s string) (float64, bool) { return r.value(s, "grpc-stream", qps) }, false)
 	ratio("HTTP/2 req/s (1 connection, 100 streams)", "%.0f", func(s string) (float64, bool) { return r.value(s, "h2-streams", qps) }, false)
 	ratio("TCP bulk MB/s", "%.0f", func(s string) (float64, bool) { return r.value(s, "tcp-bulk", mbps) }, false)
 	w("\nFor latency and CPU, below 1× is better for weft; for rates and throughput, above 1×.\n\n")
@@ -169,7 +171,7 @@ func markdown(r *report, jsonName string) string {
 	}
 
 	w("\n### Throughput, CPU and memory\n\n")
-	w("| setup | HTTP/1.1 max req/s | new conn/s | gRPC unary req/s | HTTP/2 req/s | TCP bulk MB/s | proxy CPU s / 1k req at %.0f | at max | RSS idle MiB (client hop / server hop) | RSS peak MiB at %.0f req/s |\n|---|---|---|---|---|---|---|---|---|---|\n", hr, hr)
+	w("| setup | HTTP/1.1 max req/s | new conn/s | gRPC unary req/s | gRPC stream msg/s | HTTP/2 req/s | TCP bulk MB/s | proxy CPU s / 1k req at %.0f | at max | RSS idle MiB (client hop / server hop) | RSS peak MiB at %.0f req/s |\n|---|---|---|---|---|---|---|---|---|---|---|\n", hr, hr)
 	for _, s := range r.Setups {
 		cell := func(wl string, f func(result) float64, format string) string {
 			v, ok := r.value(s.Name, wl, f)
@@ -186,9 +188,9 @@ func markdown(r *report, jsonName string) string {
 		if s.Name != "direct" {
 			cpuCell, maxCPU = cell(hw, cpu1k, "%.3f"), cell("http1-max", cpu1k, "%.3f")
 		}
-		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Name,
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Name,
 			cell("http1-max", qps, "%.0f"), cell("http1-newconn", qps, "%.0f"), cell("grpc-unary", qps, "%.0f"),
-			cell("h2-streams", qps, "%.0f"), cell("tcp-bulk", mbps, "%.0f"), cpuCell, maxCPU, idle, load)
+			cell("grpc-stream", qps, "%.0f"), cell("h2-streams", qps, "%.0f"), cell("tcp-bulk", mbps, "%.0f"), cpuCell, maxCPU, idle, load)
 	}
 	var notes []string
 	for _, s := range r.Setups {

@@ -28,23 +28,24 @@ func TestReplaceBetweenMarkers(t *testing.T) {
 }
 
 // testReport is a run where weft's numbers are set by the caller and the
-// peers' are fixed: nginx is the best peer at everything.
+// peers' are fixed: nginx is the best peer at everything but gRPC streams.
 func testReport(weft result, weftIdle []int64) *report {
 	http := func(setup string, p50, p90, p99, p999 float64) result {
 		return result{Setup: setup, Workload: "http1-1000", ActualQPS: 1000, Requests: 10000, P50: p50, P90: p90, P99: p99, P999: p999}
 	}
 	weft.Setup, weft.Workload, weft.Requests = "weft", "http1-1000", 10000
 	return &report{
-		Rates: []float64{500, 1000},
+		Rates:       []float64{500, 1000},
+		Connections: 16,
 		Setups: []setupReport{
 			{Name: "direct", Results: []result{http("direct", 0.1, 0.2, 0.3, 0.4),
-				{Workload: "http1-max", ActualQPS: 20000}, {Workload: "tcp-bulk", MBps: 1000}}},
+				{Workload: "http1-max", ActualQPS: 20000}, {Workload: "tcp-bulk", MBps: 1000}, {Workload: "grpc-stream", ActualQPS: 12000}}},
 			{Name: "weft", IdleRSS: weftIdle, Results: []result{weft,
-				{Workload: "http1-max", ActualQPS: 9000}, {Workload: "tcp-bulk", MBps: 650}}},
+				{Workload: "http1-max", ActualQPS: 9000}, {Workload: "tcp-bulk", MBps: 650}, {Workload: "grpc-stream", ActualQPS: 3000}}},
 			{Name: "nginx", Results: []result{http("nginx", 0.2, 0.4, 0.6, 0.8),
-				{Workload: "http1-max", ActualQPS: 8000}, {Workload: "tcp-bulk", MBps: 800}}},
+				{Workload: "http1-max", ActualQPS: 8000}, {Workload: "tcp-bulk", MBps: 800}, {Workload: "grpc-stream", ActualQPS: 4000}}},
 			{Name: "haproxy", Results: []result{http("haproxy", 0.3, 0.5, 0.9, 2),
-				{Workload: "http1-max", ActualQPS: 7000}}},
+				{Workload: "http1-max", ActualQPS: 7000}, {Workload: "grpc-stream", ActualQPS: 5000}}},
 		},
 	}
 }
@@ -92,6 +93,11 @@ func TestMarkdownHeadlineRatios(t *testing.T) {
 		"| added latency p50 at 1000 req/s (ms) | 0.400 | 0.100 (nginx) | 4.00× |",
 		"| HTTP/1.1 max req/s | 9000 | 8000 (nginx) | 1.12× |",
 		"| TCP bulk MB/s | 650 | 800 (nginx) | 0.81× |",
+		// HAProxy, not nginx, is the best peer at gRPC streams.
+		"| gRPC stream msg/s (16 streams, ping-pong) | 3000 | 5000 (haproxy) | 0.60× |",
+		"| setup | HTTP/1.1 max req/s | new conn/s | gRPC unary req/s | gRPC stream msg/s | HTTP/2 req/s |",
+		"| weft | 9000 | n/a | n/a | 3000 | n/a | 650 |",
+		"| haproxy | 7000 | n/a | n/a | 5000 | n/a | n/a |",
 		"| 1000 | direct | 0.100 | 0.200 | 0.300 | 0.400 | 1000 | 0 |",
 		"| 500 | weft | n/a |",
 		"bench-http1-500.png",

@@ -31,13 +31,13 @@ const (
 // front is where the load generator sends each kind of traffic; 0 marks a
 // workload the setup cannot carry.
 type front struct {
-	HTTP, H2, GRPC, TCP int
+	HTTP, H2, GRPC, GRPCStream, TCP int
 }
 
 // backend is the one backend of the whole run.
 type backend struct {
-	HTTP, GRPC, TCP int
-	procs           []*proc
+	HTTP, GRPC, GRPCStream, TCP int
+	procs                       []*proc
 }
 
 // running is a started setup: its fronts and its proxies, client side first.
@@ -58,7 +58,7 @@ type env struct {
 	dir     string // scratch directory of the run
 	bin     string // weft's binaries
 	tools   string // fortio, caddy
-	self    string // this program, for the TCP bulk source and client
+	self    string // this program, for the TCP bulk and gRPC stream backends and clients
 	certs   *certs
 	backend *backend
 }
@@ -117,10 +117,11 @@ func freePorts(ps ...*int) error {
 }
 
 // startBackend starts fortio's server (HTTP/1.1 and h2c on one port, gRPC
-// ping on another) and the TCP bulk source, on the load generator's CPU.
+// ping on another), the gRPC echo stream and the TCP bulk source, on the
+// load generator's CPU.
 func startBackend(ctx context.Context, e *env) (*backend, error) {
 	b := &backend{}
-	if err := freePorts(&b.HTTP, &b.GRPC, &b.TCP); err != nil {
+	if err := freePorts(&b.HTTP, &b.GRPC, &b.GRPCStream, &b.TCP); err != nil {
 		return nil, err
 	}
 	f, err := startPinned(e.dir, "backend-fortio", loadCPU, nil, filepath.Join(e.tools, "fortio"), "server",
@@ -136,15 +137,24 @@ func startBackend(ctx context.Context, e *env) (*backend, error) {
 		return nil, err
 	}
 	b.procs = append(b.procs, t)
+	g, err := startPinned(e.dir, "backend-grpc-stream", loadCPU, nil, e.self, "-grpc-stream-serve", addr(b.GRPCStream))
+	if err != nil {
+		b.stop()
+		return nil, err
+	}
+	b.procs = append(b.procs, g)
 	if err := waitFor(ctx, "backend", 10*time.Second, b.procs, func() error {
 		if err := httpOK(ctx, fmt.Sprintf("http://%s/echo?size=16", addr(b.HTTP))); err != nil {
 			return err
 		}
-		c, err := net.Dial("tcp", addr(b.TCP))
-		if err != nil {
-			return err
+		for _, port := range []int{b.TCP, b.GRPCStream} {
+			c, err := net.Dial("tcp", addr(port))
+			if err != nil {
+				return err
+			}
+			c.Close()
 		}
-		return c.Close()
+		return nil
 	}); err != nil {
 		b.stop()
 		return nil, err
@@ -213,22 +223,24 @@ func waitThrough(ctx context.Context, name string, r *running) error {
 
 func startDirect(_ context.Context, e *env, _ string) (*running, error) {
 	b := e.backend
-	return &running{front: front{HTTP: b.HTTP, H2: b.HTTP, GRPC: b.GRPC, TCP: b.TCP}}, nil
+	return &running{front: front{HTTP: b.HTTP, H2: b.HTTP, GRPC: b.GRPC, GRPCStream: b.GRPCStream, TCP: b.TCP}}, nil
 }
 
 // peerPorts are the ports a peer pair's configuration templates fill in.
 type peerPorts struct {
-	Dir                                  string
-	Certs                                *certs
-	FrontHTTP, FrontH2, FrontGRPC        int
-	FrontTCP                             int
-	Hop2HTTP, Hop2GRPC, Hop2TCP          int
-	BackendHTTP, BackendGRPC, BackendTCP int
+	Dir                                                     string
+	Certs                                                   *certs
+	FrontHTTP, FrontH2, FrontGRPC, FrontGRPCStream          int
+	FrontTCP                                                int
+	Hop2HTTP, Hop2GRPC, Hop2GRPCStream, Hop2TCP             int
+	BackendHTTP, BackendGRPC, BackendGRPCStream, BackendTCP int
 }
 
 func newPeerPorts(e *env, dir string) (*peerPorts, error) {
-	p := &peerPorts{Dir: dir, Certs: e.certs, BackendHTTP: e.backend.HTTP, BackendGRPC: e.backend.GRPC, BackendTCP: e.backend.TCP}
-	if err := freePorts(&p.FrontHTTP, &p.FrontH2, &p.FrontGRPC, &p.FrontTCP, &p.Hop2HTTP, &p.Hop2GRPC, &p.Hop2TCP); err != nil {
+	p := &peerPorts{Dir: dir, Certs: e.certs, BackendHTTP: e.backend.HTTP, BackendGRPC: e.backend.GRPC,
+		BackendGRPCStream: e.backend.GRPCStream, BackendTCP: e.backend.TCP}
+	if err := freePorts(&p.FrontHTTP, &p.FrontH2, &p.FrontGRPC, &p.FrontGRPCStream, &p.FrontTCP,
+		&p.Hop2HTTP, &p.Hop2GRPC, &p.Hop2GRPCStream, &p.Hop2TCP); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -290,7 +302,7 @@ func startPair(ctx context.Context, e *env, dir, name, clientTmpl, serverTmpl st
 }
 
 func allFronts(p *peerPorts) front {
-	return front{HTTP: p.FrontHTTP, H2: p.FrontH2, GRPC: p.FrontGRPC, TCP: p.FrontTCP}
+	return front{HTTP: p.FrontHTTP, H2: p.FrontH2, GRPC: p.FrontGRPC, GRPCStream: p.FrontGRPCStream, TCP: p.FrontTCP}
 }
 
 func startNginx(ctx context.Context, e *env, dir string) (*running, error) {
@@ -308,5 +320,7 @@ func startHAProxy(ctx context.Context, e *env, dir string) (*running, error) {
 func startCaddy(ctx context.Context, e *env, dir string) (*running, error) {
 	return startPair(ctx, e, dir, "caddy", "caddy/client.Caddyfile.tmpl", "caddy/server.Caddyfile.tmpl", filepath.Join(e.tools, "caddy"),
 		func(conf string) []string { return []string{"run", "--config", conf, "--adapter", "caddyfile"} },
-		func(p *peerPorts) front { return front{HTTP: p.FrontHTTP, H2: p.FrontH2, GRPC: p.FrontGRPC} })
+		func(p *peerPorts) front {
+			return front{HTTP: p.FrontHTTP, H2: p.FrontH2, GRPC: p.FrontGRPC, GRPCStream: p.FrontGRPCStream}
+		})
 }

@@ -38,6 +38,13 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: grpc-stream, namespace: bench}
+spec:
+  selector: {app: server}
+  ports: [{name: grpc, port: 9091, targetPort: grpc-stream, appProtocol: grpc}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: tcp, namespace: bench}
 spec:
   selector: {app: server}
@@ -52,6 +59,7 @@ spec:
   ports:
   - {name: http1, port: %[1]d, protocol: http}
   - {name: grpc, port: %[2]d, protocol: grpc}
+  - {name: grpc-stream, port: %[12]d, protocol: grpc}
   - {name: tcp, port: %[3]d}
   proxy: {inboundPort: %[4]d, adminPort: %[5]d}
 ---
@@ -66,6 +74,7 @@ spec:
   - {service: http, port: 80, localPort: %[8]d}
   - {service: h2, port: 80, localPort: %[9]d}
   - {service: grpc, port: 9090, localPort: %[10]d}
+  - {service: grpc-stream, port: 9091, localPort: %[13]d}
   - {service: tcp, port: 7000, localPort: %[11]d}
 `
 
@@ -75,7 +84,7 @@ spec:
 func startWeft(ctx context.Context, e *env, dir string) (*running, error) {
 	var grpcPort, adminPort, srvInbound, srvAdmin, cliInbound, cliAdmin int
 	var f front
-	if err := freePorts(&grpcPort, &adminPort, &srvInbound, &srvAdmin, &cliInbound, &cliAdmin, &f.HTTP, &f.H2, &f.GRPC, &f.TCP); err != nil {
+	if err := freePorts(&grpcPort, &adminPort, &srvInbound, &srvAdmin, &cliInbound, &cliAdmin, &f.HTTP, &f.H2, &f.GRPC, &f.TCP, &f.GRPCStream); err != nil {
 		return nil, err
 	}
 	manifests, state := filepath.Join(dir, "manifests"), filepath.Join(dir, "state")
@@ -85,7 +94,8 @@ func startWeft(ctx context.Context, e *env, dir string) (*running, error) {
 		}
 	}
 	b := e.backend
-	mesh := fmt.Sprintf(weftManifests, b.HTTP, b.GRPC, b.TCP, srvInbound, srvAdmin, cliInbound, cliAdmin, f.HTTP, f.H2, f.GRPC, f.TCP)
+	mesh := fmt.Sprintf(weftManifests, b.HTTP, b.GRPC, b.TCP, srvInbound, srvAdmin, cliInbound, cliAdmin, f.HTTP, f.H2, f.GRPC, f.TCP,
+		b.GRPCStream, f.GRPCStream)
 	if err := os.WriteFile(filepath.Join(manifests, "bench.yaml"), []byte(mesh), 0o644); err != nil {
 		return nil, fmt.Errorf("weft setup: %w", err)
 	}

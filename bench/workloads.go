@@ -157,6 +157,38 @@ func (s *suite) grpcLoad(ctx context.Context, f front) (result, error) {
 	return parseFortio(data, "SERVING")
 }
 
+// grpcStream plays ping-pong with 1 KiB messages on one gRPC stream per
+// connection for the run's duration, with this program as the client on
+// the load generator's CPU.
+func (s *suite) grpcStream(ctx context.Context, f front) (result, error) {
+	out, err := runPinned(ctx, loadCPU, s.env.self, "-grpc-stream-get", addr(f.GRPCStream),
+		"-duration", s.duration.String(), "-connections", strconv.Itoa(s.conns))
+	if err != nil {
+		return result{}, err
+	}
+	r, first, err := parseGRPCStream(out)
+	if err == nil && r.Errors > 0 {
+		// The result carries only the count: the log says what went wrong.
+		s.log.Warn("gRPC stream errors", "front", addr(f.GRPCStream), "errors", r.Errors, "first", first)
+	}
+	return r, err
+}
+
+// parseGRPCStream turns the gRPC stream client's JSON into a result and
+// the first error the client saw.
+func parseGRPCStream(out []byte) (result, string, error) {
+	var g grpcStreamResult
+	if err := json.Unmarshal(out, &g); err != nil {
+		return result{}, "", fmt.Errorf("gRPC stream client output %q: %w", out, err)
+	}
+	r := result{ActualQPS: g.PerSecond, Requests: g.Messages, Errors: g.Errors, Seconds: g.Seconds,
+		P50: g.P50, P90: g.P90, P99: g.P99, P999: g.P999}
+	if g.Messages == 0 {
+		return r, g.FirstError, fmt.Errorf("gRPC stream client got no echo back (%d errors, first: %s)", g.Errors, g.FirstError)
+	}
+	return r, g.FirstError, nil
+}
+
 var (
 	h2loadFinished = regexp.MustCompile(`finished in ([0-9.]+)(m?s), ([0-9.]+) req/s`)
 	h2loadRequests = regexp.MustCompile(`requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored`)
