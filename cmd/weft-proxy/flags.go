@@ -14,15 +14,19 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/weftmesh/weft/internal/appprobe"
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy"
 )
 
 // config is what the command line asks for.
 type config struct {
-	controlPlane  string
-	workload      model.Ref
-	admin         string
+	controlPlane string
+	workload     model.Ref
+	admin        string
+	// appProbes are the app's HTTP probes the injector moved onto the
+	// admin port.
+	appProbes     appprobe.Set
 	appAddress    string
 	drainTimeout  time.Duration
 	detectTimeout time.Duration
@@ -66,6 +70,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&workload, "workload", "", "this proxy's workload, namespace/name (required unless --register)")
 	fs.StringVar(&c.admin, "admin", "127.0.0.1:15100", "admin API address: /live, /ready, /config")
 	fs.StringVar(&c.appAddress, "app-address", "127.0.0.1", "address the app listens on")
+	fs.Func("app-probes", "the app's HTTP probes, moved onto the admin port by the injector (JSON: container/kind -> port, path, scheme, headers, timeoutSeconds); each is answered at /app-health/CONTAINER/KIND", func(s string) error {
+		set, err := appprobe.Parse(s)
+		if err != nil {
+			return err
+		}
+		c.appProbes = set
+		return nil
+	})
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for requests and tunnels in flight")
 	fs.DurationVar(&c.detectTimeout, "detect-timeout", 100*time.Millisecond, "how long a silent outbound connection waits before it is treated as opaque TCP")
 	fs.StringVar(&c.balancer, "balancer", "p2c", "load balancer of the Services that name none (annotation weft.dev/load-balancer): "+strings.Join(model.LoadBalancers, " or "))

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // TestCommandLinesWeftProxyAccepts builds weft-proxy and holds the
@@ -25,8 +26,10 @@ func TestCommandLinesWeftProxyAccepts(t *testing.T) {
 	}
 	o := testOptions()
 	o.IPv6 = true
-	pod, _, err := Pod(testPod(map[string]string{SkipInboundPortsAnnotation: "9090", SkipOutboundPortsAnnotation: "5432,3306"}, nil),
-		map[string]string{InjectKey: Enabled}, o)
+	in := testPod(map[string]string{SkipInboundPortsAnnotation: "9090", SkipOutboundPortsAnnotation: "5432,3306"}, nil)
+	// An HTTP probe, moved onto the admin port, gives the sidecar --app-probes.
+	in.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8080)}}}
+	pod, _, err := Pod(in, map[string]string{InjectKey: Enabled}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +53,12 @@ func TestCommandLinesWeftProxyAccepts(t *testing.T) {
 		}
 	}
 
+	// The sidecar's flags parse: run it with a control plane that is not
+	// there, and it must fail for that, not for a flag.
+	out, _ = exec.Command(bin, append(proxy.Args[:len(proxy.Args):len(proxy.Args)], "--workload=shop/web-0", "--token-file=/nonexistent")...).CombinedOutput()
+	if strings.Contains(string(out), "invalid value") || strings.Contains(string(out), "flag provided but not defined") {
+		t.Errorf("weft-proxy refuses the sidecar's flags:\n%s", out)
+	}
 	usage, _ := exec.Command(bin, "-h").CombinedOutput()
 	for _, arg := range proxy.Args {
 		name, _, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")

@@ -64,12 +64,24 @@
 //	    --admin=:15100 --log-level=LEVEL --log-format=json
 //	    --token-file=/var/run/secrets/weft.dev/serviceaccount/token
 //	    --ca-file=/var/run/secrets/weft.dev/ca/ca.crt
+//	    [--app-probes=JSON]
 //
 // and declares its mesh and admin ports as container ports named
 // weft-inbound and weft-admin, which is how the control plane
 // (internal/manifest's WorkloadFromPod) learns the Workload's inbound and
 // admin ports. Both containers expect the image's entrypoint to be
 // weft-proxy, with iptables-restore and iptables-save on its PATH.
+//
+// # The app's probes
+//
+// An HTTP probe of an app port would arrive from outside the mesh, in
+// plaintext, which a strict workload refuses. Each app container's HTTP
+// probes move onto the proxy's admin port, at
+// /app-health/CONTAINER/KIND (internal/appprobe), and --app-probes gives
+// the proxy what they were, which it sends to the app on loopback. Left
+// as they are: probes of a skipped inbound port, probes with a Host, and
+// TCP, gRPC and exec probes; a probe naming a port its container does not
+// have stays too, with a warning.
 //
 // # Opting in and out
 //

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/weftmesh/weft/internal/appprobe"
 	"github.com/weftmesh/weft/internal/manifest"
 )
 
@@ -98,7 +99,9 @@ func Template(in *corev1.PodTemplateSpec, nsLabels map[string]string, o Options)
 	if err := checkConflicts(&out.Spec, o); err != nil {
 		return nil, Result{}, err
 	}
-	out.Spec.InitContainers = append([]corev1.Container{initContainer(o, tuning), proxyContainer(o, tuning)}, out.Spec.InitContainers...)
+	probes, probeWarnings := moveAppProbes(&out.Spec, o, tuning)
+	warnings = append(warnings, probeWarnings...)
+	out.Spec.InitContainers = append([]corev1.Container{initContainer(o, tuning), proxyContainer(o, tuning, probes)}, out.Spec.InitContainers...)
 	out.Spec.Volumes = append(out.Spec.Volumes, identityVolume(o), caBundleVolume())
 	return out, Result{Injected: true, Reason: d.Reason, Warnings: warnings}, nil
 }
@@ -219,7 +222,7 @@ func initContainer(o Options, t Tuning) corev1.Container {
 
 // proxyContainer is the native sidecar: an init container the kubelet
 // restarts (restartPolicy Always) and keeps running beside the app.
-func proxyContainer(o Options, t Tuning) corev1.Container {
+func proxyContainer(o Options, t Tuning, probes appprobe.Set) corev1.Container {
 	logLevel := o.LogLevel
 	if t.LogLevel != "" {
 		logLevel = t.LogLevel
@@ -244,25 +247,29 @@ func proxyContainer(o Options, t Tuning) corev1.Container {
 	fieldEnv := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}}
 	}
+	args := []string{
+		"--control-plane=" + o.ControlPlane,
+		// Expanded by the kubelet from the env below.
+		"--workload=$(POD_NAMESPACE)/$(POD_NAME)",
+		"--trust-domain=" + o.TrustDomain,
+		"--transparent",
+		"--transparent-inbound-port=" + itoa(o.InboundPort),
+		"--transparent-outbound-port=" + itoa(o.OutboundPort),
+		"--admin=:" + itoa(o.AdminPort),
+		"--log-level=" + logLevel,
+		"--log-format=json",
+		"--token-file=" + IdentityMountPath + "/" + identityTokenFile,
+		"--ca-file=" + CABundleMountPath + "/" + CABundleKey,
+	}
+	if len(probes) > 0 {
+		args = append(args, "--app-probes="+probes.Encode())
+	}
 	return corev1.Container{
 		Name:            ProxyContainerName,
 		Image:           o.ProxyImage,
 		ImagePullPolicy: corev1.PullPolicy(o.ImagePullPolicy),
 		RestartPolicy:   ptr(corev1.ContainerRestartPolicyAlways),
-		Args: []string{
-			"--control-plane=" + o.ControlPlane,
-			// Expanded by the kubelet from the env below.
-			"--workload=$(POD_NAMESPACE)/$(POD_NAME)",
-			"--trust-domain=" + o.TrustDomain,
-			"--transparent",
-			"--transparent-inbound-port=" + itoa(o.InboundPort),
-			"--transparent-outbound-port=" + itoa(o.OutboundPort),
-			"--admin=:" + itoa(o.AdminPort),
-			"--log-level=" + logLevel,
-			"--log-format=json",
-			"--token-file=" + IdentityMountPath + "/" + identityTokenFile,
-			"--ca-file=" + CABundleMountPath + "/" + CABundleKey,
-		},
+		Args:            args,
 		Env: []corev1.EnvVar{
 			fieldEnv("POD_NAME", "metadata.name"),
 			fieldEnv("POD_NAMESPACE", "metadata.namespace"),

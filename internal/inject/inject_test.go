@@ -9,7 +9,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/weftmesh/weft/internal/appprobe"
 	"github.com/weftmesh/weft/internal/manifest"
 )
 
@@ -205,6 +207,43 @@ func TestPodTuning(t *testing.T) {
 	}
 	if _, ok := r.Limits[corev1.ResourceCPU]; ok {
 		t.Error("the proxy must have no CPU limit")
+	}
+}
+
+func TestPodAppProbes(t *testing.T) {
+	in := testPod(nil, nil)
+	app := &in.Spec.Containers[0]
+	app.Ports = append(app.Ports, corev1.ContainerPort{Name: "http", ContainerPort: 8080})
+	app.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}}, TimeoutSeconds: 3}
+	app.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstr.FromString("web")}}}
+	out, res, err := Pod(in, map[string]string{InjectKey: Enabled}, testOptions())
+	if err != nil || !res.Injected {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	got := out.Spec.Containers[0]
+	if h := got.ReadinessProbe.HTTPGet; h.Path != "/app-health/app/readiness" || h.Port.IntVal != 15100 || got.ReadinessProbe.TimeoutSeconds != 3 {
+		t.Errorf("readiness probe %+v (timeout %d): want /app-health/app/readiness on the admin port, its timeout kept", h, got.ReadinessProbe.TimeoutSeconds)
+	}
+	// A named port the container does not have: the kubelet would fail
+	// it anyway; it stays, and the author hears why.
+	if h := got.LivenessProbe.HTTPGet; h.Path != "/live" || h.Port.StrVal != "web" {
+		t.Errorf("liveness probe of an unknown port was moved: %+v", h)
+	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "liveness probe port web is not one of its ports") {
+		t.Errorf("warnings %q: want one naming the liveness probe's unknown port", res.Warnings)
+	}
+	var probes string
+	for _, a := range out.Spec.InitContainers[1].Args {
+		if v, ok := strings.CutPrefix(a, "--app-probes="); ok {
+			probes = v
+		}
+	}
+	set, err := appprobe.Parse(probes)
+	if err != nil || len(set) != 1 || set["app/readiness"].Port != 8080 || set["app/readiness"].Path != "/ready" || set["app/readiness"].TimeoutSeconds != 3 {
+		t.Fatalf("--app-probes=%s (%v): want the readiness probe of port 8080", probes, err)
+	}
+	if in.Spec.Containers[0].ReadinessProbe.HTTPGet.Path != "/ready" {
+		t.Error("the input pod was modified")
 	}
 }
 

@@ -605,12 +605,16 @@ func (k *kubeCluster) runControlPlane(ctx context.Context) {
 
 // kubePod is a Pod the test runs.
 type kubePod struct {
-	pod  *corev1.Pod
-	ns   *netns
-	ip   string
-	seen atomic.Int64 // requests its app answered
-	fail atomic.Int64 // of which it failed
+	pod    *corev1.Pod
+	ns     *netns
+	ip     string
+	seen   atomic.Int64 // requests its app answered
+	fail   atomic.Int64 // of which it failed
+	probed atomic.Int64 // probes of kubeProbePath its app answered
 }
+
+// kubeProbePath is the app's readiness probe.
+const kubeProbePath = "/healthz"
 
 // runPod plays the kubelet for an admitted Pod: its network namespace,
 // weft-init, the sidecar until ready, the app, then Ready.
@@ -648,6 +652,10 @@ func (k *kubeCluster) runPod(ctx context.Context, pod *corev1.Pod, failEveryOthe
 	}
 
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == kubeProbePath {
+			p.probed.Add(1)
+			return
+		}
 		n := p.seen.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		if failEveryOther && n%2 == 0 {
@@ -658,6 +666,22 @@ func (k *kubeCluster) runPod(ctx context.Context, pod *corev1.Pod, failEveryOthe
 	})}
 	go srv.Serve(p.ns.listen(fmt.Sprintf(":%d", kubeAppPort)))
 	t.Cleanup(func() { srv.Close() })
+	// Its readiness probe, from the node as the kubelet sends it, to where
+	// the admitted pod has it: the injector moved it onto the proxy's
+	// admin port, which sends it to the app on loopback.
+	if pr := pod.Spec.Containers[0].ReadinessProbe; pr != nil && pr.HTTPGet != nil {
+		port := pr.HTTPGet.Port.String()
+		for _, cp := range pod.Spec.Containers[0].Ports {
+			if cp.Name == port { // a named port, as the kubelet resolves it
+				port = strconv.Itoa(int(cp.ContainerPort))
+			}
+		}
+		url := fmt.Sprintf("http://%s:%s%s", ip, port, pr.HTTPGet.Path)
+		eventually(t, 10*time.Second, pod.Name+"'s readiness probe "+url, func() error {
+			_, err := k.get(url)
+			return err
+		})
+	}
 	p.pod = k.writeStatus(ctx, pod, ip, true)
 	return p
 }
@@ -668,7 +692,10 @@ func kubeAppPod(name, sa string, labels, annotations map[string]string) *corev1.
 		Spec: corev1.PodSpec{
 			ServiceAccountName: sa,
 			Containers: []corev1.Container{{Name: "app", Image: "registry.example/" + labels["app"] + ":1",
-				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: kubeAppPort, Protocol: corev1.ProtocolTCP}}}},
+				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: kubeAppPort, Protocol: corev1.ProtocolTCP}},
+				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+					Path: kubeProbePath, Port: intstr.FromString("http"), Scheme: corev1.URISchemeHTTP}}},
+			}},
 		},
 	}
 }
@@ -817,6 +844,19 @@ func TestKubernetesMode(t *testing.T) {
 	pods := map[string]*kubePod{}
 	for _, name := range []string{"catalog-v1-0", "catalog-v2-0", "web-0"} {
 		pods[name] = k.runPod(ctx, admitted[name], name == "catalog-v2-0")
+	}
+	// The probe reached each app; sent as the pod declared it, to the
+	// app's port in plaintext, the strict workload refuses it.
+	for name, p := range pods {
+		if pr := p.pod.Spec.Containers[0].ReadinessProbe.HTTPGet; pr.Port.IntValue() != 15100 || pr.Path != "/app-health/app/readiness" {
+			t.Errorf("%s's readiness probe %s:%s: want it moved to the proxy's admin port", name, pr.Port.String(), pr.Path)
+		}
+		if p.probed.Load() == 0 {
+			t.Errorf("%s's app never saw its readiness probe", name)
+		}
+	}
+	if _, err := k.get(fmt.Sprintf("http://%s:%d%s", pods["catalog-v2-0"].ip, kubeAppPort, kubeProbePath)); err == nil {
+		t.Error("a plaintext probe of catalog-v2-0's app port got through: it is strict")
 	}
 	for name, svc := range services {
 		var selected []*corev1.Pod

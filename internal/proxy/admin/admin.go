@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+
+	"github.com/weftmesh/weft/internal/appprobe"
 )
 
 // Proxy is what the admin API reads.
@@ -14,13 +16,24 @@ type Proxy interface {
 	Metrics() http.Handler
 }
 
+// Options are what the admin API serves besides the Proxy.
+type Options struct {
+	Logger *slog.Logger
+	// AppProbes are the app's probes the injector moved onto the admin
+	// port, sent to the app at AppAddress.
+	AppProbes  appprobe.Set
+	AppAddress string
+}
+
 // NewHandler serves
 //
-//	/live    200 while the process runs
-//	/ready   200 once the proxy serves a config, else 503
-//	/config  the proxy's ConfigDump as JSON
-//	/metrics the proxy's Prometheus metrics
-func NewHandler(p Proxy, logger *slog.Logger) http.Handler {
+//	/live                          200 while the process runs
+//	/ready                         200 once the proxy serves a config, else 503
+//	/config                        the proxy's ConfigDump as JSON
+//	/metrics                       the proxy's Prometheus metrics
+//	/app-health/{container}/{kind} an app probe, answered with the app's status
+func NewHandler(p Proxy, o Options) http.Handler {
+	logger := o.Logger
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -49,5 +62,6 @@ func NewHandler(p Proxy, logger *slog.Logger) http.Handler {
 		w.Write(append(body, '\n'))
 	})
 	mux.Handle("GET /metrics", p.Metrics())
+	mux.Handle("GET "+appprobe.PathPrefix+"{container}/{kind}", newProber(o.AppProbes, o.AppAddress, logger))
 	return mux
 }

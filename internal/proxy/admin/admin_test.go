@@ -32,7 +32,7 @@ func TestHandler(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			h := NewHandler(&fakeProxy{ready: tc.ready}, nil)
+			h := NewHandler(&fakeProxy{ready: tc.ready}, Options{})
 			method := tc.method
 			if method == "" {
 				method = "GET"
@@ -45,7 +45,7 @@ func TestHandler(t *testing.T) {
 		})
 	}
 	rec := httptest.NewRecorder()
-	NewHandler(&fakeProxy{}, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/config", nil))
+	NewHandler(&fakeProxy{}, Options{}).ServeHTTP(rec, httptest.NewRequest("GET", "/config", nil))
 	var got map[string]int
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got["version"] != 7 {
 		t.Fatalf("/config body %q: %v", rec.Body, err)
@@ -55,11 +55,11 @@ func TestHandler(t *testing.T) {
 	}
 }
 
-var _ http.Handler = NewHandler(&fakeProxy{}, nil)
+var _ http.Handler = NewHandler(&fakeProxy{}, Options{})
 
 func TestMetricsRoute(t *testing.T) {
 	rec := httptest.NewRecorder()
-	NewHandler(&fakeProxy{}, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	NewHandler(&fakeProxy{}, Options{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if rec.Code != http.StatusOK || rec.Body.String() != "weft_up 1\n" {
 		t.Fatalf("GET /metrics: %d %q", rec.Code, rec.Body.String())
 	}
