@@ -111,7 +111,7 @@ func markdown(r *report, jsonName string) string {
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	hr := headlineRate(r.Rates)
 	hw := workloadLabel("http1", hr)
-	w("Measured %s on %d CPUs (Linux %s), %s per run, %d fortio connections; %s. Load average %s at the start and %s at the end: other builds shared the machine (see Caveats). Raw results: [`bench/results/%s`](../bench/results/%s).\n\n",
+	w("Measured %s on %d CPUs (Linux %s), %s per run, %d fortio connections; %s. Load average %s at the start and %s at the end, the run's own processes included (see Caveats). Raw results: [`bench/results/%s`](../bench/results/%s).\n\n",
 		r.Date.Format("2006-01-02 15:04 UTC"), r.Host.CPUs, r.Host.Kernel, r.Duration, r.Connections, r.Pinning,
 		firstField(r.Host.LoadAvgStart), firstField(r.Host.LoadAvgEnd), jsonName, jsonName)
 
