@@ -78,16 +78,17 @@ type suite struct {
 }
 
 func main() {
-	// The runner re-executes itself as the TCP bulk source and client and
-	// as the gRPC stream backend and client, so they run pinned like every
-	// other part.
+	// The runner re-executes itself as the TCP bulk source and client, as
+	// the gRPC stream backend and client, and as the gostd pair's hops, so
+	// they run pinned like every other part.
 	bulkServeAddr := flag.String("bulk-serve", "", "internal: serve the TCP bulk source at this address")
 	bulkGetAddr := flag.String("bulk-get", "", "internal: read from the TCP bulk source at this address for -duration")
 	grpcStreamServeAddr := flag.String("grpc-stream-serve", "", "internal: serve the gRPC echo stream at this address")
+	goHopConf := flag.String("gostd-hop", "", "internal: run one hop of the gostd pair from this configuration")
 	grpcStreamGetAddr := flag.String("grpc-stream-get", "", "internal: play ping-pong on -connections gRPC streams at this address for -duration")
 	duration := flag.Duration("duration", 15*time.Second, "length of each measured run")
 	ratesFlag := flag.String("rates", "500,1000,2000", "fixed HTTP/1.1 request rates, req/s, comma-separated")
-	setupsFlag := flag.String("setups", "direct,weft,nginx,haproxy,caddy", "setups to measure, comma-separated; direct is the baseline")
+	setupsFlag := flag.String("setups", "direct,weft,nginx,haproxy,caddy,gostd", "setups to measure, comma-separated; direct is the baseline, gostd Go's standard library in weft's shape")
 	conns := flag.Int("connections", 16, "client connections of the fortio runs and of the gRPC stream client (one stream each)")
 	smoke := flag.Bool("smoke", false, "tiny run of every setup and workload that checks each produced a result with no error, timing nothing")
 	bin := flag.String("bin", "bin", "directory holding weft and weft-proxy")
@@ -108,6 +109,8 @@ func main() {
 		err = bulkGet(*bulkGetAddr, *duration)
 	case *grpcStreamServeAddr != "":
 		err = grpcStreamServe(*grpcStreamServeAddr)
+	case *goHopConf != "":
+		err = goHop(*goHopConf)
 	case *grpcStreamGetAddr != "":
 		err = grpcStreamGet(*grpcStreamGetAddr, *conns, *duration)
 	case *from != "":

@@ -12,7 +12,7 @@ func TestParseFlags(t *testing.T) {
 		wantRates     []float64
 		wantErr       bool
 	}{
-		{"direct,weft,nginx,haproxy,caddy", "500,1000,2000", []string{"direct", "weft", "nginx", "haproxy", "caddy"}, []float64{500, 1000, 2000}, false},
+		{"direct,weft,nginx,haproxy,caddy,gostd", "500,1000,2000", []string{"direct", "weft", "nginx", "haproxy", "caddy", "gostd"}, []float64{500, 1000, 2000}, false},
 		{"direct, weft", " 1000 ", []string{"direct", "weft"}, []float64{1000}, false},
 		{"weft,direct", "1000", nil, nil, true},       // the baseline must come first
 		{"direct,envoy", "1000", nil, nil, true},      // unknown setup

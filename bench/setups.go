@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-//go:embed nginx/*.tmpl haproxy/*.tmpl caddy/*.tmpl
+//go:embed nginx/*.tmpl haproxy/*.tmpl caddy/*.tmpl gostd/*.tmpl
 var peerConfigs embed.FS
 
 // CPU budget: the two proxies of a setup share CPU 1; the load generator
@@ -74,6 +74,7 @@ var setups = []struct {
 	{"nginx", startNginx},
 	{"haproxy", startHAProxy},
 	{"caddy", startCaddy},
+	{"gostd", startGoStd},
 }
 
 func setupByName(name string) setupFunc {
@@ -315,6 +316,13 @@ func startNginx(ctx context.Context, e *env, dir string) (*running, error) {
 func startHAProxy(ctx context.Context, e *env, dir string) (*running, error) {
 	return startPair(ctx, e, dir, "haproxy", "haproxy/client.cfg.tmpl", "haproxy/server.cfg.tmpl", "haproxy",
 		func(conf string) []string { return []string{"-db", "-f", conf} }, allFronts)
+}
+
+// startGoStd starts the gostd pair (see gostd.go): the runner itself, as
+// each hop.
+func startGoStd(ctx context.Context, e *env, dir string) (*running, error) {
+	return startPair(ctx, e, dir, "gostd", "gostd/client.json.tmpl", "gostd/server.json.tmpl", e.self,
+		func(conf string) []string { return []string{"-gostd-hop", conf} }, allFronts)
 }
 
 func startCaddy(ctx context.Context, e *env, dir string) (*running, error) {
