@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -54,7 +55,10 @@ func (bytesCodec) Marshal(v any) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("bytes codec: cannot marshal a %T", v)
 	}
-	return *b, nil
+	// A copy: gRPC may still be writing a message out after SendMsg has
+	// returned, even after an echo came back (a broken server may echo
+	// before it has all of it), and the caller reuses its buffer.
+	return bytes.Clone(*b), nil
 }
 
 func (bytesCodec) Unmarshal(data []byte, v any) error {
@@ -151,6 +155,13 @@ func grpcStreamRun(ctx context.Context, address string, conns int, d time.Durati
 		}
 		clients = append(clients, c)
 	}
+	// Connect before the clock starts: a client connects lazily, and the
+	// first round trip of each stream would pay for the handshakes.
+	for _, c := range clients {
+		if err := connected(ctx, c); err != nil {
+			return grpcStreamResult{}, fmt.Errorf("gRPC stream client for %s: %w", address, err)
+		}
+	}
 	start := time.Now()
 	end := start.Add(d)
 	outs := make([]streamOutcome, conns)
@@ -176,6 +187,19 @@ func grpcStreamRun(ctx context.Context, address string, conns int, d time.Durati
 	r.PerSecond = float64(r.Messages) / r.Seconds
 	r.P50, r.P90, r.P99, r.P999 = percentile(rtts, 50), percentile(rtts, 90), percentile(rtts, 99), percentile(rtts, 99.9)
 	return r, nil
+}
+
+// connected connects c and waits, 10 s at most, until it is ready.
+func connected(ctx context.Context, c *grpc.ClientConn) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c.Connect()
+	for st := c.GetState(); st != connectivity.Ready; st = c.GetState() {
+		if !c.WaitForStateChange(ctx, st) {
+			return fmt.Errorf("not connected within 10s (%s): %w", st, ctx.Err())
+		}
+	}
+	return nil
 }
 
 // percentile is the nearest-rank percentile p of sorted, in milliseconds.
@@ -214,8 +238,6 @@ func pingPong(ctx context.Context, c *grpc.ClientConn, end time.Time) streamOutc
 		o.fail(fmt.Errorf("opening a stream: %w", err))
 		return o
 	}
-	// out is rewritten only after its echo came back: by then gRPC has
-	// long sent it, so the codec can hand it over without a copy.
 	out, in := make([]byte, grpcStreamMsgSize), make([]byte, 0, grpcStreamMsgSize)
 	for seq := uint64(0); time.Now().Before(end); seq++ {
 		binary.BigEndian.PutUint64(out, seq)
