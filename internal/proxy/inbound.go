@@ -288,26 +288,33 @@ func (p *Proxy) serveInboundTunnel(w http.ResponseWriter, r *http.Request, appAd
 		p.refuse(w, r, http.StatusBadGateway, "inbound", fmt.Sprintf("connect to app at %s: %v", appAddr, err))
 		return
 	}
-	if err := p.serveTakenTunnel(w, asHalfCloser(c)); err != nil {
+	if err := p.serveTakenTunnel(w, r, asHalfCloser(c)); err != nil {
 		p.log.Debug("inbound tunnel ended", "app", appAddr, "remote", r.RemoteAddr, "error", err)
 	}
 }
 
-func (p *Proxy) serveTakenTunnel(w http.ResponseWriter, app tunnel.HalfCloser) error {
-	down, err := tunnel.Accept(w)
+func (p *Proxy) serveTakenTunnel(w http.ResponseWriter, r *http.Request, app tunnel.HalfCloser) error {
+	down, err := tunnel.Take(w)
 	if err != nil {
+		app.Close()
+		p.refuse(w, r, http.StatusInternalServerError, "inbound", err.Error())
+		return err
+	}
+	if !p.tunnels.add(down) {
+		// Shutting down: the peer reads no answer, and tries elsewhere.
+		down.Close()
+		app.Close()
+		return ErrShutdown
+	}
+	defer p.tunnels.done(down)
+	if err := down.Confirm(); err != nil {
+		down.Close()
 		app.Close()
 		return err
 	}
 	if ow, ok := w.(*observedWriter); ok {
 		ow.confirmed(http.StatusOK)
 	}
-	if !p.tunnels.add(down) {
-		down.Close()
-		app.Close()
-		return ErrShutdown
-	}
-	defer p.tunnels.done(down)
 	return tunnel.Pipe(down, app, 0)
 }
 

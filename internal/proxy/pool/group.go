@@ -346,10 +346,11 @@ func (g *Group) dialTunnel(ctx context.Context, addr string) (net.Conn, error) {
 		return nil, err
 	}
 	// Retiring with one active request: it takes no requests and is
-	// never shut down by the group, only closed by its owner.
-	gc := &groupConn{addr: addr, tunnel: c, retiring: true, served: 1, active: 1}
+	// never shut down by the group, only closed by its owner (or close).
+	gc := &groupConn{addr: addr, retiring: true, served: 1, active: 1}
+	gc.tunnel = watchClose(c, func() { g.connClosed(gc) })
 	g.addLocked(gc)
-	return watchClose(c, func() { g.connClosed(gc) }), nil
+	return gc.tunnel, nil
 }
 
 // roomLocked reports whether the group may open one more connection.

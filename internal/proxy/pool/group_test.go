@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -247,23 +248,32 @@ func TestGroupGivesEachTunnelAConnection(t *testing.T) {
 		waited.Add(1)
 		return func() {}, nil
 	}))
-	open := func(ctx context.Context) net.Conn {
-		t.Helper()
-		c, err := g.DialTunnel(ctx, addr)
+	// open dials a tunnel and checks an echo through it; it may run in
+	// another goroutine, so it reports rather than fails.
+	open := func() (net.Conn, error) {
+		c, err := g.DialTunnel(context.Background(), addr)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if _, err := c.Write([]byte("ping")); err != nil {
-			t.Fatal(err)
+			return c, err
 		}
 		b := make([]byte, 4)
 		if _, err := io.ReadFull(c, b); err != nil || string(b) != "ping" {
-			t.Fatalf("echo through the tunnel's connection = %q, %v", b, err)
+			return c, fmt.Errorf("echo through the tunnel's connection = %q, %v", b, err)
+		}
+		return c, nil
+	}
+	mustOpen := func() net.Conn {
+		t.Helper()
+		c, err := open()
+		if err != nil {
+			t.Fatal(err)
 		}
 		return c
 	}
-	c1 := open(context.Background())
-	c2 := open(context.Background())
+	c1 := mustOpen()
+	c2 := mustOpen()
 	if dials, _, _ := d.Counts(); dials != 2 {
 		t.Fatalf("two tunnels dialed %d connections, want 2", dials)
 	}
@@ -275,8 +285,15 @@ func TestGroupGivesEachTunnelAConnection(t *testing.T) {
 		t.Fatalf("a request with two tunnels open = %v, want to wait until its deadline", err)
 	}
 	// A third tunnel waits for a place, and the first one's close gives it.
-	third := make(chan net.Conn, 1)
-	go func() { third <- open(context.Background()) }()
+	type opened struct {
+		c   net.Conn
+		err error
+	}
+	third := make(chan opened, 1)
+	go func() {
+		c, err := open()
+		third <- opened{c, err}
+	}()
 	waitFor(t, "the third tunnel queued", func() bool { return waited.Load() == 2 })
 	select {
 	case <-third:
@@ -286,7 +303,11 @@ func TestGroupGivesEachTunnelAConnection(t *testing.T) {
 	c1.Close()
 	var c3 net.Conn
 	select {
-	case c3 = <-third:
+	case o := <-third:
+		if o.err != nil {
+			t.Fatalf("the third tunnel: %v", o.err)
+		}
+		c3 = o.c
 	case <-time.After(5 * time.Second):
 		t.Fatal("the third tunnel never got the first one's place")
 	}

@@ -100,25 +100,32 @@ type Conn struct {
 	r io.Reader
 }
 
-// Accept takes over the connection of w, whose request is an HTTP/1.1
-// CONNECT, confirms the tunnel with 200 and returns its end. The caller
-// owns the connection from then on.
-func Accept(w http.ResponseWriter) (*Conn, error) {
+// Take takes over the connection of w, whose request is an HTTP/1.1
+// CONNECT; the caller owns it from then on, and Confirm opens the tunnel.
+// When Take fails, w is still the server's, to answer.
+func Take(w http.ResponseWriter) (*Conn, error) {
 	c, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: take over the connection: %w", err)
 	}
+	// The server's deadlines were for reading a request, not for a tunnel
+	// that lasts as long as its ends want.
+	_ = c.SetDeadline(time.Time{})
 	conn := &Conn{Conn: c, r: c}
 	if n := brw.Reader.Buffered(); n > 0 {
 		// Bytes the client sent after its request head, already read.
 		early, _ := brw.Reader.Peek(n)
 		conn.r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), c)
 	}
-	if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\n"); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("tunnel: confirm: %w", err)
-	}
 	return conn, nil
+}
+
+// Confirm answers the CONNECT with 200: the tunnel is open.
+func (c *Conn) Confirm() error {
+	if _, err := io.WriteString(c.Conn, "HTTP/1.1 200 OK\r\n\r\n"); err != nil {
+		return fmt.Errorf("tunnel: confirm: %w", err)
+	}
+	return nil
 }
 
 func (c *Conn) Read(p []byte) (int, error) { return c.r.Read(p) }

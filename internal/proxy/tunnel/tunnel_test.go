@@ -33,8 +33,13 @@ func peer(t *testing.T, app string) string {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		down, err := Accept(w)
+		down, err := Take(w)
 		if err != nil {
+			c.Close()
+			return
+		}
+		if err := down.Confirm(); err != nil {
+			down.Close()
 			c.Close()
 			return
 		}
