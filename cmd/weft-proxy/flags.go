@@ -26,12 +26,13 @@ type config struct {
 	admin        string
 	// appProbes are the app's HTTP probes the injector moved onto the
 	// admin port.
-	appProbes     appprobe.Set
-	appAddress    string
-	drainTimeout  time.Duration
-	detectTimeout time.Duration
-	logLevel      string
-	logFormat     string
+	appProbes       appprobe.Set
+	appProbeAddress string
+	appAddress      string
+	drainTimeout    time.Duration
+	detectTimeout   time.Duration
+	logLevel        string
+	logFormat       string
 	// balancer picks endpoints for the Services that name no balancer.
 	balancer    string
 	trustDomain string
@@ -70,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&workload, "workload", "", "this proxy's workload, namespace/name (required unless --register)")
 	fs.StringVar(&c.admin, "admin", "127.0.0.1:15100", "admin API address: /live, /ready, /config")
 	fs.StringVar(&c.appAddress, "app-address", "127.0.0.1", "address the app listens on")
+	fs.StringVar(&c.appProbeAddress, "app-probe-address", "", "address the app's probes go to, as the kubelet sends them: the pod's IP (default: --app-address)")
 	fs.Func("app-probes", "the app's HTTP probes, moved onto the admin port by the injector (JSON: container/kind -> port, path, scheme, headers, timeoutSeconds); each is answered at /app-health/CONTAINER/KIND", func(s string) error {
 		set, err := appprobe.Parse(s)
 		if err != nil {
@@ -118,6 +120,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.controlPlane == "" {
 		return nil, errors.New("--control-plane is required")
+	}
+	if c.appProbeAddress == "" {
+		c.appProbeAddress = c.appAddress
+	} else if net.ParseIP(c.appProbeAddress) == nil {
+		return nil, fmt.Errorf("--app-probe-address %q: want an IP address", c.appProbeAddress)
 	}
 	if _, _, err := net.SplitHostPort(c.admin); err != nil {
 		return nil, fmt.Errorf("--admin %q: %w", c.admin, err)

@@ -114,7 +114,7 @@ func run(args []string) int {
 		logger.Error("admin listener", "addr", cfg.admin, "error", err)
 		return 1
 	}
-	adminSrv := &http.Server{Handler: admin.NewHandler(p, admin.Options{Logger: logger, AppProbes: cfg.appProbes, AppAddress: cfg.appAddress}), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Handler: admin.NewHandler(p, admin.Options{Logger: logger, AppProbes: cfg.appProbes, AppAddress: cfg.appProbeAddress}), ReadHeaderTimeout: 5 * time.Second}
 	go adminSrv.Serve(adminLn)
 	logger.Info("admin listening", "addr", adminLn.Addr().String())
 

@@ -70,6 +70,7 @@ func TestParseFlags(t *testing.T) {
 		{desc: "unknown balancer", args: []string{"--control-plane", "x:1", "--workload", "a/b", "--balancer", "random"}, wantErr: `--balancer "random": want one of p2c, round-robin`},
 		{desc: "bad trace protocol", args: []string{"--control-plane", "x:1", "--workload", "a/b", "--trace-protocol", "zipkin"}, wantErr: `--trace-protocol "zipkin": want grpc or http`},
 		{desc: "bad app probe", args: []string{"--control-plane", "x:1", "--workload", "a/b", "--app-probes", `{"app/readiness":{"port":0}}`}, wantErr: `app probe "app/readiness": port: 0`},
+		{desc: "bad app probe address", args: []string{"--control-plane", "x:1", "--workload", "a/b", "--app-probe-address", "$(POD_IP)"}, wantErr: `--app-probe-address "$(POD_IP)": want an IP address`},
 		{desc: "app probes not JSON", args: []string{"--control-plane", "x:1", "--workload", "a/b", "--app-probes", `app=8080`}, wantErr: `invalid value "app=8080" for flag -app-probes`},
 		{desc: "trace ratio out of range", args: []string{"--control-plane", "x:1", "--workload", "a/b", "--trace-sample-ratio", "2"}, wantErr: "--trace-sample-ratio 2: want 0 to 1"},
 		{desc: "bad port", args: []string{"--control-plane", "x:1", "--register", "--name", "w", "--inbound-port", "1", "--port", "http=80/quic"}, wantErr: `--port "http=80/quic"`},

@@ -28,8 +28,9 @@ type Probe struct {
 	Port int32 `json:"port"`
 	// Path is the request's path and query, as the probe gives it.
 	Path string `json:"path,omitempty"`
-	// Scheme is HTTP or HTTPS; HTTPS is not verified, as the kubelet does
-	// not verify it either.
+	// Scheme is HTTP or HTTPS for an HTTP probe (HTTPS is not verified, as
+	// the kubelet does not verify it either), or TCP for a TCP probe: a
+	// connection the app accepts passes.
 	Scheme  string   `json:"scheme,omitempty"`
 	Headers []Header `json:"headers,omitempty"`
 	// TimeoutSeconds bounds the request; 0 is the kubelet's default, 1.
@@ -96,8 +97,8 @@ func check(key string, p Probe) error {
 		return fmt.Errorf("port: %d: want 1 to 65535", p.Port)
 	case p.Path != "" && !strings.HasPrefix(p.Path, "/"):
 		return fmt.Errorf("path: %q: want it to start with /", p.Path)
-	case p.Scheme != "" && p.Scheme != "HTTP" && p.Scheme != "HTTPS":
-		return fmt.Errorf("scheme: %q: want HTTP or HTTPS", p.Scheme)
+	case p.Scheme != "" && p.Scheme != "HTTP" && p.Scheme != "HTTPS" && p.Scheme != "TCP":
+		return fmt.Errorf("scheme: %q: want HTTP, HTTPS or TCP", p.Scheme)
 	case p.TimeoutSeconds < 0:
 		return fmt.Errorf("timeoutSeconds: %d: want 0 or more", p.TimeoutSeconds)
 	}

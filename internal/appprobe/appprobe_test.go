@@ -9,12 +9,13 @@ func TestEncodeParse(t *testing.T) {
 	set := Set{
 		Key("app", "readiness"): {Port: 8080, Path: "/healthz?full=1", Scheme: "HTTP", Headers: []Header{{Name: "Host", Value: "shop.local"}}, TimeoutSeconds: 3},
 		Key("app", "liveness"):  {Port: 8443, Scheme: "HTTPS"},
+		Key("db", "startup"):    {Port: 5432, Scheme: "TCP"},
 	}
 	got, err := Parse(set.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got["app/readiness"].Headers[0].Value != "shop.local" || got["app/liveness"].Port != 8443 {
+	if len(got) != 3 || got["db/startup"].Scheme != "TCP" || got["app/readiness"].Headers[0].Value != "shop.local" || got["app/liveness"].Port != 8443 {
 		t.Fatalf("round trip = %+v", got)
 	}
 	if Path("app", "readiness") != "/app-health/app/readiness" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -262,7 +263,12 @@ func proxyContainer(o Options, t Tuning, probes appprobe.Set) corev1.Container {
 		"--ca-file=" + CABundleMountPath + "/" + CABundleKey,
 	}
 	if len(probes) > 0 {
-		args = append(args, "--app-probes="+probes.Encode())
+		args = append(args,
+			// The kubelet expands $(VAR) in args and turns $$ into $: a
+			// probe's own $ must come through as it is.
+			"--app-probes="+strings.ReplaceAll(probes.Encode(), "$", "$$"),
+			// Where the kubelet would have sent them.
+			"--app-probe-address=$(POD_IP)")
 	}
 	return corev1.Container{
 		Name:            ProxyContainerName,

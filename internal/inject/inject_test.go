@@ -216,6 +216,10 @@ func TestPodAppProbes(t *testing.T) {
 	app.Ports = append(app.Ports, corev1.ContainerPort{Name: "http", ContainerPort: 8080})
 	app.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}}, TimeoutSeconds: 3}
 	app.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstr.FromString("web")}}}
+	// No leading slash (the kubelet adds it), and a $ the kubelet must not
+	// expand.
+	app.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "healthz", Port: intstr.FromInt32(8080),
+		HTTPHeaders: []corev1.HTTPHeader{{Name: "X-Token", Value: "$(NOT_A_VAR)"}}}}}
 	out, res, err := Pod(in, map[string]string{InjectKey: Enabled}, testOptions())
 	if err != nil || !res.Injected {
 		t.Fatalf("%+v, %v", res, err)
@@ -238,9 +242,16 @@ func TestPodAppProbes(t *testing.T) {
 			probes = v
 		}
 	}
-	set, err := appprobe.Parse(probes)
-	if err != nil || len(set) != 1 || set["app/readiness"].Port != 8080 || set["app/readiness"].Path != "/ready" || set["app/readiness"].TimeoutSeconds != 3 {
-		t.Fatalf("--app-probes=%s (%v): want the readiness probe of port 8080", probes, err)
+	// What the proxy gets once the kubelet has expanded the argument.
+	set, err := appprobe.Parse(strings.ReplaceAll(probes, "$$", "$"))
+	if err != nil || len(set) != 2 || set["app/readiness"].Port != 8080 || set["app/readiness"].Path != "/ready" || set["app/readiness"].TimeoutSeconds != 3 {
+		t.Fatalf("--app-probes=%s (%v): want the readiness and startup probes of port 8080", probes, err)
+	}
+	if st := set["app/startup"]; st.Path != "/healthz" || len(st.Headers) != 1 || st.Headers[0].Value != "$(NOT_A_VAR)" {
+		t.Errorf("startup probe %+v: want path /healthz and the header's $ as it was", st)
+	}
+	if !slices.Contains(out.Spec.InitContainers[1].Args, "--app-probe-address=$(POD_IP)") {
+		t.Errorf("proxy args %q: probes must go to the pod's IP", out.Spec.InitContainers[1].Args)
 	}
 	if in.Spec.Containers[0].ReadinessProbe.HTTPGet.Path != "/ready" {
 		t.Error("the input pod was modified")

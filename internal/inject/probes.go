@@ -3,6 +3,7 @@ package inject
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -10,18 +11,19 @@ import (
 	"github.com/weftmesh/weft/internal/appprobe"
 )
 
-// moveAppProbes points the HTTP probes of the pod's app containers at the
-// proxy's admin port (see internal/appprobe) and returns what they were,
-// for the proxy to send to the app; warnings name the probes it had to
-// leave as they were. A probe the kubelet sends to an app port arrives
-// from outside the mesh, in plaintext, which a strict workload refuses,
-// so without this a strict pod would never become ready.
+// moveAppProbes points the HTTP and TCP probes of the pod's app
+// containers at the proxy's admin port (see internal/appprobe) and returns
+// what they were, for the proxy to send to the app; warnings name the
+// probes it had to leave as they were. A probe the kubelet sends to an app
+// port arrives from outside the mesh, in plaintext: a strict workload
+// refuses an HTTP one, so its pods would never become ready, and the
+// proxy accepts every connection, so a TCP one would pass whether the app
+// is up or not.
 //
 // Left as they are: probes of a port the pod skips (they reach the app
-// directly), probes with a Host (they go elsewhere than the pod), and
-// TCP, gRPC and exec probes. A TCP probe only needs the connection, which
-// the proxy accepts; gRPC probes of a strict workload's ports are
-// refused, as plaintext gRPC is.
+// directly), probes with a Host (they go elsewhere than the pod), and gRPC
+// and exec probes; gRPC probes of a strict workload's ports are refused,
+// as plaintext gRPC is.
 func moveAppProbes(spec *corev1.PodSpec, o Options, t Tuning) (appprobe.Set, []string) {
 	set := appprobe.Set{}
 	var warnings []string
@@ -32,29 +34,46 @@ func moveAppProbes(spec *corev1.PodSpec, o Options, t Tuning) (appprobe.Set, []s
 			probe **corev1.Probe
 		}{{"liveness", &c.LivenessProbe}, {"readiness", &c.ReadinessProbe}, {"startup", &c.StartupProbe}} {
 			p := *kp.probe
-			if p == nil || p.HTTPGet == nil || p.HTTPGet.Host != "" {
+			if p == nil {
 				continue
 			}
-			port, ok := containerPort(c, p.HTTPGet.Port)
+			var ap appprobe.Probe
+			var port intstr.IntOrString
+			switch h, tcp := p.HTTPGet, p.TCPSocket; {
+			case h != nil && h.Host == "":
+				port = h.Port
+				ap = appprobe.Probe{Path: h.Path, Scheme: string(h.Scheme)}
+				if ap.Path != "" && !strings.HasPrefix(ap.Path, "/") {
+					// The kubelet's URL has the slash whether the probe
+					// writes it or not.
+					ap.Path = "/" + ap.Path
+				}
+				for _, hh := range h.HTTPHeaders {
+					ap.Headers = append(ap.Headers, appprobe.Header{Name: hh.Name, Value: hh.Value})
+				}
+			case tcp != nil && tcp.Host == "":
+				port = tcp.Port
+				ap = appprobe.Probe{Scheme: "TCP"}
+			default:
+				continue
+			}
+			n, ok := containerPort(c, port)
 			if !ok {
-				warnings = append(warnings, fmt.Sprintf("container %s: %s probe port %s is not one of its ports: the probe is left as it is, and a strict workload will refuse it",
-					c.Name, kp.kind, p.HTTPGet.Port.String()))
+				warnings = append(warnings, fmt.Sprintf("container %s: %s probe port %s is not one of its ports: the probe is left as it is, and the proxy takes its connections",
+					c.Name, kp.kind, port.String()))
 				continue
 			}
-			if slices.Contains(t.SkipInboundPorts, port) {
+			if slices.Contains(t.SkipInboundPorts, n) {
 				continue
 			}
-			ap := appprobe.Probe{Port: port, Path: p.HTTPGet.Path, Scheme: string(p.HTTPGet.Scheme), TimeoutSeconds: p.TimeoutSeconds}
-			for _, h := range p.HTTPGet.HTTPHeaders {
-				ap.Headers = append(ap.Headers, appprobe.Header{Name: h.Name, Value: h.Value})
-			}
+			ap.Port, ap.TimeoutSeconds = n, p.TimeoutSeconds
 			set[appprobe.Key(c.Name, kp.kind)] = ap
 			moved := p.DeepCopy()
-			moved.HTTPGet = &corev1.HTTPGetAction{
+			moved.HTTPGet, moved.TCPSocket = &corev1.HTTPGetAction{
 				Path:   appprobe.Path(c.Name, kp.kind),
 				Port:   intstr.FromInt32(o.AdminPort),
 				Scheme: corev1.URISchemeHTTP,
-			}
+			}, nil
 			*kp.probe = moved
 		}
 	}

@@ -666,24 +666,44 @@ func (k *kubeCluster) runPod(ctx context.Context, pod *corev1.Pod, failEveryOthe
 	})}
 	go srv.Serve(p.ns.listen(fmt.Sprintf(":%d", kubeAppPort)))
 	t.Cleanup(func() { srv.Close() })
-	// Its readiness probe, from the node as the kubelet sends it, to where
-	// the admitted pod has it: the injector moved it onto the proxy's
-	// admin port, which sends it to the app on loopback.
-	if pr := pod.Spec.Containers[0].ReadinessProbe; pr != nil && pr.HTTPGet != nil {
-		port := pr.HTTPGet.Port.String()
-		for _, cp := range pod.Spec.Containers[0].Ports {
-			if cp.Name == port { // a named port, as the kubelet resolves it
-				port = strconv.Itoa(int(cp.ContainerPort))
-			}
+	// Its probes, from the node as the kubelet sends them, to where the
+	// admitted pod has them: the injector moved them onto the proxy's
+	// admin port, which sends them to the app at the pod's IP.
+	ctr := pod.Spec.Containers[0]
+	for kind, pr := range map[string]*corev1.Probe{"readiness": ctr.ReadinessProbe, "liveness": ctr.LivenessProbe} {
+		if pr == nil {
+			continue
 		}
-		url := fmt.Sprintf("http://%s:%s%s", ip, port, pr.HTTPGet.Path)
-		eventually(t, 10*time.Second, pod.Name+"'s readiness probe "+url, func() error {
-			_, err := k.get(url)
-			return err
-		})
+		eventually(t, 10*time.Second, pod.Name+"'s "+kind+" probe", func() error { return kubeletProbe(k, ctr, ip, pr) })
 	}
 	p.pod = k.writeStatus(ctx, pod, ip, true)
 	return p
+}
+
+// kubeletProbe sends probe as the kubelet would, from the node to the
+// pod's IP: an HTTP GET that must answer 2xx or 3xx, or a TCP connection
+// that must open.
+func kubeletProbe(k *kubeCluster, ctr corev1.Container, ip string, probe *corev1.Probe) error {
+	resolve := func(port intstr.IntOrString) string {
+		for _, cp := range ctr.Ports {
+			if port.Type == intstr.String && cp.Name == port.StrVal {
+				return strconv.Itoa(int(cp.ContainerPort))
+			}
+		}
+		return port.String()
+	}
+	switch {
+	case probe.HTTPGet != nil:
+		_, err := k.get(fmt.Sprintf("http://%s:%s%s", ip, resolve(probe.HTTPGet.Port), probe.HTTPGet.Path))
+		return err
+	case probe.TCPSocket != nil:
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, resolve(probe.TCPSocket.Port)), time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+	return fmt.Errorf("a probe the test does not send: %+v", probe.ProbeHandler)
 }
 
 func kubeAppPod(name, sa string, labels, annotations map[string]string) *corev1.Pod {
@@ -695,6 +715,8 @@ func kubeAppPod(name, sa string, labels, annotations map[string]string) *corev1.
 				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: kubeAppPort, Protocol: corev1.ProtocolTCP}},
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 					Path: kubeProbePath, Port: intstr.FromString("http"), Scheme: corev1.URISchemeHTTP}}},
+				LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{
+					Port: intstr.FromString("http")}}},
 			}},
 		},
 	}
@@ -845,18 +867,24 @@ func TestKubernetesMode(t *testing.T) {
 	for _, name := range []string{"catalog-v1-0", "catalog-v2-0", "web-0"} {
 		pods[name] = k.runPod(ctx, admitted[name], name == "catalog-v2-0")
 	}
-	// The probe reached each app; sent as the pod declared it, to the
-	// app's port in plaintext, the strict workload refuses it.
+	// The probes reached each app; the readiness probe sent as the pod
+	// declared it, to the app's port in plaintext, never reaches the strict
+	// workload's app.
 	for name, p := range pods {
-		if pr := p.pod.Spec.Containers[0].ReadinessProbe.HTTPGet; pr.Port.IntValue() != 15100 || pr.Path != "/app-health/app/readiness" {
-			t.Errorf("%s's readiness probe %s:%s: want it moved to the proxy's admin port", name, pr.Port.String(), pr.Path)
+		ctr := p.pod.Spec.Containers[0]
+		for kind, pr := range map[string]*corev1.Probe{"readiness": ctr.ReadinessProbe, "liveness": ctr.LivenessProbe} {
+			if h := pr.HTTPGet; h == nil || h.Port.IntValue() != 15100 || h.Path != "/app-health/app/"+kind {
+				t.Errorf("%s's %s probe %+v: want it moved to the proxy's admin port", name, kind, pr.ProbeHandler)
+			}
 		}
 		if p.probed.Load() == 0 {
 			t.Errorf("%s's app never saw its readiness probe", name)
 		}
 	}
-	if _, err := k.get(fmt.Sprintf("http://%s:%d%s", pods["catalog-v2-0"].ip, kubeAppPort, kubeProbePath)); err == nil {
-		t.Error("a plaintext probe of catalog-v2-0's app port got through: it is strict")
+	strictPod := pods["catalog-v2-0"]
+	before := strictPod.probed.Load()
+	if _, err := k.get(fmt.Sprintf("http://%s:%d%s", strictPod.ip, kubeAppPort, kubeProbePath)); err == nil || strictPod.probed.Load() != before {
+		t.Errorf("a plaintext probe of catalog-v2-0's app port reached the app (%v): it is strict", err)
 	}
 	for name, svc := range services {
 		var selected []*corev1.Pod

@@ -20,7 +20,7 @@ type Proxy interface {
 type Options struct {
 	Logger *slog.Logger
 	// AppProbes are the app's probes the injector moved onto the admin
-	// port, sent to the app at AppAddress.
+	// port, sent to the app at AppAddress (127.0.0.1 when empty).
 	AppProbes  appprobe.Set
 	AppAddress string
 }

@@ -16,9 +16,10 @@ import (
 )
 
 // prober answers the kubelet's probes of the app, moved onto the admin
-// port, by sending each to the app on loopback, where neither mTLS nor
-// the proxy's interception is in the way (the proxy's own connections are
-// never redirected).
+// port, by sending each to the app at appAddr (the pod's IP, where the
+// kubelet would have sent it), where neither mTLS nor the proxy's
+// interception is in the way: the proxy's own connections are never
+// redirected.
 type prober struct {
 	probes  appprobe.Set
 	appAddr string
@@ -73,8 +74,19 @@ func (pr *prober) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "app probe %s: the app answered %d\n", key, status)
 }
 
-// send makes the probe's request to the app and returns the app's status.
+// send makes the probe's request to the app and returns the app's status;
+// a TCP probe's is 200 when the app accepted the connection.
 func (pr *prober) send(ctx context.Context, p appprobe.Probe) (int, error) {
+	if p.Scheme == "TCP" {
+		target := net.JoinHostPort(pr.appAddr, strconv.Itoa(int(p.Port)))
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", target)
+		if err != nil {
+			return 0, fmt.Errorf("connect to %s: %w", target, err)
+		}
+		c.Close()
+		return http.StatusOK, nil
+	}
 	scheme := "http"
 	if p.Scheme == "HTTPS" {
 		scheme = "https"

@@ -62,6 +62,8 @@ func TestAppProbes(t *testing.T) {
 		"moved/startup": {Port: port, Path: "/moved"},
 		"slow/liveness": {Port: port, Path: "/slow", TimeoutSeconds: 1},
 		"down/liveness": {Port: down, Path: "/healthz"},
+		"tcp/readiness": {Port: port, Scheme: "TCP"},
+		"tcp/liveness":  {Port: down, Scheme: "TCP"},
 	}
 	h := NewHandler(&fakeProxy{}, Options{AppProbes: probes, AppAddress: "127.0.0.1"})
 	for _, tc := range []struct {
@@ -77,6 +79,8 @@ func TestAppProbes(t *testing.T) {
 		{"/app-health/slow/liveness", 503, "deadline exceeded"},
 		{"/app-health/down/liveness", 503, "app probe down/liveness"},
 		{"/app-health/app/other", 404, "no app probe app/other"},
+		{"/app-health/tcp/readiness", 200, ""},
+		{"/app-health/tcp/liveness", 503, "connect to"},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			start := time.Now()
