@@ -16,7 +16,7 @@ help: ## show this help
 
 # Static binaries without gRPC's x/net/trace (and the html/template it
 # links), which weft never serves: weft-proxy's idle RSS is mostly its own
-# mapped binary, and these cut it from 18.6 to 14.8 MiB
+# mapped binary, and these cut it from 18.6 to 14.9 MiB
 # (docs/benchmarks.md).
 BUILD_FLAGS := -tags grpcnotrace
 
