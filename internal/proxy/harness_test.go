@@ -15,6 +15,7 @@ import (
 	"github.com/weftmesh/weft/internal/model"
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/testutil/ports"
+	"github.com/weftmesh/weft/internal/testutil/tcpserver"
 )
 
 // The harness builds real proxies on loopback with hand-made configs:
@@ -183,24 +184,7 @@ func serveHTTP(t testing.TB, h http.Handler) uint32 {
 // serveTCP runs handle for each connection to a loopback port.
 func serveTCP(t *testing.T, handle func(net.Conn)) uint32 {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	return uint32(ln.Addr().(*net.TCPAddr).Port)
+	return uint32(tcpserver.Serve(t, func(c *net.TCPConn) { handle(c) }).Port)
 }
 
 func h1Client() *http.Client {

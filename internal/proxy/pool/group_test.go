@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/testutil/dialcount"
+	"github.com/weftmesh/weft/internal/testutil/tcpserver"
 )
 
 // queueFunc is a Queue made of a function.
@@ -221,25 +222,8 @@ func TestGroupReclaimsAnIdleConnection(t *testing.T) {
 }
 
 func TestGroupGivesEachTunnelAConnection(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	// The peer echoes a line per connection, then waits for its close.
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	addr := ln.Addr().String()
+	// The peer echoes each connection until the tunnel half-closes it.
+	addr := tcpserver.Serve(t, func(c *net.TCPConn) { io.Copy(c, c) }).String()
 	d := &dialcount.Dialer{}
 	p := New(Options{Dialer: d})
 	defer p.Close()

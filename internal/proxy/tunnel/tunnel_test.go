@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/proxy/pool"
+	"github.com/weftmesh/weft/internal/testutil/tcpserver"
 )
 
 // peer serves CONNECT like an inbound proxy: each tunnel is piped to a
@@ -52,24 +53,7 @@ func peer(t *testing.T, app string) string {
 
 func app(t *testing.T, handle func(*net.TCPConn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c.(*net.TCPConn))
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return tcpserver.Serve(t, handle).String()
 }
 
 // through returns a client connection whose bytes travel
