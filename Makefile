@@ -49,7 +49,7 @@ $(BIN)/weftbench: $(wildcard bench/*.go bench/*/*.tmpl)
 BENCH_FLAGS ?=
 
 .PHONY: bench
-bench: build bench-tools $(BIN)/weftbench ## the data-plane benchmark against nginx, HAProxy and Caddy (about 12 minutes): bench/results, docs/benchmarks.md, docs/images/bench-*.png
+bench: build bench-tools $(BIN)/weftbench ## the data-plane benchmark against nginx, HAProxy, Caddy and the Go standard library (about 14 minutes): bench/results, docs/benchmarks.md, docs/images/bench-*.png
 	$(BIN)/weftbench $(BENCH_FLAGS)
 
 .PHONY: bench-smoke
