@@ -308,7 +308,9 @@ func (rule *routeRule) rewrite(r *http.Request) {
 
 // mirror sends a copy of r, for the share of requests the rule says, to
 // the mirror service, and drops its answer. A body is copied only when
-// its length is known and small; other requests are not mirrored.
+// its length is known and small; other requests are not mirrored. The
+// mirror service's circuit breaker bounds its copies with its requests in
+// flight: a copy that finds no place is dropped, never queued.
 func (p *Proxy) mirror(r *http.Request, rule *routeRule) {
 	m := rule.rule.Mirror
 	if rule.mirror == nil || rand.Float64()*100 >= m.Percent {
@@ -330,6 +332,14 @@ func (p *Proxy) mirror(r *http.Request, rule *routeRule) {
 	out.RequestURI = ""
 	proto := meshheader.ProtoOf(r)
 	go func() {
+		if b := rule.mirror.breaker; b != nil {
+			release, ok := b.tryAdmit()
+			if !ok {
+				p.metrics.circuitOpen.WithLabelValues(rule.mirror.out.Service.String(), openRequests).Inc()
+				return
+			}
+			defer release()
+		}
 		ctx, cancel := context.WithTimeout(p.ctx, mirrorTimeout)
 		defer cancel()
 		_, done, err := p.reach(ctx, rule.mirror, nil, func(ep *model.Endpoint, port uint32) error {

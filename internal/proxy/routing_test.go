@@ -203,3 +203,44 @@ func TestRouteFilters(t *testing.T) {
 		t.Errorf("backend timeout: %d, want 504", resp.StatusCode)
 	}
 }
+
+// A mirror service's circuit breaker bounds the copies sent to it: with
+// one request in flight allowed, and that one stuck, every other copy is
+// dropped and counted, and the requests themselves are not held up.
+func TestMirrorRespectsItsCircuitBreaker(t *testing.T) {
+	release := make(chan struct{})
+	var mirrored atomic.Int64
+	mainApp := serveHTTP(t, echoApp("v1"))
+	shadowApp := serveHTTP(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		mirrored.Add(1)
+		<-release
+	}))
+	defer close(release)
+	main := newServer(t, "api-v1-0", model.WorkloadPort{Port: mainApp, Protocol: model.ProtocolHTTP1})
+	shadow := newServer(t, "shadow-0", model.WorkloadPort{Port: shadowApp, Protocol: model.ProtocolHTTP1})
+	port := model.ServicePort{Port: 80, Protocol: model.ProtocolHTTP1}
+	m := &routedMesh{t: t, states: map[model.Ref]*model.ServiceState{}}
+	for name, s := range map[string]*serverSide{"api-v1": main, "shadow": shadow} {
+		svc := &model.Service{Ref: model.Ref{Namespace: "demo", Name: name}, Ports: []model.ServicePort{port}}
+		m.states[svc.Ref] = &model.ServiceState{Service: svc, Endpoints: []*model.Endpoint{s.endpoint(map[uint32]uint32{80: s.wl.Ports[0].Port})}}
+	}
+	m.states[model.Ref{Namespace: "demo", Name: "shadow"}].Traffic = &model.TrafficPolicy{Breaker: &model.CircuitBreakerPolicy{
+		Ref: model.Ref{Namespace: "demo", Name: "shadow-breaker"}, Service: "shadow", MaxRequests: 1}}
+	m.client = newClient(t, proxy.Options{}, service(port), []uint32{80})
+	m.route(model.TableRule{Route: "HTTPRoute demo/api", Rule: model.RouteRule{Backends: backends("api-v1", 1),
+		Mirror: &model.Mirror{Service: "shadow", Percent: 100}}})
+	if resp, _ := m.get("/a"); resp.StatusCode != 200 {
+		t.Fatalf("first request: %d", resp.StatusCode)
+	}
+	waitFor(t, "the first copy at the shadow", func() bool { return mirrored.Load() == 1 })
+	for i := range 4 {
+		if resp, _ := m.get("/b"); resp.StatusCode != 200 {
+			t.Fatalf("request %d while the mirror is full: %d", i, resp.StatusCode)
+		}
+	}
+	series := `weft_outbound_circuit_open_total{reason="requests",service="demo/shadow"}`
+	waitFor(t, "four copies dropped", func() bool { return clientMetric(t, m.client, series) == 4 })
+	if n := mirrored.Load(); n != 1 {
+		t.Fatalf("the shadow got %d copies with one place, and it taken", n)
+	}
+}

@@ -462,6 +462,19 @@ func (b *breaker) configure(bp *model.CircuitBreakerPolicy) {
 	}
 }
 
+// tryAdmit takes a place among the requests in flight if one is free,
+// and never waits: for a copy nobody waits for, which must not take a
+// place in the queue from a request someone does.
+func (b *breaker) tryAdmit() (release func(), ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.maxRequests != 0 && b.inflight >= int64(b.maxRequests) {
+		return nil, false
+	}
+	b.inflight++
+	return b.release, true
+}
+
 // admit takes a place among the requests in flight (a bound of 0 is no
 // bound); when there is none it waits in the queue, if the policy has
 // one with room, until a place frees up or ctx ends. release gives the
