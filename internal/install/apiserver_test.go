@@ -191,8 +191,17 @@ func TestInstallOnAnAPIServer(t *testing.T) {
 			{Group: "access.smi-spec.io", Version: "v1alpha2", Resource: "traffictargets"},
 			{Group: "weft.dev", Version: "v1alpha1", Resource: "authorizationpolicies"},
 			{Group: "weft.dev", Version: "v1alpha1", Resource: "ratelimitpolicies"},
+			// Served before the create below is refused for the right reason.
+			{Group: "weft.dev", Version: "v1alpha1", Resource: "retrypolicies"},
 		} {
-			_, err := sadyn.Resource(gvr).List(ctx, metav1.ListOptions{})
+			// A CRD just applied is served a moment after it is created:
+			// until then the API server does not know the resource (404),
+			// which says nothing of the account's rights.
+			var err error
+			eventually(t, gvr.Resource+" served", func() bool {
+				_, err = sadyn.Resource(gvr).List(ctx, metav1.ListOptions{})
+				return !apierrors.IsNotFound(err)
+			})
 			allowed("list "+gvr.Resource, err)
 		}
 		_, err = sadyn.Resource(schema.GroupVersionResource{Group: "weft.dev", Version: "v1alpha1", Resource: "retrypolicies"}).Namespace("default").
