@@ -143,6 +143,24 @@ func TestRouteMatchesAndFailures(t *testing.T) {
 	}
 }
 
+// shadowedMesh is a client whose routes may send to demo/api-v1, served
+// by mainApp, and mirror to demo/shadow, served by shadowApp under
+// shadowTraffic (nil: none).
+func shadowedMesh(t *testing.T, mainApp, shadowApp uint32, shadowTraffic *model.TrafficPolicy) *routedMesh {
+	t.Helper()
+	main := newServer(t, "api-v1-0", model.WorkloadPort{Port: mainApp, Protocol: model.ProtocolHTTP1})
+	shadow := newServer(t, "shadow-0", model.WorkloadPort{Port: shadowApp, Protocol: model.ProtocolHTTP1})
+	port := model.ServicePort{Port: 80, Protocol: model.ProtocolHTTP1}
+	m := &routedMesh{t: t, states: map[model.Ref]*model.ServiceState{}}
+	for name, s := range map[string]*serverSide{"api-v1": main, "shadow": shadow} {
+		svc := &model.Service{Ref: model.Ref{Namespace: "demo", Name: name}, Ports: []model.ServicePort{port}}
+		m.states[svc.Ref] = &model.ServiceState{Service: svc, Endpoints: []*model.Endpoint{s.endpoint(map[uint32]uint32{80: s.wl.Ports[0].Port})}}
+	}
+	m.states[model.Ref{Namespace: "demo", Name: "shadow"}].Traffic = shadowTraffic
+	m.client = newClient(t, proxy.Options{}, service(port), []uint32{80})
+	return m
+}
+
 func TestRouteFilters(t *testing.T) {
 	var mirrored atomic.Int64
 	pathApp := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -153,15 +171,7 @@ func TestRouteFilters(t *testing.T) {
 		}
 	}))
 	shadowApp := serveHTTP(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { mirrored.Add(1) }))
-	main := newServer(t, "api-v1-0", model.WorkloadPort{Port: pathApp, Protocol: model.ProtocolHTTP1})
-	shadow := newServer(t, "shadow-0", model.WorkloadPort{Port: shadowApp, Protocol: model.ProtocolHTTP1})
-	port := model.ServicePort{Port: 80, Protocol: model.ProtocolHTTP1}
-	m := &routedMesh{t: t, states: map[model.Ref]*model.ServiceState{}}
-	for name, s := range map[string]*serverSide{"api-v1": main, "shadow": shadow} {
-		svc := &model.Service{Ref: model.Ref{Namespace: "demo", Name: name}, Ports: []model.ServicePort{port}}
-		m.states[svc.Ref] = &model.ServiceState{Service: svc, Endpoints: []*model.Endpoint{s.endpoint(map[uint32]uint32{80: s.wl.Ports[0].Port})}}
-	}
-	m.client = newClient(t, proxy.Options{}, service(port), []uint32{80})
+	m := shadowedMesh(t, pathApp, shadowApp, nil)
 	prefix := func(p string) model.RouteMatch {
 		return model.RouteMatch{Path: &model.PathMatch{Type: model.PathPrefix, Value: p}}
 	}
@@ -216,17 +226,8 @@ func TestMirrorRespectsItsCircuitBreaker(t *testing.T) {
 		<-release
 	}))
 	defer close(release)
-	main := newServer(t, "api-v1-0", model.WorkloadPort{Port: mainApp, Protocol: model.ProtocolHTTP1})
-	shadow := newServer(t, "shadow-0", model.WorkloadPort{Port: shadowApp, Protocol: model.ProtocolHTTP1})
-	port := model.ServicePort{Port: 80, Protocol: model.ProtocolHTTP1}
-	m := &routedMesh{t: t, states: map[model.Ref]*model.ServiceState{}}
-	for name, s := range map[string]*serverSide{"api-v1": main, "shadow": shadow} {
-		svc := &model.Service{Ref: model.Ref{Namespace: "demo", Name: name}, Ports: []model.ServicePort{port}}
-		m.states[svc.Ref] = &model.ServiceState{Service: svc, Endpoints: []*model.Endpoint{s.endpoint(map[uint32]uint32{80: s.wl.Ports[0].Port})}}
-	}
-	m.states[model.Ref{Namespace: "demo", Name: "shadow"}].Traffic = &model.TrafficPolicy{Breaker: &model.CircuitBreakerPolicy{
-		Ref: model.Ref{Namespace: "demo", Name: "shadow-breaker"}, Service: "shadow", MaxRequests: 1}}
-	m.client = newClient(t, proxy.Options{}, service(port), []uint32{80})
+	m := shadowedMesh(t, mainApp, shadowApp, &model.TrafficPolicy{Breaker: &model.CircuitBreakerPolicy{
+		Ref: model.Ref{Namespace: "demo", Name: "shadow-breaker"}, Service: "shadow", MaxRequests: 1}})
 	m.route(model.TableRule{Route: "HTTPRoute demo/api", Rule: model.RouteRule{Backends: backends("api-v1", 1),
 		Mirror: &model.Mirror{Service: "shadow", Percent: 100}}})
 	if resp, _ := m.get("/a"); resp.StatusCode != 200 {
