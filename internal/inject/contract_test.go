@@ -10,6 +10,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/weftmesh/weft/internal/testutil/expand"
 )
 
 // TestCommandLinesWeftProxyAccepts builds weft-proxy and holds the
@@ -30,7 +32,7 @@ func TestCommandLinesWeftProxyAccepts(t *testing.T) {
 	o.IPv6 = true
 	in := testPod(map[string]string{SkipInboundPortsAnnotation: "9090", SkipOutboundPortsAnnotation: "5432,3306"}, nil)
 	// An HTTP probe, moved onto the admin port, gives the sidecar --app-probes.
-	in.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8080)}}}
+	in.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready?v=$(POD_IP)", Port: intstr.FromInt32(8080)}}}
 	pod, _, err := Pod(in, map[string]string{InjectKey: Enabled}, o)
 	if err != nil {
 		t.Fatal(err)
@@ -59,13 +61,13 @@ func TestCommandLinesWeftProxyAccepts(t *testing.T) {
 	// a token file that is not there, it must get as far as reading it.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	expand := strings.NewReplacer("$$", "$", "$(POD_NAMESPACE)", "shop", "$(POD_NAME)", "web-0", "$(POD_IP)", "198.18.0.9")
+	vars := map[string]string{"POD_NAMESPACE": "shop", "POD_NAME": "web-0", "POD_IP": "198.18.0.9"}
 	var args []string
 	for _, a := range proxy.Args {
 		if strings.HasPrefix(a, "--token-file=") {
 			a = "--token-file=/nonexistent"
 		}
-		args = append(args, expand.Replace(a))
+		args = append(args, expand.Expand(a, vars))
 	}
 	out, _ = exec.CommandContext(ctx, bin, append(args, "--admin=127.0.0.1:0")...).CombinedOutput()
 	if !strings.Contains(string(out), "--token-file: open /nonexistent") {

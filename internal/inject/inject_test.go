@@ -13,6 +13,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/appprobe"
 	"github.com/weftmesh/weft/internal/manifest"
+	"github.com/weftmesh/weft/internal/testutil/expand"
 )
 
 func testPod(annotations, labels map[string]string) *corev1.Pod {
@@ -216,10 +217,10 @@ func TestPodAppProbes(t *testing.T) {
 	app.Ports = append(app.Ports, corev1.ContainerPort{Name: "http", ContainerPort: 8080})
 	app.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}}, TimeoutSeconds: 3}
 	app.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstr.FromString("web")}}}
-	// No leading slash (the kubelet adds it), and a $ the kubelet must not
-	// expand.
+	// No leading slash (the kubelet adds it), and $ the kubelet's
+	// expansion of args would change if the injector did not escape it.
 	app.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "healthz", Port: intstr.FromInt32(8080),
-		HTTPHeaders: []corev1.HTTPHeader{{Name: "X-Token", Value: "$(NOT_A_VAR)"}}}}}
+		HTTPHeaders: []corev1.HTTPHeader{{Name: "X-Token", Value: "$(POD_IP) a$$b"}}}}}
 	out, res, err := Pod(in, map[string]string{InjectKey: Enabled}, testOptions())
 	if err != nil || !res.Injected {
 		t.Fatalf("%+v, %v", res, err)
@@ -243,11 +244,11 @@ func TestPodAppProbes(t *testing.T) {
 		}
 	}
 	// What the proxy gets once the kubelet has expanded the argument.
-	set, err := appprobe.Parse(strings.ReplaceAll(probes, "$$", "$"))
+	set, err := appprobe.Parse(expand.Expand(probes, map[string]string{"POD_IP": "198.18.0.9"}))
 	if err != nil || len(set) != 2 || set["app/readiness"].Port != 8080 || set["app/readiness"].Path != "/ready" || set["app/readiness"].TimeoutSeconds != 3 {
 		t.Fatalf("--app-probes=%s (%v): want the readiness and startup probes of port 8080", probes, err)
 	}
-	if st := set["app/startup"]; st.Path != "/healthz" || len(st.Headers) != 1 || st.Headers[0].Value != "$(NOT_A_VAR)" {
+	if st := set["app/startup"]; st.Path != "/healthz" || len(st.Headers) != 1 || st.Headers[0].Value != "$(POD_IP) a$$b" {
 		t.Errorf("startup probe %+v: want path /healthz and the header's $ as it was", st)
 	}
 	if !slices.Contains(out.Spec.InitContainers[1].Args, "--app-probe-address=$(POD_IP)") {

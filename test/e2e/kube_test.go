@@ -43,6 +43,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/weftmesh/weft/internal/testutil/expand"
 	"github.com/weftmesh/weft/internal/testutil/kubeenv"
 	netnsutil "github.com/weftmesh/weft/internal/testutil/netns"
 )
@@ -395,9 +396,7 @@ func containerArgs(pod *corev1.Pod, c corev1.Container, mounts map[string]string
 		cmd = cmd[1:] // the entrypoint, which the caller runs
 	}
 	for _, a := range cmd {
-		for name, v := range vars {
-			a = strings.ReplaceAll(a, "$("+name+")", v)
-		}
+		a = expand.Expand(a, vars)
 		for _, path := range paths {
 			a = strings.ReplaceAll(a, path, mounts[path])
 		}
