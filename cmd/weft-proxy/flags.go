@@ -24,8 +24,8 @@ type config struct {
 	controlPlane string
 	workload     model.Ref
 	admin        string
-	// appProbes are the app's HTTP probes the injector moved onto the
-	// admin port.
+	// appProbes are the app's HTTP and TCP probes the injector moved
+	// onto the admin port.
 	appProbes       appprobe.Set
 	appProbeAddress string
 	appAddress      string
@@ -72,7 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.admin, "admin", "127.0.0.1:15100", "admin API address: /live, /ready, /config")
 	fs.StringVar(&c.appAddress, "app-address", "127.0.0.1", "address the app listens on")
 	fs.StringVar(&c.appProbeAddress, "app-probe-address", "", "address the app's probes go to, as the kubelet sends them: the pod's IP (default: --app-address)")
-	fs.Func("app-probes", "the app's HTTP probes, moved onto the admin port by the injector (JSON: container/kind -> port, path, scheme, headers, timeoutSeconds); each is answered at /app-health/CONTAINER/KIND", func(s string) error {
+	fs.Func("app-probes", "the app's HTTP and TCP probes, moved onto the admin port by the injector (JSON: container/kind -> port, path, scheme, headers, timeoutSeconds); each is answered at /app-health/CONTAINER/KIND", func(s string) error {
 		set, err := appprobe.Parse(s)
 		if err != nil {
 			return err

@@ -66,6 +66,13 @@ func (t *tracker) add(c net.Conn) bool {
 	return true
 }
 
+// accepting reports whether add would still take a connection.
+func (t *tracker) accepting() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.closed
+}
+
 func (t *tracker) done(c net.Conn) {
 	t.mu.Lock()
 	delete(t.conns, c)

@@ -294,6 +294,11 @@ func (p *Proxy) serveInboundTunnel(w http.ResponseWriter, r *http.Request, appAd
 }
 
 func (p *Proxy) serveTakenTunnel(w http.ResponseWriter, r *http.Request, app tunnel.HalfCloser) error {
+	if !p.tunnels.accepting() {
+		app.Close()
+		p.refuse(w, r, http.StatusServiceUnavailable, "inbound", "the proxy is shutting down")
+		return ErrShutdown
+	}
 	down, err := tunnel.Take(w)
 	if err != nil {
 		app.Close()
@@ -301,7 +306,8 @@ func (p *Proxy) serveTakenTunnel(w http.ResponseWriter, r *http.Request, app tun
 		return err
 	}
 	if !p.tunnels.add(down) {
-		// Shutting down: the peer reads no answer, and tries elsewhere.
+		// It began shutting down since the check above: the peer reads
+		// no answer, and fails the tunnel.
 		down.Close()
 		app.Close()
 		return ErrShutdown

@@ -335,7 +335,7 @@ func (p *Proxy) mirror(r *http.Request, rule *routeRule) {
 		if b := rule.mirror.breaker; b != nil {
 			release, ok := b.tryAdmit()
 			if !ok {
-				p.metrics.circuitOpen.WithLabelValues(rule.mirror.out.Service.String(), openRequests).Inc()
+				p.metrics.circuitOpen.WithLabelValues(rule.mirror.out.Service.String(), openMirror).Inc()
 				return
 			}
 			defer release()

@@ -239,7 +239,7 @@ func TestMirrorRespectsItsCircuitBreaker(t *testing.T) {
 			t.Fatalf("request %d while the mirror is full: %d", i, resp.StatusCode)
 		}
 	}
-	series := `weft_outbound_circuit_open_total{reason="requests",service="demo/shadow"}`
+	series := `weft_outbound_circuit_open_total{reason="mirror",service="demo/shadow"}`
 	waitFor(t, "four copies dropped", func() bool { return clientMetric(t, m.client, series) == 4 })
 	if n := mirrored.Load(); n != 1 {
 		t.Fatalf("the shadow got %d copies with one place, and it taken", n)

@@ -430,6 +430,7 @@ const (
 	openRequests    = "requests"    // maxRequests in flight, and no queue
 	openConnections = "connections" // maxConnections open and busy, and no queue
 	openPending     = "pending"     // maxPendingRequests waiting already
+	openMirror      = "mirror"      // a mirrored copy found maxRequests in flight, and was dropped
 )
 
 // circuitOpenError is a request or connection a circuit breaker refused.
