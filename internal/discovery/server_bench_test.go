@@ -31,35 +31,52 @@ func BenchmarkWatchEndpointChange(b *testing.B) {
 		apply(b, store, c)
 	}
 	srv := NewServer(store, slog.New(slog.DiscardHandler))
-	var streams []*stream
-	for i := range nStreams {
-		st := &stream{workload: ref(fmt.Sprintf("ns%d/w%d", i%namespaces, i)), notify: make(chan struct{}, 1),
-			subs: map[model.Ref]struct{}{}, dirty: map[model.Ref]struct{}{}, dropped: map[model.Ref]struct{}{}}
-		if err := srv.add(st); err != nil {
-			b.Fatal(err)
-		}
+	streams := benchStreams(b, srv, nStreams, func(i int) string { return fmt.Sprintf("ns%d/w%d", i%namespaces, i) }, func(i int) []string {
 		var subs []string
 		for j := range nSubs {
 			s := (i*nSubs + j) % (namespaces * perNS)
 			subs = append(subs, fmt.Sprintf("ns%d/s%d", s/perNS, s))
 		}
-		if err := srv.update(st, &meshv1.StreamRequest{Subscribe: refs(subs...)}); err != nil {
+		return subs
+	})
+	// Service ns0/s0 is subscribed to by stream 0.
+	b.ReportAllocs()
+	benchChanges(b, store, streams[0], func(i int) model.Changes {
+		return model.Changes{PutWorkloads: []*model.Workload{workload("ns0/s0-1", "s0", fmt.Sprintf("198.19.%d.%d", i/250%250, 1+i%250))}}
+	})
+}
+
+// benchStreams opens n streams on srv, stream i for workload workloadOf(i)
+// subscribed to subs(i), each with its first config taken; they are
+// removed when b ends.
+func benchStreams(b *testing.B, srv *Server, n int, workloadOf func(int) string, subs func(int) []string) []*stream {
+	b.Helper()
+	var streams []*stream
+	for i := range n {
+		st := &stream{workload: ref(workloadOf(i)), notify: make(chan struct{}, 1),
+			subs: map[model.Ref]struct{}{}, dirty: map[model.Ref]struct{}{}, dropped: map[model.Ref]struct{}{}}
+		if err := srv.add(st); err != nil {
+			b.Fatal(err)
+		}
+		if err := srv.update(st, &meshv1.StreamRequest{Subscribe: refs(subs(i)...)}); err != nil {
 			b.Fatal(err)
 		}
 		<-st.notify
 		streams = append(streams, st)
 	}
-	defer func() {
+	b.Cleanup(func() {
 		for _, st := range streams {
 			srv.remove(st)
 		}
-	}()
-	// Service ns0/s0 is subscribed to by stream 0.
-	watcher := streams[0]
-	b.ReportAllocs()
+	})
+	return streams
+}
+
+// benchChanges times change(i), applied to store, reaching watcher.
+func benchChanges(b *testing.B, store *model.Store, watcher *stream, change func(int) model.Changes) {
 	b.ResetTimer()
 	for i := range b.N {
-		apply(b, store, model.Changes{PutWorkloads: []*model.Workload{workload("ns0/s0-1", "s0", fmt.Sprintf("198.19.%d.%d", i/250%250, 1+i%250))}})
+		apply(b, store, change(i))
 		<-watcher.notify
 	}
 }

@@ -411,35 +411,17 @@ func BenchmarkWatch(b *testing.B) {
 	}
 	apply(b, store, c)
 	srv := NewServer(store, slog.New(slog.DiscardHandler))
-	var streams []*stream
-	for i := range nStreams {
-		st := &stream{workload: ref("ns/w" + itoa(i)), notify: make(chan struct{}, 1),
-			subs: map[model.Ref]struct{}{}, dirty: map[model.Ref]struct{}{}, dropped: map[model.Ref]struct{}{}}
-		if err := srv.add(st); err != nil {
-			b.Fatal(err)
-		}
+	streams := benchStreams(b, srv, nStreams, func(i int) string { return "ns/w" + itoa(i) }, func(i int) []string {
 		var subs []string
 		for j := range nSubs {
 			subs = append(subs, "ns/s"+itoa((i*nSubs+j)%nServices))
 		}
-		if err := srv.update(st, &meshv1.StreamRequest{Subscribe: refs(subs...)}); err != nil {
-			b.Fatal(err)
-		}
-		<-st.notify
-		streams = append(streams, st)
-	}
-	defer func() {
-		for _, st := range streams {
-			srv.remove(st)
-		}
-	}()
+		return subs
+	})
 	// Service 0 is subscribed to by streams 0 and 1000.
-	watcher := streams[0]
-	b.ResetTimer()
-	for i := range b.N {
-		apply(b, store, model.Changes{PutWorkloads: []*model.Workload{workload("ns/w", "s0", "198.18.0."+itoa(1+i%200))}})
-		<-watcher.notify
-	}
+	benchChanges(b, store, streams[0], func(i int) model.Changes {
+		return model.Changes{PutWorkloads: []*model.Workload{workload("ns/w", "s0", "198.18.0."+itoa(1+i%200))}}
+	})
 }
 
 // TestStreamSubscribeAll: a stream that asks for every service gets the
