@@ -267,41 +267,30 @@ func (gp *groupPool) GetClientConn(req *http.Request, addr string) (*http2.Clien
 			g.mu.Unlock()
 			return gc.cc, nil
 		}
-		if d := g.joinDialLocked(addr); d != nil {
-			g.mu.Unlock()
-			g.dropPromise(&promise)
-			gc, err := g.waitDial(ctx, d, addr)
-			if err != nil {
+		// A dial in progress with a seat for the request, else a new one
+		// while the group has room, else a wait for room.
+		d, fresh := g.joinDialLocked(addr), false
+		if d == nil && g.roomLocked() {
+			d, fresh = g.newDialLocked(addr), true
+		}
+		if d == nil {
+			if err := g.awaitRoomLocked(ctx, addr, &leave); err != nil {
 				return nil, err
-			}
-			promise = gc
-			if g.unusable(gc) {
-				unusable++
 			}
 			continue
 		}
-		if g.roomLocked() {
-			g.opening++
-			d := &groupDial{done: make(chan struct{}), seats: -1, holders: 1}
-			if m := g.limits.MaxRequestsPerConn; m > 0 {
-				d.seats = int(m) - 1 // one for this request
-			}
-			g.dials[addr] = append(g.dials[addr], d)
-			g.mu.Unlock()
+		g.mu.Unlock()
+		if fresh {
 			go g.dialShared(addr, d)
-			g.dropPromise(&promise)
-			gc, err := g.waitDial(ctx, d, addr)
-			if err != nil {
-				return nil, err
-			}
-			promise = gc
-			if g.unusable(gc) {
-				unusable++
-			}
-			continue
 		}
-		if err := g.awaitRoomLocked(ctx, addr, &leave); err != nil {
+		g.dropPromise(&promise)
+		gc, err := g.waitDial(ctx, d, addr)
+		if err != nil {
 			return nil, err
+		}
+		promise = gc
+		if g.unusable(gc) {
+			unusable++
 		}
 	}
 	return nil, &DialError{Addr: addr, Err: errors.New("new connections are unusable at once")}
@@ -443,6 +432,18 @@ func (g *Group) reserveLocked(addr string, mine **groupConn) *groupConn {
 		return gc
 	}
 	return nil
+}
+
+// newDialLocked counts a new dial to addr, which the request it is for
+// holds a seat in, and which requests may share while it has seats.
+func (g *Group) newDialLocked(addr string) *groupDial {
+	g.opening++
+	d := &groupDial{done: make(chan struct{}), seats: -1, holders: 1}
+	if m := g.limits.MaxRequestsPerConn; m > 0 {
+		d.seats = int(m) - 1 // one for this request
+	}
+	g.dials[addr] = append(g.dials[addr], d)
+	return d
 }
 
 // joinDialLocked returns a dial in progress to addr whose connection
