@@ -144,13 +144,21 @@ func TestResetEndsBothSides(t *testing.T) {
 	}
 }
 
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	return ln.Addr().String()
+}
+
 func TestDialRefused(t *testing.T) {
 	p := pool.New(pool.Options{})
 	defer p.Close()
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	appAddr := closed.Addr().String()
-	closed.Close()
-	_, err := Dial(context.Background(), p.DialTunnel, peer(t, appAddr), http.Header{})
+	_, err := Dial(context.Background(), p.DialTunnel, peer(t, closedAddr(t)), http.Header{})
 	var se *StatusError
 	if !errors.As(err, &se) || se.Code != http.StatusBadGateway {
 		t.Fatalf("Dial to a peer whose app is down = %v, want StatusError 502", err)
@@ -192,10 +200,7 @@ func TestBytesSentWithTheConnect(t *testing.T) {
 func TestDialUnreachablePeer(t *testing.T) {
 	p := pool.New(pool.Options{})
 	defer p.Close()
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := closed.Addr().String()
-	closed.Close()
-	_, err := Dial(context.Background(), p.DialTunnel, addr, http.Header{})
+	_, err := Dial(context.Background(), p.DialTunnel, closedAddr(t), http.Header{})
 	var de *pool.DialError
 	if !errors.As(err, &de) {
 		t.Fatalf("Dial to a peer that is not there = %v, want a pool.DialError (callers try another endpoint)", err)
