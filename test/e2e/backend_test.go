@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/weftmesh/weft/internal/testutil/tcpserver"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
@@ -149,22 +150,13 @@ func serveTCP(t *testing.T, name string) int {
 // ln until it closes: greeting, then reply(line) to each line the client
 // sends.
 func serveGreeting(ln net.Listener, greeting string, reply func(line string) string) {
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.WriteString(c, greeting)
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					io.WriteString(c, reply(sc.Text()))
-				}
-			}()
+	tcpserver.Accept(ln, func(c net.Conn) {
+		io.WriteString(c, greeting)
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			io.WriteString(c, reply(sc.Text()))
 		}
-	}()
+	})
 }
 
 // Manifests.

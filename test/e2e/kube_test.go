@@ -46,6 +46,7 @@ import (
 	"github.com/weftmesh/weft/internal/testutil/expand"
 	"github.com/weftmesh/weft/internal/testutil/kubeenv"
 	netnsutil "github.com/weftmesh/weft/internal/testutil/netns"
+	"github.com/weftmesh/weft/internal/testutil/tcpserver"
 )
 
 // Kubernetes mode end to end: a real API server (kubeenv) takes weft
@@ -538,26 +539,16 @@ func (k *kubeCluster) runControlPlane(ctx context.Context) {
 	// The API server, as the Pod would reach it (kubernetes.default.svc):
 	// a forwarder on the netns's loopback, whose address the API server's
 	// certificate names.
-	ln := cpNS.listen(fmt.Sprintf("127.0.0.1:%d", kubeAPIPort))
 	apiserver := strings.TrimPrefix(k.env.URL, "https://")
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				up, err := net.Dial("tcp", apiserver)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go io.Copy(up, c)
-				io.Copy(c, up)
-			}()
+	tcpserver.Accept(cpNS.listen(fmt.Sprintf("127.0.0.1:%d", kubeAPIPort)), func(c net.Conn) {
+		up, err := net.Dial("tcp", apiserver)
+		if err != nil {
+			return
 		}
-	}()
+		defer up.Close()
+		go io.Copy(up, c)
+		io.Copy(c, up)
+	})
 
 	ctr := pod.Spec.Containers[0]
 	uid := int64(0)

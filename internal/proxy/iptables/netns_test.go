@@ -13,6 +13,7 @@ import (
 	"time"
 
 	netnsutil "github.com/weftmesh/weft/internal/testutil/netns"
+	"github.com/weftmesh/weft/internal/testutil/tcpserver"
 )
 
 // These tests install the rules in real network namespaces and send real
@@ -36,19 +37,7 @@ func (n *netns) listen(addr string, serve func(net.Conn)) {
 	if strings.HasPrefix(addr, "[") {
 		network = "tcp6"
 	}
-	ln := n.Listen(network, addr)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				serve(c)
-			}()
-		}
-	}()
+	tcpserver.Accept(n.Listen(network, addr), serve)
 }
 
 // answer is what a test server writes to whoever connects.
