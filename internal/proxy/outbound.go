@@ -516,38 +516,67 @@ func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route) 
 		p.refuse(w, r, http.StatusBadGateway, "outbound", upstreamMsg(ep.ID, ep.HostPort(), err))
 		return
 	}
-	c, brw, err := http.NewResponseController(w).Hijack()
+	down, err := tunnel.Take(w)
 	if err != nil {
 		s.Close()
 		done(err)
-		p.refuse(w, r, http.StatusInternalServerError, "outbound", "cannot take over the connection: "+err.Error())
+		p.refuse(w, r, http.StatusInternalServerError, "outbound", err.Error())
 		return
 	}
-	if !p.tunnels.add(c) {
-		c.Close()
+	if !p.tunnels.add(down) {
+		down.Close()
 		s.Close()
 		done(ErrShutdown)
 		return
 	}
-	defer p.tunnels.done(c)
+	defer p.tunnels.done(down)
 	if err := writeRequestHead(s, r); err != nil {
-		c.Close()
+		down.Close()
 		s.Close()
 		done(err)
 		p.log.Warn("upgrade tunnel failed", "endpoint", ep.ID, "error", err)
 		return
 	}
-	down := net.Conn(c)
-	if n := brw.Reader.Buffered(); n > 0 {
-		// Bytes the client sent after the request head, already read.
-		b, _ := brw.Reader.Peek(n)
-		down = detect.Replay(c, bytes.Clone(b))
+	// The app's answer passes unparsed; its status, read on the way, is
+	// what the request is counted with.
+	up := tunnel.HalfCloser(s)
+	if ow, ok := w.(*observedWriter); ok {
+		up = &statusSniffer{HalfCloser: s, found: ow.confirmed}
 	}
-	err = tunnel.Pipe(asHalfCloser(down), s, clientLinger)
+	err = tunnel.Pipe(down, up, clientLinger)
 	done(err)
 	if err != nil {
 		p.log.Debug("upgrade tunnel ended", "endpoint", ep.ID, "error", err)
 	}
+}
+
+// statusSniffer reads the status of an HTTP/1 answer as its first line
+// passes through, and hands it to found once.
+type statusSniffer struct {
+	tunnel.HalfCloser
+	line  []byte
+	done  bool
+	found func(code int)
+}
+
+// maxStatusLine bounds what is kept of an answer looking for its status.
+const maxStatusLine = 64
+
+func (s *statusSniffer) Read(p []byte) (int, error) {
+	n, err := s.HalfCloser.Read(p)
+	if !s.done && n > 0 {
+		s.line = append(s.line, p[:min(n, maxStatusLine-len(s.line))]...)
+		// "HTTP/1.1 101 ...": the code is the second field.
+		if i := bytes.IndexByte(s.line, ' '); i >= 0 && len(s.line) >= i+4 {
+			if code, err := strconv.Atoi(string(s.line[i+1 : i+4])); err == nil {
+				s.found(code)
+			}
+			s.done = true
+		} else if len(s.line) == maxStatusLine {
+			s.done = true
+		}
+	}
+	return n, err
 }
 
 // writeRequestHead writes r's request line and headers as HTTP/1.1,

@@ -67,6 +67,15 @@ func TestWebSocket(t *testing.T) {
 			if err := ws.Close(websocket.StatusNormalClosure, "done"); err != nil {
 				t.Fatalf("close handshake: %v", err)
 			}
+			// The calling proxy counts the upgrade with the app's status,
+			// read as the answer passed through: one success, no failure.
+			switched := map[string]string{"direction": "outbound", "status_code": "101", "classification": "success"}
+			waitFor(t, "the upgrade counted", func() bool {
+				return sum(scrape(t, c.proxy), "weft_responses_total", switched) == 1
+			})
+			if n := sum(scrape(t, c.proxy), "weft_responses_total", map[string]string{"direction": "outbound", "classification": "failure"}); n != 0 {
+				t.Errorf("%v outbound upgrades counted as failures", n)
+			}
 		})
 	}
 }
